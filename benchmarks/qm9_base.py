@@ -93,8 +93,7 @@ def main() -> int:
         print(f"trained {result.step} steps in {result.seconds / 60:.1f} min, val NELBO {result.val_nelbo_bits:.4f}")
     loaded = load_checkpoint(out)
     nelbo = full_validation_nelbo(loaded)
-    print(f"full validation NELBO ({len(loaded.split_info['sha256'])} splits; valid n={loaded.split_info['sizes']['valid']}, "
-          f"K=16): {nelbo:.4f} bits/token")
+    print(f"full validation NELBO (n={loaded.split_info['sizes']['valid']}, K=16): {nelbo:.4f} bits/token")
     evaluator = evaluator_for(loaded.config, loaded.split_info)
     rows, table_rows = [], []
     reference = evaluator.reference_row(n=args.num_samples).as_dict()

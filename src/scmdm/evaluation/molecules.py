@@ -234,8 +234,7 @@ class MoleculeEvaluator:
             raise ValueError(f"need >= 2 valid reference molecules for FCD, got {len(canonical)}")
         #: number of (valid) reference molecules behind the FCD statistics
         self.n_reference: int = len(canonical)
-        _chemnet(device)  # load ChemNet once, up front
-        self.ref_mu, self.ref_sigma = _fcd_stats(canonical, device)
+        self.ref_mu, self.ref_sigma = _cached_reference_stats(canonical, device)
 
     def evaluate(self, samples: Sequence[str]) -> MoleculeMetrics:
         """Metrics of ``samples`` (SMILES strings; invalid ones count towards ``n_samples``)."""
@@ -275,6 +274,27 @@ class MoleculeEvaluator:
             idx = np.random.default_rng(seed).choice(len(refs), size=n, replace=False)
             refs = [refs[i] for i in idx]
         return self.evaluate(refs)
+
+
+def _cached_reference_stats(canonical: list[str], device: str) -> tuple[np.ndarray, np.ndarray]:
+    """ChemNet (μ, Σ) of the reference molecules, cached on disk (``scmdm.data.molecules.cache_dir``) under
+    the SHA-256 of the canonical list: the statistics are a pure function of it, and ChemNet on ~10k
+    molecules costs tens of seconds on a CPU. Stored as .npz, read with ``allow_pickle=False``."""
+    import hashlib
+    import os
+
+    from scmdm.data.molecules import cache_dir
+
+    digest = hashlib.sha256("\n".join(canonical).encode()).hexdigest()[:32]
+    path = cache_dir() / f"fcd_reference_{digest}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            return stored["mu"], stored["sigma"]
+    mu, sigma = _fcd_stats(canonical, device)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, mu=mu, sigma=sigma)
+    os.replace(tmp, path)
+    return mu, sigma
 
 
 def _qed(mol: Any) -> float:

@@ -1,0 +1,231 @@
+"""Tests of scmdm.config: defaults, YAML files, ``section.key=value`` overrides and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scmdm.backbone import BLOCK_TYPES
+from scmdm.config import (
+    PRECISIONS,
+    SAMPLERS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    describe_config,
+    load_config,
+)
+from scmdm.schedules import SCHEDULES
+
+
+def test_defaults_validate() -> None:
+    config = load_config()
+    assert isinstance(config, Config)
+    assert config == Config()
+    assert config.validate() is config
+    assert Config.sections() == ("data", "model", "diffusion", "train", "sample")
+    # a few defaults the rest of the code relies on
+    assert config.diffusion.schedule in SCHEDULES
+    assert config.model.block_type in BLOCK_TYPES
+    assert config.sample.sampler in SAMPLERS
+    assert config.sample.precision in PRECISIONS
+
+
+def test_list_defaults_are_not_shared_between_instances() -> None:
+    a, b = Config(), Config()
+    a.train.betas[0] = 0.5
+    assert b.train.betas == [0.9, 0.99]
+
+
+@pytest.mark.parametrize(("override", "section", "key", "expected", "kind"), [
+    ("train.lr=0.002", "train", "lr", 0.002, float),
+    ("train.lr=1e-3", "train", "lr", 1e-3, float),  # YAML 1.1 reads '1e-3' as a string
+    ("train.lr=3", "train", "lr", 3.0, float),  # an int is accepted for a float field
+    ("train.steps=10", "train", "steps", 10, int),
+    ("train.steps=10.0", "train", "steps", 10, int),  # an integral float is accepted for an int field
+    ("model.time_conditioning=true", "model", "time_conditioning", True, bool),
+    ("sample.use_ema=false", "sample", "use_ema", False, bool),
+    ("model.block_type=adaln", "model", "block_type", "adaln", str),
+    ("train.betas=[0.8, 0.95]", "train", "betas", [0.8, 0.95], list),
+    ("train.device= cpu", "train", "device", "cpu", str),
+])
+def test_overrides_parse_types(override: str, section: str, key: str, expected: object, kind: type) -> None:
+    config = apply_overrides(Config(), [override])
+    value = getattr(getattr(config, section), key)
+    assert type(value) is kind
+    assert value == expected
+    # and load_config applies the same parsing, then validates
+    assert getattr(getattr(load_config(overrides=[override]), section), key) == expected
+
+
+def test_later_overrides_win() -> None:
+    config = load_config(overrides=["train.steps=10", "train.steps=20"])
+    assert config.train.steps == 20
+
+
+def test_unknown_section_names_it_and_lists_sections() -> None:
+    with pytest.raises(ConfigError, match="'optim'") as info:
+        apply_overrides(Config(), ["optim.lr=0.1"])
+    for section in Config.sections():
+        assert section in str(info.value)
+
+
+def test_unknown_key_names_it_and_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError, match="'train.learning_rate'") as info:
+        apply_overrides(Config(), ["train.learning_rate=0.1"])
+    for f in dataclasses.fields(Config().train):
+        assert f.name in str(info.value)
+
+
+@pytest.mark.parametrize("override", ["train.steps=abc", "train.steps=1.5", "train.steps=true",
+                                      "train.lr=fast", "model.time_conditioning=1", "train.betas=0.9",
+                                      "model.block_type=[1, 2]"])
+def test_wrong_type_raises_naming_the_key(override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        apply_overrides(Config(), [override])
+
+
+@pytest.mark.parametrize("override", ["train.steps", "steps=3", "a.b.c=1"])
+def test_malformed_overrides_raise(override: str) -> None:
+    with pytest.raises(ConfigError):
+        apply_overrides(Config(), [override])
+
+
+@pytest.mark.parametrize(("overrides", "pattern"), [
+    (["train.steps=-1"], "train.steps must be positive"),
+    (["train.steps=0"], "train.steps must be positive"),
+    (["train.warmup_steps=-1"], "train.warmup_steps"),
+    (["train.ema_decay=1.0"], "train.ema_decay"),
+    (["train.precision=float16"], "train.precision"),
+    (["sample.sampler=foo"], "sample.sampler must be one of ancestral, cached, topk, got 'foo'"),
+    (["sample.precision=float16"], "sample.precision must be one of float64, float32"),
+    (["diffusion.schedule=foo"], "diffusion.schedule must be one of loglinear, cosine, linear"),
+    (["diffusion.time_epsilon=0"], "diffusion.time_epsilon"),
+    (["sample.temperature=0"], "sample.temperature must be positive"),
+    (["sample.top_p=1.5"], r"sample.top_p must be in \(0, 1\]"),
+    (["sample.top_p=0"], "sample.top_p"),
+    (["model.width=100", "model.heads=6"], r"model.width \(100\) / model.heads \(6\)"),
+    (["model.width=18", "model.heads=6"], r"model.width \(18\)"),  # head dim 3 is odd
+    (["model.block_type=dit"], "model.block_type must be one of prenorm, adaln"),
+    (["model.dropout=1"], "model.dropout"),
+    (["data.domain=text"], "data.domain"),
+    (["data.max_length=1"], "data.max_length"),
+])
+def test_invalid_values_raise(overrides: list[str], pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(overrides=overrides)
+
+
+def test_valid_non_default_values_pass() -> None:
+    config = load_config(overrides=["model.width=96", "model.heads=4", "sample.sampler=topk",
+                                    "sample.precision=float32", "diffusion.schedule=cosine",
+                                    "sample.top_p=0.9"])
+    assert (config.model.width, config.model.heads, config.sample.sampler) == (96, 4, "topk")
+
+
+def test_yaml_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  steps: 5\n  lr: 0.002\n"
+                    "model:\n  block_type: adaln\n  time_conditioning: true\n", encoding="utf-8")
+    config = load_config(path, ["train.steps=7", "sample.steps=3"])
+    assert config.train.steps == 7  # override applied after the file
+    assert config.train.lr == 0.002  # from the file
+    assert config.model.block_type == "adaln" and config.model.time_conditioning is True
+    assert config.sample.steps == 3
+    assert config.train.batch_size == Config().train.batch_size  # untouched default
+
+
+def test_yaml_file_exponent_float(tmp_path: Path) -> None:
+    # 'lr: 1e-3' is how people write learning rates; PyYAML (YAML 1.1) loads it as the string '1e-3'.
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: 1e-3\n", encoding="utf-8")
+    assert load_config(path).train.lr == 1e-3
+
+
+def test_yaml_file_values_are_validated(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("sample:\n  top_p: 1.5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="sample.top_p"):
+        load_config(path)
+    # ... but an override can repair it, since validation runs after the overrides
+    assert load_config(path, ["sample.top_p=0.5"]).sample.top_p == 0.5
+
+
+def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("", encoding="utf-8")
+    assert load_config(path) == Config()
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    ("- train\n- model\n", "must hold a mapping"),
+    ("just a string\n", "must hold a mapping"),
+    ("train: 5\n", "section 'train' must be a mapping"),
+    ("optim:\n  lr: 0.1\n", "unknown section 'optim'"),
+    ("train:\n  learning_rate: 0.1\n", "unknown key 'train.learning_rate'"),
+    ("train: [unclosed\n", "not valid YAML"),
+])
+def test_bad_yaml_files_raise(tmp_path: Path, text: str, pattern: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(path)
+
+
+def test_missing_yaml_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_to_dict_from_dict_round_trip() -> None:
+    config = load_config(overrides=["train.steps=11", "train.betas=[0.5, 0.6]", "model.block_type=adaln",
+                                    "sample.temperature=0.7", "data.subset=100"])
+    data = config.to_dict()
+    assert set(data) == set(Config.sections())
+    assert data["train"]["steps"] == 11 and data["model"]["block_type"] == "adaln"
+    restored = Config.from_dict(data)
+    assert restored == config
+    assert Config.from_dict(data).validate() == config
+    # a default config survives the round trip too
+    assert Config.from_dict(Config().to_dict()) == Config()
+
+
+def test_from_dict_rejects_unknown_section_and_key() -> None:
+    with pytest.raises(ConfigError, match="unknown section 'optim'"):
+        Config.from_dict({"optim": {}})
+    with pytest.raises(ConfigError, match="'model.size'"):
+        Config.from_dict({"model": {"size": 3}})
+
+
+def test_describe_config_mentions_every_field() -> None:
+    text = describe_config()
+    defaults = Config()
+    for section in Config.sections():
+        assert f"{section}:" in text
+        obj = getattr(defaults, section)
+        for f in dataclasses.fields(obj):
+            assert f"{section}.{f.name} = {getattr(obj, f.name)!r}" in text
+            assert f.metadata["help"] and f.metadata["help"] in text
+    only_train = describe_config(("train",))
+    assert "train.steps" in only_train and "model.width" not in only_train
+
+
+@settings(max_examples=60, deadline=None)
+@given(train_steps=st.integers(min_value=1, max_value=10**12),
+       sample_steps=st.integers(min_value=1, max_value=10**12))
+def test_integer_overrides_round_trip_exactly(train_steps: int, sample_steps: int) -> None:
+    config = load_config(overrides=[f"train.steps={train_steps}", f"sample.steps={sample_steps}"])
+    assert type(config.train.steps) is int and config.train.steps == train_steps
+    assert type(config.sample.steps) is int and config.sample.steps == sample_steps
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.integers(max_value=0))
+def test_non_positive_step_overrides_are_rejected(steps: int) -> None:
+    with pytest.raises(ConfigError, match="train.steps"):
+        load_config(overrides=[f"train.steps={steps}"])
