@@ -90,6 +90,13 @@ def test_wrong_type_raises_naming_the_key(override: str) -> None:
         apply_overrides(Config(), [override])
 
 
+@pytest.mark.parametrize("override", ["train.betas=[a, b]", "train.betas=[0.9, true]"])
+def test_betas_with_non_numbers_raise_config_error(override: str) -> None:
+    # a list field is only checked to be a list; its elements must still give a ConfigError naming the key
+    with pytest.raises(ConfigError, match=r"train\.betas"):
+        load_config(overrides=[override])
+
+
 @pytest.mark.parametrize("override", ["train.steps", "steps=3", "a.b.c=1"])
 def test_malformed_overrides_raise(override: str) -> None:
     with pytest.raises(ConfigError):

@@ -13,8 +13,8 @@ Blocks (``block_type``):
 
 Attention is ``scaled_dot_product_attention`` with rotary position embeddings (half-split RoPE) and
 bias-free QKV / output projections. Parameter names follow MDLM's DiT (``vocab_embed.embedding``,
-``sigma_map``, ``blocks.{i}.attn_qkv``, ``adaLN_modulation``, ``output_layer``) so that a checkpoint
-mapping stays a renaming, kept in one place (``scmdm.weights``).
+``sigma_map``, ``blocks.{i}.attn_qkv``, ``adaLN_modulation``, ``output_layer``) so that loading MDLM
+weights stays a renaming (not built yet; it belongs in one module when it is).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,17 @@ __all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "Sampl
 
 SAMPLERS = ("ancestral", "cached", "topk")
 PRECISIONS = ("float64", "float32")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads floats written without a dot ('1e-3', '5E+4') as floats (YAML 1.2)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class ConfigError(ValueError):
@@ -54,6 +66,10 @@ class DataConfig:
             raise ConfigError(f"data.max_length must be at least 2, got {self.max_length}")
         if self.subset < 0:
             raise ConfigError(f"data.subset must be >= 0, got {self.subset}")
+        if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.valid_fraction + self.test_fraction < 1):
+            raise ConfigError(f"data.valid_fraction and data.test_fraction must be in [0, 1) and sum below 1, got "
+                              f"{self.valid_fraction} and {self.test_fraction}")
 
 
 @dataclass
@@ -130,7 +146,8 @@ class TrainConfig:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.precision not in ("float32", "bfloat16"):
             raise ConfigError(f"train.precision must be float32 or bfloat16, got {self.precision!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        if len(self.betas) != 2 or not all(isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1
+                                           for b in self.betas):
             raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
 
 
@@ -247,7 +264,7 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.load(raw, Loader=_YamlLoader) if raw.strip() else ""
         except yaml.YAMLError as err:
             raise ConfigError(f"cannot parse the value of {key}: {err}") from None
         _set(config, key.strip(), value)
@@ -262,7 +279,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
         if data is not None and not isinstance(data, dict):

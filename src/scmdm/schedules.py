@@ -49,7 +49,8 @@ class NoiseSchedule(ABC):
         """Probability that a token masked at time t is clean at the earlier time s < t:
         (α(s) − α(t)) / (1 − α(t))."""
         a_t, a_s = self.alpha(t), self.alpha(s)
-        return ((a_s - a_t) / (1.0 - a_t)).clamp(0.0, 1.0)
+        # at t = 0 nothing is masked; define the probability as 1 there instead of 0/0
+        return torch.nan_to_num((a_s - a_t) / (1.0 - a_t), nan=1.0).clamp(0.0, 1.0)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
