@@ -94,7 +94,10 @@ def test_fit_writes_checkpoint_metrics_and_plot(tmp_path, tiny_data) -> None:
 @requires_qm9
 def test_non_finite_loss_stops_with_a_message(tmp_path, tiny_data) -> None:
     trainer = Trainer(load_config(None, TINY), tmp_path, data=tiny_data, show_progress=False)
+    trainer.train_step()
+    good = trainer.save()
     with torch.no_grad():
         trainer.model.output_layer.linear.bias.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="last good checkpoint"):
-        trainer.train_step()
+    with pytest.raises(FloatingPointError, match="last good checkpoint.*step_0000001.*is kept"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path).path == good  # still the newest checkpoint, and it loads

@@ -10,8 +10,15 @@ A checkpoint is a folder ``<run>/checkpoints/step_XXXXXXX/`` holding
     rng.safetensors    torch global RNG, the trainer's noise generator (and CUDA RNG when present)
     state.json         step, tokens seen, elapsed time, last validation NELBO
 
-It is written into a temporary folder and renamed into place, so a crash never leaves a half-written
-checkpoint under the final name; the newest ``keep`` checkpoints are kept.
+It is written into a temporary folder ``.tmp_step_XXXXXXX_<pid>`` (every file fsynced), renamed into
+place and the parent folder fsynced, so a crash (even SIGKILL or power loss) never leaves a half-written
+checkpoint under a ``step_*`` name; leftovers of a killed write are ignored and removed by the next save.
+The newest ``keep`` (``train.keep_checkpoints``) checkpoints are kept.
+
+An exported model folder (``export_model``, ``scmdm export``) holds config.json, model.safetensors,
+tokenizer.json, split.json, export.json and a README.md; ``load_checkpoint`` (and ``scmdm.load``) read
+it, a checkpoint folder or a run folder alike. Every problem with a file raises ``CheckpointError``
+naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +34,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scmdm.backbone import BackboneConfig, Transformer
-from scmdm.config import Config
+from scmdm.config import Config, ConfigError
 from scmdm.tokenizers import SmilesTokenizer
 
 __all__ = ["build_model", "save_checkpoint", "find_checkpoint", "load_checkpoint", "LoadedCheckpoint",
-           "optimizer_to_tensors", "optimizer_from_tensors", "CheckpointError"]
+           "optimizer_to_tensors", "optimizer_from_tensors", "CheckpointError", "read_json", "read_weights",
+           "read_tokenizer", "export_model", "DOMAIN_TOKENIZERS"]
 
 CHECKPOINT_GLOB = "step_*"
+LEFTOVER_GLOBS = (".tmp_step_*", ".old_step_*")
+DOMAIN_TOKENIZERS = {"molecule": SmilesTokenizer}  # data.domain → the tokenizer class its checkpoints use
 
 
 class CheckpointError(RuntimeError):
@@ -79,6 +90,37 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _remove_leftovers(root: Path, keep: Path | None = None) -> None:
+    """Remove temporary folders of earlier writes that were killed before they were renamed."""
+    for pattern in LEFTOVER_GLOBS:
+        for path in root.glob(pattern):
+            if path != keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` into a fresh temporary sibling of ``final``, fsync, then rename it to ``final``."""
+    root = final.parent
+    tmp = root / f".tmp_{final.name}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write(tmp)
+    for file in tmp.iterdir():
+        with file.open("rb") as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(tmp)
+    old = None
+    if final.exists():  # rewriting a step (e.g. the final save after a resume): move the old one aside first
+        old = root / f".old_{final.name}_{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer: SmilesTokenizer,
                     split_info: dict, model: torch.nn.Module, ema_state: dict[str, torch.Tensor] | None,
                     optimizer: torch.optim.Optimizer | None, rng: dict[str, torch.Tensor], state: dict,
@@ -86,42 +128,43 @@ def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer
     """Write a checkpoint atomically and prune all but the newest ``keep``. Returns its folder."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:07d}"
-    tmp = root / f".tmp_step_{step:07d}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    tokenizer.save(tmp / "tokenizer.json")
-    (tmp / "split.json").write_text(json.dumps(split_info, indent=1))
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / "model.safetensors"))
-    if ema_state is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in ema_state.items()}, str(tmp / "ema.safetensors"))
-    if optimizer is not None:
-        tensors, meta = optimizer_to_tensors(optimizer)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "optimizer.json").write_text(json.dumps(meta))
-    save_file({k: v.cpu().contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
-    for file in tmp.iterdir():
-        with file.open("rb") as handle:
-            os.fsync(handle.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
+    _remove_leftovers(root)
+
+    def write(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+        tokenizer.save(tmp / "tokenizer.json")
+        (tmp / "split.json").write_text(json.dumps(split_info, indent=1))
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"))
+        if ema_state is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in ema_state.items()},
+                      str(tmp / "ema.safetensors"))
+        if optimizer is not None:
+            tensors, meta = optimizer_to_tensors(optimizer)
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            (tmp / "optimizer.json").write_text(json.dumps(meta))
+        save_file({k: v.cpu().contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
+
+    final = _write_folder_atomically(root / f"step_{step:07d}", write)
     for old in sorted(root.glob(CHECKPOINT_GLOB))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, given it or a run folder (→ its newest checkpoint)."""
+    """A checkpoint or exported model folder, given it or a run folder (→ its newest checkpoint)."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint found at {path}: it does not exist")
+    if path.is_file():
+        raise CheckpointError(f"{path} is a file; give a run folder, a checkpoint folder or an exported model folder")
     if (path / "model.safetensors").exists():
         return path
     candidates = sorted((path / "checkpoints").glob(CHECKPOINT_GLOB))
     if not candidates:
+        if (path / "config.json").exists() or (path / "tokenizer.json").exists():
+            raise CheckpointError(f"checkpoint file {path / 'model.safetensors'} is missing")
         raise CheckpointError(f"no checkpoint found at {path} (expected model.safetensors there or "
                               f"checkpoints/step_* below it)")
     return candidates[-1]
@@ -134,46 +177,192 @@ class LoadedCheckpoint:
     tokenizer: SmilesTokenizer
     split_info: dict
     model: Transformer
-    state: dict
+    state: dict  # step, tokens_seen, val_nelbo_bits, ... ({} when unknown)
+    weights_file: Path | None = None  # the safetensors file the model weights came from
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path, *, optional: bool = False) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if optional:
+            return {}
         raise CheckpointError(f"checkpoint file {path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checkpoint file {path} is not valid JSON: {err}") from None
+        raise CheckpointError(f"checkpoint file {path} is not valid JSON (truncated or the wrong kind of file?): "
+                              f"{err}") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint file {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint file {path} should hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+_read_json = read_json  # the older private name
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file (never unpickled); CheckpointError naming the file otherwise."""
     try:
         return load_file(str(path))
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file {path} is missing") from None
     except Exception as err:  # safetensors raises its own error types for truncated/garbage files
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated, or the wrong kind of "
+                              f"file?): {err}") from None
+
+
+def read_config(path: Path) -> Config:
+    try:
+        return Config.from_dict(read_json(path), where=str(path)).validate()
+    except ConfigError as err:
+        message = str(err) if str(path) in str(err) else f"{path}: {err}"
+        raise CheckpointError(f"invalid config in checkpoint: {message}") from None
+
+
+def read_tokenizer(path: Path, config: Config) -> SmilesTokenizer:
+    """The tokenizer in ``path``, checked to belong to ``config.data.domain``."""
+    data = read_json(path)
+    expected = DOMAIN_TOKENIZERS[config.data.domain]
+    if data.get("kind") != expected.kind:
+        raise CheckpointError(f"{path}: tokenizer kind {data.get('kind')!r} does not match data.domain="
+                              f"{config.data.domain!r} in config.json (expects {expected.kind!r}); this checkpoint "
+                              f"is from another domain or its files were mixed up")
+    try:
+        return expected.from_dict(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a valid {expected.kind} tokenizer: {err}") from None
+
+
+def _check_weights(weights: dict[str, torch.Tensor], model: Transformer, weights_file: Path,
+                   tokenizer: SmilesTokenizer) -> None:
+    folder = weights_file.parent
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(weights), set(weights) - set(expected)
+    if missing or unexpected:
+        raise CheckpointError(f"{weights_file} does not match the architecture in {folder / 'config.json'} "
+                              f"(architecture mismatch): missing {sorted(missing)[:5]}, unexpected "
+                              f"{sorted(unexpected)[:5]}")
+    vocab_names = [n for n, t in expected.items() if t.ndim >= 1 and t.shape[0] == tokenizer.vocab_size
+                   and ("embedding" in n or "output_layer.linear" in n)]
+    for name in vocab_names:
+        if weights[name].shape[0] != tokenizer.vocab_size and weights[name].shape[1:] == expected[name].shape[1:]:
+            raise CheckpointError(f"vocabulary mismatch: {folder / 'tokenizer.json'} has {tokenizer.vocab_size} "
+                                  f"tokens (MASK included) but {weights_file} was trained with "
+                                  f"{weights[name].shape[0]} ({name})")
+    for name, tensor in expected.items():
+        if weights[name].shape != tensor.shape:
+            raise CheckpointError(f"architecture mismatch: {weights_file}: {name} has shape "
+                                  f"{tuple(weights[name].shape)}, but {folder / 'config.json'} implies "
+                                  f"{tuple(tensor.shape)}")
+        if weights[name].dtype != tensor.dtype:
+            raise CheckpointError(f"{weights_file}: {name} is {weights[name].dtype}, expected {tensor.dtype}")
 
 
 def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Load a checkpoint for sampling or further training (EMA weights by default, if present)."""
+    """Load a checkpoint, an exported model folder or a run's newest checkpoint, for sampling or further
+    training (EMA weights by default, if present). Any problem raises CheckpointError naming the file."""
     folder = find_checkpoint(path)
-    config = Config.from_dict(_read_json(folder / "config.json"), where=str(folder / "config.json")).validate()
-    tokenizer = SmilesTokenizer.from_dict(_read_json(folder / "tokenizer.json"))
+    config = read_config(folder / "config.json")
+    tokenizer = read_tokenizer(folder / "tokenizer.json", config)
     model = build_model(config, tokenizer)
     weights_file = folder / ("ema.safetensors" if use_ema and (folder / "ema.safetensors").exists()
                              else "model.safetensors")
     weights = read_weights(weights_file)
-    missing, unexpected = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
-    if missing or unexpected:
-        raise CheckpointError(f"{weights_file} does not match the architecture in config.json: "
-                              f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
-    for name, tensor in model.state_dict().items():
-        if weights[name].shape != tensor.shape:
-            raise CheckpointError(f"{weights_file}: {name} has shape {tuple(weights[name].shape)}, the config "
-                                  f"implies {tuple(tensor.shape)} (vocabulary or architecture mismatch)")
+    _check_weights(weights, model, weights_file, tokenizer)
     model.load_state_dict(weights)
     model.to(device).eval()
+    state = read_json(folder / "state.json", optional=True) or read_json(folder / "export.json",
+                                                                         optional=True).get("training", {})
     return LoadedCheckpoint(path=folder, config=config, tokenizer=tokenizer,
-                            split_info=_read_json(folder / "split.json"), model=model,
-                            state=_read_json(folder / "state.json"))
+                            split_info=read_json(folder / "split.json"), model=model, state=state,
+                            weights_file=weights_file)
+
+
+def export_model(source: str | Path, out: str | Path, *, use_ema: bool = True, command: str | None = None) -> Path:
+    """Write a portable model folder: config.json, model.safetensors (EMA weights unless ``use_ema`` is
+    False), tokenizer.json, split.json, export.json and a README.md that says how it was trained.
+    ``source`` is a run, checkpoint or exported folder; ``out`` must not exist yet (or be empty)."""
+    loaded = load_checkpoint(source, use_ema=use_ema)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists and is not an empty folder; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()
+    weights_kind = "ema" if loaded.weights_file is not None and loaded.weights_file.name == "ema.safetensors" else "raw"
+    info = {"format": "scmdm-model", "format_version": 1, "weights": weights_kind,
+            "exported_from": str(loaded.path.resolve()), "training": loaded.state,
+            "num_parameters": loaded.model.num_parameters(), "vocab_size": loaded.tokenizer.vocab_size}
+
+    def write(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(loaded.config.to_dict(), indent=1))
+        loaded.tokenizer.save(tmp / "tokenizer.json")
+        (tmp / "split.json").write_text(json.dumps(loaded.split_info, indent=1))
+        save_file({k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        (tmp / "export.json").write_text(json.dumps(info, indent=1))
+        (tmp / "README.md").write_text(_model_readme(loaded, info, out, command))
+
+    return _write_folder_atomically(out, write)
+
+
+def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str | None) -> str:
+    c, state, split = loaded.config, loaded.state, loaded.split_info
+    val, tokens = state.get("val_nelbo_bits"), state.get("tokens_seen")
+    weights = f"EMA (decay {c.train.ema_decay})" if info["weights"] == "ema" else "raw (not EMA)"
+    rows = [
+        ("parameters", f"{info['num_parameters']:,}"),
+        ("architecture", f"{c.model.depth} × {c.model.block_type} transformer blocks, width {c.model.width}, "
+                         f"{c.model.heads} heads, MLP ratio {c.model.mlp_ratio}, time conditioning "
+                         f"{c.model.time_conditioning}"),
+        ("canvas", f"{c.data.max_length} tokens (EOS included); vocabulary {loaded.tokenizer.vocab_size} ids "
+                   f"(MASK included)"),
+        ("domain / tokenizer", f"{c.data.domain} / {loaded.tokenizer.kind}"),
+        ("noise schedule", c.diffusion.schedule),
+        ("weights", weights),
+        ("training steps", f"{state.get('step', 'unknown')} × batch {c.train.batch_size} (lr {c.train.lr}, "
+                           f"{c.train.precision})"),
+        ("tokens seen", f"{tokens:,} canvas tokens" if isinstance(tokens, int) else "unknown"),
+        ("validation NELBO", (f"{val:.4f} bits/token (K = {c.train.val_num_t} midpoint rule, EMA weights)"
+                              if isinstance(val, int | float) else "unknown")),
+        ("data", f"source {split.get('source', c.data.source)!r}, split seed {split.get('seed')}, "
+                 f"sizes {split.get('sizes')}"),
+        ("exported from", f"`{info['exported_from']}`"),
+    ]
+    if state.get("init_from"):
+        rows.append(("initialised from", f"`{state['init_from']}`"))
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    exported_with = f"\nExported with: `{command}`\n" if command else ""
+    return f"""# {out.name} — a masked diffusion model exported by scmdm
+
+| | |
+|---|---|
+{table}
+
+The full training configuration is in `config.json`; `split.json` holds the SHA-256 of each data split,
+so `scmdm eval` can check that it evaluates against molecules the model did not see.
+{exported_with}
+## Use it
+
+```bash
+scmdm sample {out} --out samples.smi sample.steps=64 sample.num_samples=1000
+scmdm eval {out} sample.steps=64
+```
+
+```python
+import scmdm
+from scmdm.sampling import generate
+from scmdm.schedules import get_schedule
+
+m = scmdm.load("{out}")
+out = generate(m.model, get_schedule(m.config.diffusion.schedule), mask_id=m.tokenizer.mask_id,
+               num_samples=10, length=m.config.data.max_length, sampler="ancestral", steps=64)
+print(m.tokenizer.decode_batch(out.tokens))
+```
+
+Further training starts from these weights with `scmdm train --init-from {out} --out RUN ...` (same
+model settings; new data must fit this tokenizer's vocabulary).
+
+Files: `model.safetensors` (weights), `config.json`, `tokenizer.json`, `split.json`, `export.json` — no pickle.
+"""

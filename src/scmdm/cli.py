@@ -1,7 +1,9 @@
-"""``scmdm`` command line: train, sample, eval, demo.
+"""``scmdm`` command line: train, sample, eval, export, demo.
 
 Every command takes ``section.key=value`` overrides after its options; ``scmdm <command> --help``
-lists every option with its default and meaning.
+lists every option with its default and meaning. Errors in the input (config values, data files,
+checkpoints) print one line ``scmdm <command>: error: ...`` and exit with status 2; a run stopped by a
+non-finite loss, or an operating-system error (disk full, permissions), prints one line and exits with 1.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ EXAMPLES = {
     "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128",
     "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi",
     "demo": "scmdm demo --out runs/demo",
+    "export": "scmdm export runs/qm9_base --out models/qm9_base   (then: scmdm sample models/qm9_base, "
+              "or scmdm.load('models/qm9_base') in Python)",
 }
 
 
@@ -28,9 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, sections: tuple[str, ...]) -> argparse.ArgumentParser:
+        overrides = f"\n\noverrides (section.key=value):\n{describe_config(sections)}" if sections else ""
         p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter,
-                           epilog=f"example:\n  {EXAMPLES[name]}\n\noverrides (section.key=value):\n"
-                                  + describe_config(sections))
+                           epilog=f"example:\n  {EXAMPLES[name]}{overrides}")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
         return p
 
@@ -39,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML config file, or the name of one in configs/ (e.g. qm9_base)")
     train.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curve.png")
     train.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
+    train.add_argument("--init-from", metavar="MODEL",
+                       help="start from this model's weights and tokenizer (an exported folder, checkpoint or run "
+                            "folder; its config is the base that --config and the overrides change)")
 
     sample = command("sample", "Sample sequences from a checkpoint.", ("sample",))
     sample.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
@@ -51,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--samples", help="evaluate this SMILES file instead of sampling")
     evaluate.add_argument("--json", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+
+    export = command("export", "Write a portable model folder (config.json, model.safetensors, tokenizer.json, "
+                               "split.json, README.md) that scmdm.load() and scmdm sample/eval read.", ())
+    export.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
+    export.add_argument("--out", required=True, help="the folder to create (must not exist, or be empty)")
+    export.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA weights")
 
     demo = command("demo", "Train a small model on QM9, sample 1,000 molecules and print the metrics table.",
                    ("data", "model", "diffusion", "train", "sample"))
@@ -73,15 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    args.overrides = [*args.overrides, *extra]  # overrides may also come after options
+    args.overrides = [*getattr(args, "overrides", []), *extra]  # overrides may also come after options
     try:
         return _run(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"scmdm {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"scmdm {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:
+        print(f"scmdm {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except OSError as err:  # disk full, permission denied, ...
+        print(f"scmdm {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"scmdm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -97,9 +120,11 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "sample":
             return _sample(args)
+        if args.command == "export":
+            return _export(args)
         return _eval(args)
     except CheckpointError as err:
-        print(f"scmdm {args.command}: error: {err}", file=sys.stderr)
+        print(f"scmdm {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 
@@ -107,11 +132,16 @@ def _train(args: argparse.Namespace) -> int:
     from scmdm.training import Trainer
     from scmdm.workflows import resolve_config_path
 
-    config = load_config(resolve_config_path(args.config), args.overrides)
+    base = None
+    if args.init_from:
+        from scmdm.checkpoint import load_checkpoint
+
+        base = load_checkpoint(args.init_from).config
+    config = load_config(resolve_config_path(args.config), args.overrides, base=base)
     out = Path(args.out)
     if args.no_resume and any((out / "checkpoints").glob("step_*")):
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")
-    result = Trainer(config, out, show_progress=not args.no_progress).fit()
+    result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from).fit()
     print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; validation NELBO "
           f"{result.val_nelbo_bits:.4f} bits/token; checkpoint {result.checkpoint}")
     return 0
@@ -132,6 +162,18 @@ def _sample(args: argparse.Namespace) -> int:
               file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from scmdm.checkpoint import export_model
+
+    if args.overrides:
+        raise ValueError(f"export takes no overrides, got {' '.join(args.overrides)}")
+    command = "scmdm export " + " ".join([args.checkpoint, "--out", args.out, *(["--raw"] if args.raw else [])])
+    folder = export_model(args.checkpoint, args.out, use_ema=not args.raw, command=command)
+    print(f"exported {'raw' if args.raw else 'EMA'} weights to {folder} "
+          f"({', '.join(sorted(p.name for p in folder.iterdir()))})")
     return 0
 
 

@@ -22,10 +22,13 @@ from scmdm.backbone import BLOCK_TYPES
 from scmdm.schedules import SCHEDULES
 
 __all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "Config",
-           "ConfigError", "load_config", "apply_overrides", "describe_config", "SAMPLERS", "PRECISIONS"]
+           "ConfigError", "load_config", "apply_overrides", "describe_config", "SAMPLERS", "PRECISIONS", "TOO_LONG"]
 
 SAMPLERS = ("ancestral", "cached", "topk")
 PRECISIONS = ("float64", "float32")
+TOO_LONG = ("error", "skip", "truncate")
+MAX_SEED = 2**32 - 1
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -58,10 +61,15 @@ class DataConfig:
     valid_fraction: float = _f(0.05, "fraction of molecules held out for validation")
     test_fraction: float = _f(0.05, "fraction held out for testing (FCD reference, novelty is against train)")
     subset: int = _f(0, "use only the first N training molecules (0 = all); for quick experiments")
+    too_long: str = _f("error", "molecules longer than the canvas: error | skip (drop them) | truncate (cut to "
+                                "the canvas; truncated SMILES are usually invalid); counts are reported")
 
     def validate(self) -> None:
         if self.domain != "molecule":
             raise ConfigError(f"data.domain must be 'molecule' (other domains are not built yet), got {self.domain!r}")
+        if self.too_long not in TOO_LONG:
+            raise ConfigError(f"data.too_long must be one of {', '.join(TOO_LONG)}, got {self.too_long!r}")
+        _check_seed("data.split_seed", self.split_seed)
         if self.max_length < 2:
             raise ConfigError(f"data.max_length must be at least 2, got {self.max_length}")
         if self.subset < 0:
@@ -93,6 +101,8 @@ class ModelConfig:
             raise ConfigError(f"model.width ({self.width}) / model.heads ({self.heads}) must be an even integer")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not self.mlp_ratio > 0 or int(self.width * self.mlp_ratio) < 1:
+            raise ConfigError(f"model.mlp_ratio must be positive (and width * mlp_ratio >= 1), got {self.mlp_ratio}")
 
 
 @dataclass
@@ -129,9 +139,10 @@ class TrainConfig:
     threads: int = _f(0, "CPU threads for torch (0 = torch's default)")
     max_minutes: float = _f(0.0, "stop training after this many minutes of wall clock (0 = no limit)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    keep_checkpoints: int = _f(2, "how many of the newest checkpoints to keep in <run>/checkpoints (>= 1)")
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "val_num_t"):
+        for name in ("steps", "batch_size", "val_num_t", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         for name in ("warmup_steps", "eval_every", "save_every", "val_sequences", "weight_decay", "grad_clip",
@@ -149,6 +160,9 @@ class TrainConfig:
         if len(self.betas) != 2 or not all(isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1
                                            for b in self.betas):
             raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        if not _DEVICE.match(self.device):
+            raise ConfigError(f"train.device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
+        _check_seed("train.seed", self.seed)
 
 
 @dataclass
@@ -175,6 +189,12 @@ class SampleConfig:
             raise ConfigError(f"sample.top_p must be in (0, 1], got {self.top_p}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"sample.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _check_seed("sample.seed", self.seed)
+
+
+def _check_seed(key: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{key} must be in [0, 2**32 - 1], got {value}")
 
 
 @dataclass
@@ -187,7 +207,12 @@ class Config:
 
     def validate(self) -> Config:
         for section in self.sections():
-            getattr(self, section).validate()
+            obj = getattr(self, section)
+            for f in dataclasses.fields(obj):  # NaN slips through every comparison, so check it once here
+                value = getattr(obj, f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
+            obj.validate()
         return self
 
     @staticmethod
@@ -265,26 +290,33 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         key, raw = item.split("=", 1)
         try:
             value = yaml.load(raw, Loader=_YamlLoader) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"cannot parse the value of {key}: {err}") from None
+        except Exception as err:  # YAMLError, but also ValueError for '2020-13-45', RecursionError for '[[[[…'
+            raise ConfigError(f"cannot parse the value of {key}: {type(err).__name__}: {err}") from None
         _set(config, key.strip(), value)
     return config
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file (if any), then the overrides; validated."""
-    config = Config()
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                base: Config | None = None) -> Config:
+    """Defaults (or a copy of ``base``), then the YAML file (if any), then the overrides; validated."""
+    config = Config.from_dict(base.to_dict()) if base is not None else Config()
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
         try:
             data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
+        except Exception as err:  # YAMLError, UnicodeDecodeError, ValueError (bad dates), RecursionError
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
-        config = Config.from_dict(data or {}, where=str(path))
+        for section, values in (data or {}).items():
+            if section not in Config.sections():
+                raise ConfigError(f"{path}: unknown section {section!r}; valid: {', '.join(Config.sections())}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: section {section!r} must be a mapping")
+            for key, value in values.items():
+                _set(config, f"{section}.{key}", value)
     return apply_overrides(config, overrides or []).validate()
 
 

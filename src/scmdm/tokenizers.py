@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-__all__ = ["SmilesTokenizer", "TokenizerError", "SMILES_REGEX", "PAD", "EOS", "MASK"]
+__all__ = ["SmilesTokenizer", "TokenizerError", "EncodeReport", "SMILES_REGEX", "PAD", "EOS", "MASK"]
 
 PAD, EOS, MASK = "<pad>", "<eos>", "<mask>"
 SMILES_REGEX = re.compile(
@@ -30,6 +32,57 @@ SMILES_REGEX = re.compile(
 
 class TokenizerError(ValueError):
     """A sequence cannot be tokenized (unknown token, too long for the canvas, …)."""
+
+
+@dataclass
+class EncodeReport:
+    """What ``encode_many`` did with sequences longer than the canvas."""
+
+    total: int
+    too_long: int = 0
+    action: str = "error"  # error | skip | truncate
+    longest: int = 0  # positions (EOS included) the longest sequence needs
+    examples: list[str] = field(default_factory=list)  # the first few too-long sequences, with where they are
+
+
+def _where(index: int, smiles: str, origins: Mapping[str, str] | None) -> str:
+    if origins and smiles in origins:
+        return f"{origins[smiles]} {smiles!r}"
+    return f"molecule #{index + 1} {smiles!r}"
+
+
+def _first(items: list[str], limit: int = 3) -> str:
+    return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
+
+
+def _check_corpus(smiles: Sequence[str], stoi: Mapping[str, int] | None, *, where: str,
+                  origins: Mapping[str, str] | None, vocab_tokens: int = 0) -> None:
+    specials = {PAD, EOS, MASK}
+    bad_chars: Counter[str] = Counter()
+    unknown: Counter[str] = Counter()
+    examples: list[str] = []
+    count = 0
+    for index, text in enumerate(smiles):
+        tokens = SMILES_REGEX.findall(text)
+        if "".join(tokens) != text:
+            bad_chars.update(set(SMILES_REGEX.sub("", text)))
+        elif stoi is not None and (missing := {t for t in tokens if t not in stoi or t in specials}):
+            unknown.update(missing)
+        else:
+            continue
+        count += 1
+        if len(examples) < 4:
+            examples.append(_where(index, text, origins))
+    if not count:
+        return
+    parts = []
+    if bad_chars:
+        parts.append(f"characters that are not SMILES tokens {sorted(bad_chars)}")
+    if unknown:
+        parts.append(f"tokens not in the {vocab_tokens}-token vocabulary " + ", ".join(
+            f"{t!r} (in {n})" for t, n in sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))))
+    raise TokenizerError(f"{where}: {count} of {len(smiles)} SMILES contain {' and '.join(parts)}; "
+                         f"first: {_first(examples)}")
 
 
 class SmilesTokenizer:
@@ -66,9 +119,13 @@ class SmilesTokenizer:
     @classmethod
     def build(cls, corpus: Iterable[str]) -> SmilesTokenizer:
         """Vocabulary = every token seen in ``corpus``, sorted for determinism."""
+        corpus = list(corpus)
         seen: set[str] = set()
         for smiles in corpus:
-            seen.update(cls.split(smiles))
+            tokens = SMILES_REGEX.findall(smiles)
+            if "".join(tokens) != smiles:
+                _check_corpus(corpus, None, where="corpus", origins=None)  # raises, listing every bad one
+            seen.update(tokens)
         return cls(sorted(seen))
 
     # ---- text <-> tokens ----------------------------------------------------------------------
@@ -105,6 +162,47 @@ class SmilesTokenizer:
     def encode_batch(self, smiles: Sequence[str], length: int) -> torch.Tensor:
         """[N, length] long tensor of canvases."""
         return torch.tensor([self.encode(s, length) for s in smiles], dtype=torch.long)
+
+    def check(self, smiles: Sequence[str], *, where: str = "data", origins: Mapping[str, str] | None = None,
+              vocabulary: bool = True) -> None:
+        """Raise one TokenizerError for a whole corpus: which characters are not SMILES tokens and which
+        tokens are not in the vocabulary (``vocabulary=False``: characters only), in how many sequences,
+        and the first few of them (with ``origins[smiles]``, e.g. ``file:line``, when given)."""
+        _check_corpus(smiles, self.stoi if vocabulary else None, where=where, origins=origins,
+                      vocab_tokens=len(self.itos) - 3)
+
+    def encode_many(self, smiles: Sequence[str], length: int, *, too_long: str = "error", where: str = "data",
+                    origins: Mapping[str, str] | None = None) -> tuple[torch.Tensor, EncodeReport]:
+        """Encode a corpus, checking all of it before failing (see ``check``).
+
+        Sequences longer than the canvas are an error (``too_long="error"``), dropped (``"skip"``) or cut
+        to ``length - 1`` tokens + EOS (``"truncate"``); the report counts them."""
+        if too_long not in ("error", "skip", "truncate"):
+            raise ValueError(f"too_long must be error, skip or truncate, got {too_long!r}")
+        rows: list[list[int]] = []
+        report = EncodeReport(total=len(smiles), action=too_long)
+        stoi, specials = self.stoi, (PAD, EOS, MASK)
+        for index, text in enumerate(smiles):
+            tokens = SMILES_REGEX.findall(text)
+            if "".join(tokens) != text or any(t not in stoi or t in specials for t in tokens):
+                self.check(smiles, where=where, origins=origins)  # raises, listing every bad sequence
+            ids = [stoi[t] for t in tokens] + [self.eos_id]
+            if len(ids) > length:
+                report.too_long += 1
+                report.longest = max(report.longest, len(ids))
+                if len(report.examples) < 4:
+                    report.examples.append(_where(index, text, origins))
+                if too_long == "skip":
+                    continue
+                ids = ids[:length - 1] + [self.eos_id]
+            rows.append(ids + [self.pad_id] * (length - len(ids)))
+        if report.too_long and too_long == "error":
+            raise TokenizerError(f"{where}: {report.too_long} of {len(smiles)} SMILES need more than the {length} "
+                                 f"canvas positions (the longest needs {report.longest}, EOS included; first: "
+                                 f"{_first(report.examples)}); raise data.max_length to {report.longest}, or set "
+                                 f"data.too_long=skip (drop them) or data.too_long=truncate")
+        tensor = torch.tensor(rows, dtype=torch.long) if rows else torch.empty(0, length, dtype=torch.long)
+        return tensor, report
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Tokens up to the first EOS/PAD joined into a string; MASK renders as '?'."""

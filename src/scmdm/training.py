@@ -9,13 +9,21 @@ Determinism and exact resume. The batch at step s is a function of (seed, s) alo
 e = ⌊s / b⌋ (b batches per epoch, last partial batch dropped) uses the permutation
 ``randperm(N, Generator(seed·1 000 003 + e))``. Times and masks come from a dedicated generator
 whose state, with torch's global RNG (dropout), is saved in every checkpoint, so training resumed
-from a checkpoint takes exactly the steps an uninterrupted run would have taken.
+from a checkpoint takes exactly the steps an uninterrupted run would have taken — also after the
+process was killed (SIGKILL, power loss): checkpoints are written atomically, and on resume the lines
+of ``metrics.jsonl`` after the checkpoint's step (and a half-written last line) are dropped, so the
+replayed steps are not logged twice.
+
+A non-finite loss or gradient norm stops training with ``FloatingPointError`` before the weights
+are touched; the newest checkpoint on disk is the last good one.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +32,13 @@ import torch
 from tqdm.auto import tqdm
 
 from scmdm.checkpoint import (
+    CheckpointError,
     build_model,
     find_checkpoint,
+    load_checkpoint,
     optimizer_from_tensors,
+    read_json,
+    read_tokenizer,
     read_weights,
     save_checkpoint,
 )
@@ -36,7 +48,7 @@ from scmdm.diffusion import nelbo_loss, validation_nelbo
 from scmdm.schedules import get_schedule
 from scmdm.tokenizers import SmilesTokenizer
 
-__all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device", "plot_metrics"]
+__all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device", "plot_metrics", "read_metrics"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,6 +98,33 @@ def batch_indices(step: int, *, num_examples: int, batch_size: int, seed: int) -
     return perm[position * batch_size:(position + 1) * batch_size]
 
 
+def read_metrics(metrics_file: Path) -> list[dict]:
+    """The rows of a metrics.jsonl; lines that are not complete JSON objects (a line half-written when
+    the process was killed) are skipped."""
+    rows = []
+    for line in Path(metrics_file).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+def _truncate_metrics(metrics_file: Path, step: int) -> None:
+    """Keep only complete rows up to ``step`` (the checkpoint resumed from); rewritten atomically."""
+    if not metrics_file.exists():
+        return
+    rows = [r for r in read_metrics(metrics_file) if r["step"] <= step]
+    tmp = metrics_file.with_name(metrics_file.name + f".tmp{os.getpid()}")
+    with tmp.open("w") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, metrics_file)
+
+
 def plot_metrics(metrics_file: Path, out_png: Path) -> None:
     """Training loss (and validation NELBO) against step, as a PNG."""
     import matplotlib
@@ -93,7 +132,7 @@ def plot_metrics(metrics_file: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    rows = read_metrics(metrics_file)
     train = [(r["step"], r["loss_bits"]) for r in rows if "loss_bits" in r]
     val = [(r["step"], r["val_nelbo_bits"]) for r in rows if "val_nelbo_bits" in r]
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -128,10 +167,13 @@ class TrainResult:
 class Trainer:
     """Trains the masked diffusion model described by ``config`` into ``run_dir``.
 
-    If ``run_dir`` already holds a checkpoint, training resumes from it (``resume=True``)."""
+    If ``run_dir`` already holds a checkpoint, training resumes from it (``resume=True``). Otherwise,
+    with ``init_from`` (a run, checkpoint or exported model folder), training starts from that model's
+    (EMA) weights and tokenizer — post-training; the model settings and canvas length must match."""
 
     def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = True,
-                 data: PreparedData | None = None, show_progress: bool = True) -> None:
+                 data: PreparedData | None = None, show_progress: bool = True,
+                 init_from: str | Path | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +183,24 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         self.device = resolve_device(tc.device)
         torch.manual_seed(tc.seed)
-        self.data = data or prepare_data(config.data)
+        checkpoints = self.run_dir / "checkpoints"
+        resume_from = find_checkpoint(self.run_dir) if resume and any(checkpoints.glob("step_*")) else None
+        init = None
+        tokenizer = None
+        if resume_from is not None:
+            self._check_compatible(resume_from, read_json(resume_from / "config.json"), "resume from")
+            tokenizer = read_tokenizer(resume_from / "tokenizer.json", config)
+        elif init_from is not None:
+            init = load_checkpoint(init_from, use_ema=True)
+            self._check_compatible(init.path, init.config.to_dict(), "initialise from")
+            tokenizer = init.tokenizer
+        if data is None:
+            data = prepare_data(config.data, tokenizer)
+        elif tokenizer is not None and data.tokenizer != tokenizer:
+            raise CheckpointError(f"vocabulary mismatch: the data's tokenizer ({data.tokenizer.vocab_size} ids) "
+                                  f"differs from {(resume_from or init.path) / 'tokenizer.json'} "
+                                  f"({tokenizer.vocab_size} ids)")
+        self.data = data
         self.tokenizer: SmilesTokenizer = self.data.tokenizer
         self.schedule = get_schedule(config.diffusion.schedule)
         self.model = build_model(config, self.tokenizer).to(self.device)
@@ -157,9 +216,33 @@ class Trainer:
         self.elapsed = 0.0
         self.last_val: float | None = None
         self.metrics_file = self.run_dir / "metrics.jsonl"
-        (self.run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-        if resume and (self.run_dir / "checkpoints").exists() and any((self.run_dir / "checkpoints").glob("step_*")):
-            self._resume(find_checkpoint(self.run_dir))
+        self.init_from = str(init.path) if init is not None else None
+        tmp = self.run_dir / f".config.json.tmp{os.getpid()}"  # atomic: a kill never leaves half a file
+        tmp.write_text(json.dumps(config.to_dict(), indent=1))
+        os.replace(tmp, self.run_dir / "config.json")
+        if resume_from is not None:
+            self._resume(resume_from)
+            _truncate_metrics(self.metrics_file, self.step)
+            print(f"resuming from {resume_from} (step {self.step} of {tc.steps})", file=sys.stderr)
+        elif init is not None:
+            self.model.load_state_dict(init.model.state_dict())
+            if self.ema is not None:
+                self.ema.load_state_dict(init.model.state_dict())
+            print(f"initialised from {init.weights_file}", file=sys.stderr)
+        elif self.metrics_file.exists():  # a fresh start: metrics of an earlier, checkpoint-less attempt go
+            _truncate_metrics(self.metrics_file, 0)
+
+    def _check_compatible(self, folder: Path, saved: dict, verb: str) -> None:
+        """The saved model must have the architecture and canvas this config asks for."""
+        wanted = self.config.to_dict()
+        diffs = [f"model.{k}: {v!r} there, {wanted['model'].get(k)!r} here" for k, v in saved.get("model", {}).items()
+                 if wanted["model"].get(k) != v]
+        for key in ("max_length", "domain"):
+            if saved.get("data", {}).get(key) != wanted["data"][key]:
+                diffs.append(f"data.{key}: {saved.get('data', {}).get(key)!r} there, {wanted['data'][key]!r} here")
+        if diffs:
+            raise CheckpointError(f"cannot {verb} {folder}: its config.json differs ({'; '.join(diffs)}); use the "
+                                  f"same model settings, or another --out folder for a new model")
 
     # ---- state ----------------------------------------------------------------------------------
     def rng_state(self) -> dict[str, torch.Tensor]:
@@ -169,23 +252,25 @@ class Trainer:
         return state
 
     def _resume(self, folder: Path) -> None:
-        saved = json.loads((folder / "config.json").read_text())
-        if saved["model"] != self.config.to_dict()["model"]:
-            raise ValueError(f"cannot resume from {folder}: its model config {saved['model']} differs from the "
-                             f"requested {self.config.to_dict()['model']}")
-        self.data.split.verify(json.loads((folder / "split.json").read_text()))
-        self.model.load_state_dict(read_weights(folder / "model.safetensors"))
-        if self.ema is not None:
-            self.ema.load_state_dict(read_weights(folder / "ema.safetensors"))
-        meta = json.loads((folder / "optimizer.json").read_text())
-        self.optimizer.load_state_dict(optimizer_from_tensors(read_weights(folder / "optimizer.safetensors"), meta))
-        rng = read_weights(folder / "rng.safetensors")
-        torch.set_rng_state(rng["torch"])
-        self.noise_generator.set_state(rng["noise"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"])
-        state = json.loads((folder / "state.json").read_text())
-        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.data.split.verify(read_json(folder / "split.json"))
+        try:
+            self.model.load_state_dict(read_weights(folder / "model.safetensors"))
+            if self.ema is not None:
+                self.ema.load_state_dict(read_weights(folder / "ema.safetensors"))
+            meta = read_json(folder / "optimizer.json")
+            self.optimizer.load_state_dict(optimizer_from_tensors(read_weights(folder / "optimizer.safetensors"),
+                                                                  meta))
+            rng = read_weights(folder / "rng.safetensors")
+            torch.set_rng_state(rng["torch"])
+            self.noise_generator.set_state(rng["noise"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rng["cuda"])
+            state = read_json(folder / "state.json")
+            self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            if isinstance(err, CheckpointError):
+                raise
+            raise CheckpointError(f"cannot resume from {folder}: {type(err).__name__}: {err}") from None
         self.elapsed, self.last_val = state.get("elapsed", 0.0), state.get("val_nelbo_bits")
 
     def save(self) -> Path:
@@ -193,9 +278,10 @@ class Trainer:
             self.run_dir, step=self.step, config=self.config, tokenizer=self.tokenizer,
             split_info=self.data.split.info.to_dict(), model=self.model,
             ema_state=self.ema.state_dict() if self.ema else None, optimizer=self.optimizer,
-            rng=self.rng_state(),
+            rng=self.rng_state(), keep=self.config.train.keep_checkpoints,
             state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
-                   "num_parameters": self.model.num_parameters()})
+                   "num_parameters": self.model.num_parameters(),
+                   **({"init_from": self.init_from} if self.init_from else {})})
 
     def _log(self, row: dict) -> None:
         with self.metrics_file.open("a") as handle:
@@ -224,18 +310,28 @@ class Trainer:
                          generator=self.noise_generator)
         loss = out.loss
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {self.step}; the last good checkpoint "
-                                     f"is kept in {self.run_dir / 'checkpoints'} (try a lower train.lr)")
+            self._non_finite(f"the training loss became {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-                     if tc.grad_clip > 0 else torch.tensor(float("nan")))
+        # with grad_clip = 0 the norm is still computed (max_norm = inf scales by exactly 1) to catch inf/NaN
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                   tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._non_finite(f"the gradient norm became {grad_norm.item()}")
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
         self.tokens_seen += x0.numel()
         return {"loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm)}
+
+    def _non_finite(self, what: str) -> None:
+        checkpoints = sorted((self.run_dir / "checkpoints").glob("step_*"))
+        kept = (f"the last good checkpoint, {checkpoints[-1]}, is kept (training resumes from it if rerun)"
+                if checkpoints else "no checkpoint had been written yet")
+        raise FloatingPointError(f"{what} at step {self.step}; stopped before updating the weights; {kept}; "
+                                 f"try a lower train.lr or train.grad_clip")
 
     @torch.no_grad()
     def validate(self) -> float:

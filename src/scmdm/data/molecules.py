@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,16 +44,19 @@ def qm9_csv_files() -> list[Path]:
     return files
 
 
-def canonicalize(smiles: list[str]) -> tuple[list[str], int]:
-    """RDKit canonical SMILES of the parseable molecules, and the count that failed to parse."""
+def canonicalize(smiles: list[str], failures: list[int] | None = None) -> tuple[list[str], int]:
+    """RDKit canonical SMILES of the parseable molecules, and the count that failed to parse
+    (their indices are appended to ``failures`` when given)."""
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
     out, failed = [], 0
-    for s in smiles:
+    for i, s in enumerate(smiles):
         mol = Chem.MolFromSmiles(s)
         if mol is None:
             failed += 1
+            if failures is not None:
+                failures.append(i)
         else:
             out.append(Chem.MolToSmiles(mol))
     return out, failed
@@ -85,29 +89,52 @@ def load_qm9_smiles() -> list[str]:
     return unique
 
 
-def load_smiles_file(path: str | Path) -> list[str]:
-    """One SMILES per line (first whitespace-separated field); blank lines and '#' comments skipped."""
+def _examples(items: list[tuple[str, str]], limit: int = 3) -> str:
+    shown = ", ".join(f"{where} {text!r}" for where, text in items[:limit])
+    return shown + (", ..." if len(items) > limit else "")
+
+
+def load_smiles_file(path: str | Path, *, origins: dict[str, str] | None = None) -> list[str]:
+    """One SMILES per line (first whitespace-separated field); blank lines and '#' comments skipped.
+
+    Lines RDKit cannot parse are skipped with a warning on stderr that counts them and shows the first
+    few with their line numbers; a file with none left is an error. ``origins``, when given, is filled
+    with canonical SMILES → ``"<file>:<line>"`` of its first occurrence (for later error messages)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"SMILES file {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a SMILES file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}): {err.reason}") from None
-    raw = [line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    if not raw:
-        raise ValueError(f"{path} contains no SMILES")
-    canonical, failed = canonicalize(raw)
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not UTF-8 text (line {line}, byte {err.start}): {err.reason}") from None
+    numbered = [(n, line.split()[0]) for n, line in enumerate(text.splitlines(), 1)
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not numbered:
+        raise ValueError(f"{path} contains no SMILES (it is empty or holds only blank lines and # comments)")
+    raw = [s for _, s in numbered]
+    failures: list[int] = []
+    canonical, failed = canonicalize(raw, failures)
+    bad = [(f"line {numbered[i][0]}", raw[i]) for i in failures]
     if not canonical:
-        raise ValueError(f"none of the {len(raw)} SMILES in {path} could be parsed by RDKit")
+        raise ValueError(f"none of the {len(raw)} SMILES in {path} could be parsed by RDKit "
+                         f"(first: {_examples(bad)})")
     if failed:
-        print(f"warning: {failed} of {len(raw)} SMILES in {path} could not be parsed and were skipped")
+        print(f"warning: {failed} of {len(raw)} SMILES in {path} are not valid SMILES and were skipped "
+              f"(first: {_examples(bad)})", file=sys.stderr)
+    if origins is not None:
+        failed_set = set(failures)
+        good = [n for i, (n, _) in enumerate(numbered) if i not in failed_set]
+        for smiles, line in zip(canonical, good, strict=True):
+            origins.setdefault(smiles, f"{path}:{line}")
     return _unique_in_order(canonical)
 
 
-def load_molecules(source: str) -> list[str]:
-    """``qm9`` or a path to a SMILES file."""
-    return load_qm9_smiles() if source == "qm9" else load_smiles_file(source)
+def load_molecules(source: str, *, origins: dict[str, str] | None = None) -> list[str]:
+    """``qm9`` or a path to a SMILES file (``origins``: see ``load_smiles_file``; QM9 has none)."""
+    return load_qm9_smiles() if source == "qm9" else load_smiles_file(source, origins=origins)
 
 
 def _sha256(items: list[str]) -> str:
@@ -156,7 +183,9 @@ def split_molecules(molecules: list[str], *, source: str, seed: int = 0, valid_f
     valid = [molecules[i] for i in perm[n_test:n_test + n_valid]]
     train = [molecules[i] for i in perm[n_test + n_valid:]]
     if not train:
-        raise ValueError(f"the training split is empty ({n} molecules)")
+        raise ValueError(f"the training split of {source} is empty: {n} molecules, {n_test} held out for testing and "
+                         f"{n_valid} for validation (data.test_fraction={test_fraction}, "
+                         f"data.valid_fraction={valid_fraction}); more data is needed")
     parts = {"train": train, "valid": valid, "test": test}
     info = SplitInfo(source=source, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
                      sizes={k: len(v) for k, v in parts.items()}, sha256={k: _sha256(v) for k, v in parts.items()})

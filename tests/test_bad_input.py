@@ -1,0 +1,122 @@
+"""Bad input gives one clear error (or a counted note), never a traceback: data files, too-long
+sequences, unknown tokens, and how the command line reports them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scmdm.cli import main
+from scmdm.config import load_config
+from scmdm.data import prepare_data
+from scmdm.data.molecules import load_smiles_file
+from scmdm.tokenizers import SmilesTokenizer, TokenizerError
+
+pytest.importorskip("rdkit")
+
+MOLECULES = ["CCO", "CCN", "CC(=O)O", "c1ccccc1", "CCCC", "OCCO", "CN", "CC#N", "C1CC1", "CC(C)O", "COC",
+             "CC=O", "NCCO", "CCOC", "C1CCC1", "CCC(=O)N", "OC1CC1", "N#CC#N", "CC(N)C", "FC(F)F"]
+SMALL = ["model.depth=1", "model.width=32", "model.heads=2", "data.valid_fraction=0.1", "data.test_fraction=0.1",
+         "train.batch_size=4", "train.steps=2", "train.warmup_steps=1", "train.eval_every=0", "train.save_every=0",
+         "train.val_sequences=2", "train.val_num_t=2", "train.threads=1", "train.device=cpu"]
+
+
+def _file(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_unparseable_lines_are_counted_and_located(tmp_path, capsys) -> None:
+    f = _file(tmp_path / "m.smi", ["# header", "CCO", "CC^O", "CCN", "", "not_a_molecule", "C1CC"])
+    assert load_smiles_file(f) == ["CCO", "CCN"]
+    err = capsys.readouterr().err
+    assert "3 of 5 SMILES in" in err and "line 3 'CC^O'" in err and "line 6 'not_a_molecule'" in err
+    assert "line 7 'C1CC'" in err  # an unclosed ring
+    bad = _file(tmp_path / "bad.smi", ["xyz", "CC^O"])
+    with pytest.raises(ValueError, match=r"none of the 2 SMILES .* could be parsed by RDKit \(first: line 1 'xyz'"):
+        load_smiles_file(bad)
+
+
+def test_empty_binary_and_folder_sources(tmp_path) -> None:
+    with pytest.raises(ValueError, match="contains no SMILES"):
+        load_smiles_file(_file(tmp_path / "e.smi", ["", "   ", "# c"]))
+    (tmp_path / "z.smi").write_bytes(b"")
+    with pytest.raises(ValueError, match="contains no SMILES"):
+        load_smiles_file(tmp_path / "z.smi")
+    (tmp_path / "b.smi").write_bytes(b"CCO\nCCN\n\x89PNG\x00\xff\n")
+    with pytest.raises(ValueError, match=r"not UTF-8 text \(line 3, byte 8\)"):
+        load_smiles_file(tmp_path / "b.smi")
+    with pytest.raises(ValueError, match="is a folder"):
+        load_smiles_file(tmp_path)
+
+
+def test_unknown_tokens_are_aggregated_with_line_numbers(tmp_path) -> None:
+    lines = MOLECULES + ["CCBr", "BrCCBr", "CCCl", "C[Si](C)(C)C"]
+    f = _file(tmp_path / "new.smi", lines)
+    tokenizer = SmilesTokenizer.build(MOLECULES)
+    with pytest.raises(TokenizerError) as info:
+        prepare_data(load_config(None, [f"data.source={f}"]).data, tokenizer)
+    message = str(info.value)
+    assert f"data.source={f}: 4 of {len(lines)} SMILES contain tokens not in the" in message
+    assert "'Br' (in 2), 'Cl' (in 1), '[Si]' (in 1)" in message
+    assert f"{f}:21 'CCBr'" in message and f"{f}:22 'BrCCBr'" in message  # canonical SMILES, original line
+
+
+def test_characters_outside_smiles_are_named() -> None:
+    tokenizer = SmilesTokenizer.build(["CCO"])
+    with pytest.raises(TokenizerError, match=r"2 of 3 SMILES contain characters that are not SMILES tokens "
+                                             r"\[' ', '\^'\]"):
+        tokenizer.encode_many(["CCO", "C^C", "C C"], 8)
+
+
+def test_too_long_error_skip_truncate(tmp_path, capsys) -> None:
+    long = "CCCCCCCCCCCCCCCCCC"  # 18 tokens + EOS
+    f = _file(tmp_path / "m.smi", [*MOLECULES, long, long + "O"])
+    base = [f"data.source={f}", "data.max_length=12", "data.valid_fraction=0.1", "data.test_fraction=0.1"]
+    with pytest.raises(TokenizerError, match=r"2 of 22 molecules need more than the 12 canvas positions \(train \d, "
+                                             r"valid \d, test \d; the longest needs 20.*data.max_length to 20.*"
+                                             r"data.too_long=skip"):
+        prepare_data(load_config(None, base).data)
+    skipped = prepare_data(load_config(None, [*base, "data.too_long=skip"]).data)
+    n = len(skipped.train) + len(skipped.valid) + len(skipped.test)
+    assert n == 20
+    assert "note: skipped 2 of 22 molecules longer than the 12-token canvas" in capsys.readouterr().err
+    truncated = prepare_data(load_config(None, [*base, "data.too_long=truncate"]).data, quiet=True)
+    assert len(truncated.train) + len(truncated.valid) + len(truncated.test) == 22
+    assert truncated.notes[0].startswith("truncated 2 of 22 molecules")
+    rows = [r for part in (truncated.train, truncated.valid, truncated.test) for r in part.tolist()]
+    assert sum(1 for r in rows if r[-1] == truncated.tokenizer.eos_id) == 2  # cut to 11 tokens + EOS
+
+
+def test_cli_reports_bad_data_in_one_line(tmp_path, capsys) -> None:
+    cases = [
+        ([f"data.source={tmp_path / 'missing.smi'}"], "does not exist"),
+        ([f"data.source={_file(tmp_path / 'e.smi', ['# nothing'])}"], "contains no SMILES"),
+        ([f"data.source={_file(tmp_path / 'm.smi', [*MOLECULES, 'C' * 30])}", "data.max_length=12"],
+         "1 of 21 molecules need more than the 12 canvas positions"),
+        (["data.too_long=sometimes"], "data.too_long must be one of error, skip, truncate, got 'sometimes'"),
+        (["train.keep_checkpoints=0"], "train.keep_checkpoints must be positive"),
+        (["train.lr=.nan"], "train.lr must be a finite number"),
+        (["train.device=gpu"], "train.device must be auto, cpu, mps, cuda or cuda:N"),
+        (["train.steps=-5"], "train.steps must be positive, got -5"),
+        (["diffusion.schedule=quadratic"], "diffusion.schedule must be one of loglinear, cosine, linear"),
+    ]
+    for overrides, message in cases:
+        assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *SMALL, *overrides]) == 2, overrides
+        err = capsys.readouterr().err.strip()
+        assert message in err and "Traceback" not in err, (overrides, err)
+        assert err.splitlines()[-1].startswith("scmdm train: error: ") and len(err.splitlines()) == 1, err
+
+
+def test_post_training_on_data_with_unknown_tokens(tmp_path, capsys) -> None:
+    first = _file(tmp_path / "first.smi", MOLECULES)
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *SMALL, f"data.source={first}"]) == 0
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "model")]) == 0
+    capsys.readouterr()
+    new = _file(tmp_path / "new.smi", [*MOLECULES, "CCBr", "CCl"])
+    assert main(["train", "--init-from", str(tmp_path / "model"), "--out", str(tmp_path / "post"), "--no-progress",
+                 f"data.source={new}"]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 22 SMILES contain tokens not in the" in err and "'Br' (in 1), 'Cl' (in 1)" in err
+    assert f"{new}:21 'CCBr'" in err and "Traceback" not in err

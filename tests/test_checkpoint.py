@@ -1,0 +1,207 @@
+"""Safe loading (safetensors + JSON, one clear error per broken file) and the portable model folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import scmdm
+from scmdm.checkpoint import CheckpointError, export_model, load_checkpoint
+from scmdm.cli import main
+
+from .conftest import requires_qm9
+
+TINY = ["model.depth=1", "model.width=32", "model.heads=2", "data.subset=512", "train.batch_size=64",
+        "train.steps=4", "train.warmup_steps=1", "train.eval_every=0", "train.save_every=1",
+        "train.keep_checkpoints=3", "train.val_sequences=64", "train.val_num_t=2", "train.ema_decay=0.9",
+        "train.threads=1", "train.device=cpu"]
+
+pytestmark = requires_qm9
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    from scmdm.config import load_config
+    from scmdm.training import Trainer
+
+    out = tmp_path_factory.mktemp("run")
+    Trainer(load_config(None, TINY), out, show_progress=False).fit()
+    return out
+
+
+@pytest.fixture()
+def ckpt(run, tmp_path) -> Path:
+    """A private copy of the newest checkpoint, free to damage."""
+    folder = tmp_path / "step_0000004"
+    shutil.copytree(run / "checkpoints" / "step_0000004", folder)
+    return folder
+
+
+def test_keeps_the_configured_number_of_checkpoints(run) -> None:
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002", "step_0000003", "step_0000004"]
+    assert load_checkpoint(run).path.name == "step_0000004"
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "truncated weights": (lambda f: _truncate(f / "ema.safetensors"),
+                          "ema.safetensors is not a readable safetensors file"),
+    "empty weights": (lambda f: (f / "ema.safetensors").write_bytes(b""),
+                      "ema.safetensors is not a readable safetensors file"),
+    "random bytes": (lambda f: (f / "ema.safetensors").write_bytes(torch.randint(0, 256, (4096,),
+                     generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()),
+                     "ema.safetensors is not a readable safetensors file"),
+    "JSON renamed to weights": (lambda f: shutil.copy(f / "config.json", f / "ema.safetensors"),
+                                "ema.safetensors is not a readable safetensors file"),
+    "pickle renamed to weights": (lambda f: torch.save({"x": torch.zeros(2)}, f / "ema.safetensors"),
+                                  "ema.safetensors is not a readable safetensors file"),
+    "vocabulary mismatch": (lambda f: _edit_json(f / "tokenizer.json", lambda d: d["itos"].insert(-1, "[Xe]")),
+                            r"vocabulary mismatch: .*tokenizer.json has \d+ tokens .* but .*ema.safetensors was "
+                            r"trained with \d+"),
+    "architecture mismatch (width)": (lambda f: _edit_json(f / "config.json", lambda d: d["model"].update(width=64)),
+                                      r"architecture mismatch: .*ema.safetensors: .* has shape .*config.json implies"),
+    "architecture mismatch (depth)": (lambda f: _edit_json(f / "config.json", lambda d: d["model"].update(depth=2)),
+                                      r"ema.safetensors does not match the architecture in .*config.json"),
+    "truncated config": (lambda f: _truncate(f / "config.json"), "config.json is not valid JSON"),
+    "config of the wrong kind": (lambda f: (f / "config.json").write_text("[1, 2, 3]"),
+                                 "config.json should hold a JSON object"),
+    "invalid config value": (lambda f: _edit_json(f / "config.json", lambda d: d["sample"].update(sampler="fast")),
+                             r"invalid config in checkpoint: .*config.json: sample.sampler must be one of "
+                             r"ancestral, cached, topk"),
+    "unknown config key": (lambda f: _edit_json(f / "config.json", lambda d: d["model"].update(size=3)),
+                           r"config.json: unknown key 'model.size'"),
+    "another domain (tokenizer kind)": (lambda f: _edit_json(f / "tokenizer.json", lambda d: d.update(kind="text")),
+                                        r"tokenizer.json: tokenizer kind 'text' does not match data.domain="
+                                        r"'molecule' .*another domain"),
+    "another domain (config)": (lambda f: _edit_json(f / "config.json", lambda d: d["data"].update(domain="protein")),
+                                r"config.json: data.domain must be 'molecule'"),
+    "malformed tokenizer": (lambda f: _edit_json(f / "tokenizer.json", lambda d: d.update(itos=["C"])),
+                            r"tokenizer.json is not a valid smiles tokenizer"),
+    "missing tokenizer": (lambda f: (f / "tokenizer.json").unlink(), r"checkpoint file .*tokenizer.json is missing"),
+    "missing split": (lambda f: (f / "split.json").unlink(), r"checkpoint file .*split.json is missing"),
+    "missing weights": (lambda f: [(f / n).unlink() for n in ("model.safetensors", "ema.safetensors")],
+                        r"checkpoint file .*model.safetensors is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_checkpoint_gives_one_clear_error(ckpt, case, capsys) -> None:
+    damage, pattern = DAMAGE[case]
+    damage(ckpt)
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(ckpt)
+    assert main(["sample", str(ckpt), "--no-progress", "sample.num_samples=2", "sample.steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scmdm sample: error: ") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and str(ckpt) in err
+
+
+def test_raw_weights_are_checked_too(ckpt) -> None:
+    (ckpt / "model.safetensors").write_bytes(b"\x00" * 7)
+    load_checkpoint(ckpt)  # EMA weights are fine
+    with pytest.raises(CheckpointError, match="model.safetensors is not a readable safetensors file"):
+        load_checkpoint(ckpt, use_ema=False)
+
+
+def test_paths_that_are_not_checkpoints(tmp_path, ckpt) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="is a file"):
+        load_checkpoint(ckpt / "config.json")
+    with pytest.raises(CheckpointError, match="no checkpoint found"):
+        load_checkpoint(tmp_path / "step_0000004" / "..")  # a folder with neither weights nor checkpoints/
+
+
+def test_state_json_is_optional(ckpt) -> None:
+    (ckpt / "state.json").unlink()
+    assert load_checkpoint(ckpt).state == {}
+
+
+def test_resume_from_a_damaged_or_different_checkpoint_is_a_clear_error(run, tmp_path, capsys) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    argv = ["train", "--out", str(copy), "--no-progress", *TINY, "train.steps=6"]
+    _truncate(copy / "checkpoints" / "step_0000004" / "optimizer.safetensors")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.safetensors is not a readable safetensors file" in err and "Traceback" not in err
+    shutil.rmtree(copy / "checkpoints" / "step_0000004")
+    assert main([*argv, "model.width=64"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume from" in err and "model.width: 32 there, 64 here" in err
+
+
+def test_export_then_load_and_sample(run, tmp_path, capsys) -> None:
+    from scmdm.sampling import generate
+    from scmdm.schedules import get_schedule
+
+    out = tmp_path / "model"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    assert "exported EMA weights" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json", "split.json",
+                                               "export.json", "README.md"}
+    readme = (out / "README.md").read_text()
+    for text in ("parameters", "training steps | 4 × batch 64", "validation NELBO", "bits/token", "source 'qm9'",
+                 f"scmdm sample {out}", "scmdm.load(", "--init-from"):
+        assert text in readme, text
+    ema = load_file(str(run / "checkpoints" / "step_0000004" / "ema.safetensors"))
+    assert all(torch.equal(t, ema[k]) for k, t in load_file(str(out / "model.safetensors")).items())
+
+    m = scmdm.load(out)
+    assert m.state["step"] == 4 and m.tokenizer == load_checkpoint(run).tokenizer
+    result = generate(m.model, get_schedule(m.config.diffusion.schedule), mask_id=m.tokenizer.mask_id,
+                      num_samples=5, length=m.config.data.max_length, sampler="ancestral", steps=8)
+    smiles = m.tokenizer.decode_batch(result.tokens)
+    assert len(smiles) == 5 and all(isinstance(s, str) for s in smiles)
+
+    samples = tmp_path / "s.smi"  # the CLI reads the exported folder too
+    assert main(["sample", str(out), "--out", str(samples), "--no-progress", "sample.num_samples=5",
+                 "sample.steps=4"]) == 0
+    assert len(samples.read_text().splitlines()) == 5
+
+    assert main(["export", str(run), "--out", str(out)]) == 2  # never overwrites
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_export_raw_weights(run, tmp_path) -> None:
+    out = export_model(run / "checkpoints" / "step_0000003", tmp_path / "raw", use_ema=False)
+    raw = load_file(str(run / "checkpoints" / "step_0000003" / "model.safetensors"))
+    assert all(torch.equal(t, raw[k]) for k, t in load_file(str(out / "model.safetensors")).items())
+    assert json.loads((out / "export.json").read_text())["weights"] == "raw"
+    assert scmdm.load(out).state["step"] == 3
+
+
+def test_continue_training_from_an_exported_model(run, tmp_path, capsys) -> None:
+    out = export_model(run, tmp_path / "model")
+    post = tmp_path / "post"
+    assert main(["train", "--init-from", str(out), "--out", str(post), "--no-progress", "train.steps=2",
+                 "train.save_every=0", "train.eval_every=0", "train.threads=1"]) == 0
+    assert "initialised from" in capsys.readouterr().err
+    loaded = load_checkpoint(post)
+    assert loaded.state["step"] == 2 and loaded.state["init_from"] == str(out)
+    assert loaded.config.model == scmdm.load(out).config.model  # the model settings came from the export
+    assert main(["train", "--init-from", str(out), "--out", str(tmp_path / "post2"), "--no-progress",
+                 "train.steps=2", "model.width=64"]) == 2
+    assert "model.width: 32 there, 64 here" in capsys.readouterr().err
+
+
+def test_nothing_is_ever_unpickled() -> None:
+    src = Path(scmdm.__file__).parent
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        for call in ("torch.load(", "pickle.load", "allow_pickle=True"):
+            assert call not in text, f"{path} uses {call}"
