@@ -48,7 +48,7 @@ def exact_ancestral_distribution(denoiser: Denoiser, steps: int) -> dict[tuple[i
         r = float(schedule.unmask_probability(grid[k], grid[k + 1]))
         nxt: dict[tuple[int, ...], float] = {}
         for state, prob in states.items():
-            p = denoiser(torch.tensor([state]), grid[k].float().expand(1))[0].double().exp()  # [L, V]
+            p = denoiser(torch.tensor([state]), grid[k].float().expand(1))[0][0].double().exp()  # [L, V]
             options = []
             for i, token in enumerate(state):
                 if token != MASK:
@@ -133,9 +133,10 @@ class RecordingDenoiser(Denoiser):
         super().__init__(*args, **kwargs)
         self.inputs: list[torch.Tensor] = []
 
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor,
+                 hint: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         self.inputs.append(x_t.clone())
-        return super().__call__(x_t, t)
+        return super().__call__(x_t, t, hint)
 
 
 @pytest.mark.parametrize("sampler", ["ancestral", "topk"])
@@ -214,7 +215,7 @@ def test_top_p_and_temperature() -> None:
     assert torch.equal(apply_top_p(log_p, 1.0), log_p)
     model = tiny_model()
     x = torch.full((1, LENGTH), MASK)
-    base = Denoiser(model, MASK)(x, torch.ones(1)).exp()
-    cold = Denoiser(model, MASK, temperature=0.5)(x, torch.ones(1)).exp()
+    base = Denoiser(model, MASK)(x, torch.ones(1))[0].exp()
+    cold = Denoiser(model, MASK, temperature=0.5)(x, torch.ones(1))[0].exp()
     expected = base ** 2 / (base ** 2).sum(-1, keepdim=True)  # p^(1/τ) renormalized, τ = 0.5
     assert torch.allclose(cold, expected, atol=1e-5)

@@ -38,8 +38,13 @@ def test_ema_update_rule() -> None:
     ema = EMA(model, decay=0.9)
     with torch.no_grad():
         model.weight.fill_(3.0)
-    ema.update(model)  # 0.9·1 + 0.1·3 = 1.2
-    assert ema.state_dict()["weight"].item() == pytest.approx(1.2)
+    ema.update(model, step=0)  # warm-up: d_0 = min(0.9, 1/10) = 0.1 → 0.1·1 + 0.9·3 = 2.8
+    assert ema.state_dict()["weight"].item() == pytest.approx(2.8)
+    assert ema.decay_at(5) == pytest.approx(6 / 15)
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+    ema.update(model, step=100)  # d_100 = min(0.9, 101/110) = 0.9 → 0.9·2.8 + 0.1·4 = 2.92
+    assert ema.state_dict()["weight"].item() == pytest.approx(2.92)
 
 
 def test_batch_order_is_a_function_of_the_step() -> None:

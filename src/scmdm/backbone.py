@@ -1,6 +1,6 @@
 """Bidirectional transformer denoiser: rotary attention, optional time conditioning, two block kinds.
 
-    h⁰ = E[x_t]  (+ extra input embedding, e.g. a self-conditioning hint)
+    h⁰ = E[x_t] (+ Δ(p_prev) at masked positions for a self-conditioned model, see ``selfcond``)
     c  = SiLU(MLP(sinusoidal(t)))                         (time conditioning; t ≡ 0 when disabled)
     hˡ = Block(hˡ⁻¹, c)                                   l = 1..depth
     logits = W_out · FinalNorm(h^depth, c) + b
@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scmdm.selfcond import INJECTIONS, SelfConditioningInput
+
 __all__ = ["BackboneConfig", "Transformer", "RotaryEmbedding", "apply_rotary", "BLOCK_TYPES"]
 
 BLOCK_TYPES = ("prenorm", "adaln")
@@ -43,10 +45,14 @@ class BackboneConfig:
     block_type: str = "prenorm"
     time_conditioning: bool = False
     cond_dim: int = 128
+    self_conditioning: str = "none"  # "none" or an injection of scmdm.selfcond (mask_add, projection, gated)
 
     def __post_init__(self) -> None:
         if self.block_type not in BLOCK_TYPES:
             raise ValueError(f"unknown block_type {self.block_type!r}; valid: {', '.join(BLOCK_TYPES)}")
+        if self.self_conditioning not in ("none", *INJECTIONS):
+            raise ValueError(f"unknown self-conditioning injection {self.self_conditioning!r}; valid: none, "
+                             f"{', '.join(INJECTIONS)}")
         for name in ("vocab_size", "max_length", "depth", "width", "heads", "cond_dim"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
@@ -176,7 +182,9 @@ class Embedding(nn.Module):
 
 
 class Transformer(nn.Module):
-    """The shared denoiser trunk + output head. ``forward(x_t, t) -> logits [B, L, vocab_size]``."""
+    """The shared denoiser trunk + output head. ``forward(x_t, t, p_prev=None) -> logits [B, L, vocab_size]``.
+
+    MASK is the last token id (``vocab_size − 1``), as every scmdm tokenizer lays it out."""
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
@@ -188,6 +196,12 @@ class Transformer(nn.Module):
         self.output_layer = OutputLayer(config)
         self.time_to_width = (nn.Linear(config.cond_dim, config.width)
                               if config.time_conditioning and config.block_type == "prenorm" else None)
+        self.self_cond = (SelfConditioningInput(config.self_conditioning, config.width, config.vocab_size - 1)
+                          if config.self_conditioning != "none" else None)
+
+    @property
+    def self_conditioned(self) -> bool:
+        return self.self_cond is not None
 
     @property
     def _uses_cond(self) -> bool:
@@ -201,14 +215,20 @@ class Transformer(nn.Module):
             t = torch.zeros(batch, device=device)
         return F.silu(self.sigma_map(t))
 
-    def encode(self, x_t: torch.Tensor, t: torch.Tensor | None = None,
-               input_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Trunk hidden states [B, L, width] and the conditioning vector."""
+    def encode(self, x_t: torch.Tensor, t: torch.Tensor | None = None, input_embedding: torch.Tensor | None = None,
+               p_prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Trunk hidden states [B, L, width] and the conditioning vector. ``p_prev`` [B, L, V] is the
+        self-conditioning hint (None = the null condition)."""
         if x_t.shape[1] > self.config.max_length:
             raise ValueError(f"sequence length {x_t.shape[1]} exceeds the model's canvas {self.config.max_length}")
         h = self.vocab_embed(x_t)
         if input_embedding is not None:
             h = h + input_embedding.to(h.dtype)
+        if p_prev is not None:
+            if self.self_cond is None:
+                raise ValueError("p_prev was given to a model without self-conditioning (model.self_conditioning "
+                                 "is 'none')")
+            h = h + self.self_cond(x_t, p_prev, self.vocab_embed.embedding).to(h.dtype)
         cond = self.condition(t, x_t.shape[0], x_t.device)
         if self.time_to_width is not None:
             h = h + self.time_to_width(cond)[:, None]
@@ -217,9 +237,9 @@ class Transformer(nn.Module):
             h = block(h, cond, rotary)
         return h, cond
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor | None = None,
-                input_embedding: torch.Tensor | None = None) -> torch.Tensor:
-        h, cond = self.encode(x_t, t, input_embedding)
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | None = None, input_embedding: torch.Tensor | None = None,
+                p_prev: torch.Tensor | None = None) -> torch.Tensor:
+        h, cond = self.encode(x_t, t, input_embedding, p_prev)
         return self.output_layer(h, cond)
 
     def num_parameters(self) -> int:

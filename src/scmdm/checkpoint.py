@@ -55,7 +55,7 @@ def build_model(config: Config, tokenizer: SmilesTokenizer) -> Transformer:
     return Transformer(BackboneConfig(
         vocab_size=tokenizer.vocab_size, max_length=config.data.max_length, depth=m.depth, width=m.width,
         heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, block_type=m.block_type,
-        time_conditioning=m.time_conditioning, cond_dim=m.cond_dim))
+        time_conditioning=m.time_conditioning, cond_dim=m.cond_dim, self_conditioning=config.selfcond.injection))
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -1,6 +1,6 @@
 """Run configuration: typed dataclasses, loaded from YAML and overridden with ``section.key=value``.
 
-A config has five sections — ``data``, ``model``, ``diffusion``, ``train``, ``sample`` — whose fields,
+A config has six sections — ``data``, ``model``, ``diffusion``, ``train``, ``sample``, ``selfcond`` — whose fields,
 defaults and help texts are declared once here; ``scmdm <command> --help`` prints them from these
 declarations, and unknown keys or wrongly typed values are errors that name the key.
 """
@@ -20,8 +20,9 @@ import yaml
 
 from scmdm.backbone import BLOCK_TYPES
 from scmdm.schedules import SCHEDULES
+from scmdm.selfcond import CARRIES, INJECTIONS
 
-__all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "Config",
+__all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "SelfCondConfig", "Config",
            "ConfigError", "load_config", "apply_overrides", "describe_config", "SAMPLERS", "PRECISIONS", "TOO_LONG"]
 
 SAMPLERS = ("ancestral", "cached", "topk")
@@ -166,6 +167,30 @@ class TrainConfig:
 
 
 @dataclass
+class SelfCondConfig:
+    injection: str = _f("none", f"self-conditioning, how p_prev enters the network: none | {' | '.join(INJECTIONS)}")
+    carry: str = _f("distribution", f"what one step hands the next: {' | '.join(CARRIES)}")
+    sharpen_temperature: float = _f(0.5, "temperature of the 'sharpened' carry (p^(1/tau), renormalised)")
+    rate: float = _f(1.0, "lambda: probability that a training update is two-pass (0 = plain continued training)")
+    hint_dropout: float = _f(0.0, "training only: probability that a position's hint is dropped to the null one")
+    hint_noise: float = _f(0.0, "training only: std of Gaussian noise added to the hint's log-probabilities")
+
+    def validate(self) -> None:
+        if self.injection not in ("none", *INJECTIONS):
+            raise ConfigError(f"selfcond.injection must be one of none, {', '.join(INJECTIONS)}, "
+                              f"got {self.injection!r}")
+        if self.carry not in CARRIES:
+            raise ConfigError(f"selfcond.carry must be one of {', '.join(CARRIES)}, got {self.carry!r}")
+        if not self.sharpen_temperature > 0:
+            raise ConfigError(f"selfcond.sharpen_temperature must be positive, got {self.sharpen_temperature}")
+        for name in ("rate", "hint_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"selfcond.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.hint_noise < 0:
+            raise ConfigError(f"selfcond.hint_noise must be >= 0, got {self.hint_noise}")
+
+
+@dataclass
 class SampleConfig:
     sampler: str = _f("ancestral", f"sampler: {' | '.join(SAMPLERS)}")
     steps: int = _f(64, "number of denoising steps T")
@@ -204,6 +229,7 @@ class Config:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    selfcond: SelfCondConfig = field(default_factory=SelfCondConfig)
 
     def validate(self) -> Config:
         for section in self.sections():

@@ -3,6 +3,11 @@ network function evaluations (NFE) they actually spent, per sequence.
 
 Time grid: t_k = 1 − k/T, k = 0..T; step k goes from t = t_k to s = t_{k+1}.
 
+Self-conditioned models (``selfcond``): every sampler hands the model's own prediction of one step
+(its untempered SUBS distribution, in the model's ``carry`` form) to the next step as p_prev; the first
+step gets the null condition. This costs no extra forward pass. The cached sampler refuses such models:
+p_prev changes every step even when x_t does not, so a skipped pass would not be the pass the chain needs.
+
 * **Ancestral** (MDLM). Each still-masked position is revealed with probability
       (α(s) − α(t)) / (1 − α(t))
   and, if revealed, takes a token drawn from p_θ(x₀ | x_t); clean tokens never change. At the last
@@ -35,6 +40,7 @@ from tqdm.auto import tqdm
 from scmdm.backbone import Transformer
 from scmdm.diffusion import subs_log_probs
 from scmdm.schedules import NoiseSchedule
+from scmdm.selfcond import carried_hint
 
 __all__ = ["gumbel_noise", "sample_categorical", "apply_top_p", "Denoiser", "SampleResult", "ancestral_sample",
            "topk_sample", "generate", "SAMPLER_NAMES", "masked_counts"]
@@ -72,14 +78,22 @@ def apply_top_p(log_probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 class Denoiser:
-    """p_θ(x₀ | x_t) as float32 log-probabilities [B, L, V] (SUBS, temperature, top-p applied)."""
+    """One network evaluation: ``(x_t, t, hint) -> (log p, next hint)``.
 
-    def __init__(self, model: Transformer, mask_id: int, *, temperature: float = 1.0, top_p: float = 1.0) -> None:
+    ``log p`` is p_θ(x₀ | x_t, hint) as float32 log-probabilities [B, L, V] with SUBS, temperature and
+    top-p applied (what the sampler draws from). ``next hint`` is, for a self-conditioned model, the
+    untempered SUBS distribution in the model's carry form (what pass 1 of post-training produces), and
+    None otherwise."""
+
+    def __init__(self, model: Transformer, mask_id: int, *, temperature: float = 1.0, top_p: float = 1.0,
+                 carry: str = "distribution", sharpen_temperature: float = 0.5,
+                 generator: torch.Generator | None = None) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         self.model, self.mask_id, self.temperature, self.top_p = model, mask_id, temperature, top_p
+        self.carry, self.sharpen_temperature, self.generator = carry, sharpen_temperature, generator
         self.calls = 0  # batched forward passes
         self.rows = 0  # sequences evaluated
 
@@ -87,15 +101,24 @@ class Denoiser:
     def uses_time(self) -> bool:
         return bool(self.model.config.time_conditioning)
 
+    @property
+    def self_conditioned(self) -> bool:
+        return bool(getattr(self.model, "self_conditioned", False))
+
     @torch.inference_mode()
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor,
+                 hint: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         self.calls += 1
         self.rows += x_t.shape[0]
-        logits = self.model(x_t, t).float()
+        logits = self.model(x_t, t, p_prev=hint).float()
+        next_hint = None
+        if self.self_conditioned:
+            next_hint = carried_hint(subs_log_probs(logits, x_t, self.mask_id), self.carry,
+                                     sharpen_temperature=self.sharpen_temperature, generator=self.generator)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         log_probs = subs_log_probs(logits, x_t, self.mask_id)
-        return apply_top_p(log_probs, self.top_p)
+        return apply_top_p(log_probs, self.top_p), next_hint
 
 
 @dataclass
@@ -118,22 +141,27 @@ def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size:
     if cache and denoiser.uses_time:
         raise ValueError("the cached sampler needs a model without time conditioning: with t as an input the "
                          "network output changes every step even when x_t does not, so skipping is not exact")
+    if cache and denoiser.self_conditioned:
+        raise ValueError("the cached sampler cannot run a self-conditioned model: its input p_prev changes every "
+                         "step even when x_t does not, so skipping a pass is not exact; use sampler=ancestral "
+                         "(same NFE = T as the base model's ancestral sampler)")
     device = torch.device(device)
     mask_id = denoiser.mask_id
     x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
     grid = _time_grid(steps, device)
     log_p: torch.Tensor | None = None
+    hint: torch.Tensor | None = None  # self-conditioning: the previous step's prediction (None = null)
     stale = torch.ones(batch_size, dtype=torch.bool, device=device)  # rows whose cached output is out of date
     evaluations = 0
     for k in range(steps):
         t, s = grid[k], grid[k + 1]
         t_batch = t.float().expand(batch_size)
         if not cache or log_p is None:
-            log_p = denoiser(x, t_batch)
+            log_p, hint = denoiser(x, t_batch, hint)
             evaluations += batch_size
         elif stale.any():
             rows = stale.nonzero().squeeze(1)
-            log_p[rows] = denoiser(x[rows], t_batch[rows])
+            log_p[rows] = denoiser(x[rows], t_batch[rows])[0]
             evaluations += rows.numel()
         masked = x == mask_id
         reveal_p = float(schedule.unmask_probability(t, s))
@@ -168,10 +196,11 @@ def topk_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int,
     grid = _time_grid(steps, device)
     counts = masked_counts(schedule, length, steps)
     nfe = 0
+    hint: torch.Tensor | None = None
     for k in range(steps):
         n_reveal = counts[k] - counts[k + 1]
         if n_reveal > 0:
-            log_p = denoiser(x, grid[k].float().expand(batch_size))
+            log_p, hint = denoiser(x, grid[k].float().expand(batch_size), hint)
             nfe += 1
             draw = sample_categorical(log_p, precision=precision, generator=generator)
             confidence = log_p.gather(-1, draw[..., None]).squeeze(-1).masked_fill(x != mask_id, -math.inf)
@@ -185,16 +214,18 @@ def topk_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int,
 def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_samples: int, length: int,
              sampler: str = "ancestral", steps: int = 64, batch_size: int = 500, temperature: float = 1.0,
              top_p: float = 1.0, precision: str = "float64", seed: int = 0, device: torch.device | str = "cpu",
-             show_progress: bool = True) -> SampleResult:
-    """Generate ``num_samples`` canvases in batches with the named sampler."""
+             show_progress: bool = True, carry: str = "distribution", sharpen_temperature: float = 0.5) -> SampleResult:
+    """Generate ``num_samples`` canvases in batches with the named sampler. ``carry`` and
+    ``sharpen_temperature`` matter only for a self-conditioned model (its ``selfcond`` config)."""
     if sampler not in SAMPLER_NAMES:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLER_NAMES)}")
     if num_samples <= 0 or steps <= 0 or batch_size <= 0:
         raise ValueError("num_samples, steps and batch_size must be positive")
     device = torch.device(device)
     model.eval()
-    denoiser = Denoiser(model, mask_id, temperature=temperature, top_p=top_p)
     generator = torch.Generator(device=device).manual_seed(seed)
+    denoiser = Denoiser(model, mask_id, temperature=temperature, top_p=top_p, carry=carry,
+                        sharpen_temperature=sharpen_temperature, generator=generator)
     sizes = [min(batch_size, num_samples - start) for start in range(0, num_samples, batch_size)]
     outputs, nfe_total = [], 0.0
     start = time.perf_counter()

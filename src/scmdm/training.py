@@ -14,6 +14,11 @@ process was killed (SIGKILL, power loss): checkpoints are written atomically, an
 of ``metrics.jsonl`` after the checkpoint's step (and a half-written last line) are dropped, so the
 replayed steps are not logged twice.
 
+Self-conditioned post-training (``selfcond.injection`` ≠ none): an update is two-pass with
+probability ``selfcond.rate`` (``scmdm.selfcond``); validation then reports the NELBO with the null
+condition (``val_nelbo_bits``) and with the two-pass condition (``val_nelbo_sc_bits``), both under the
+same fixed masks, so drift of the null path is visible.
+
 A non-finite loss or gradient norm stops training with ``FloatingPointError`` before the weights
 are touched; the newest checkpoint on disk is the last good one.
 """
@@ -46,6 +51,7 @@ from scmdm.config import Config
 from scmdm.data import PreparedData, prepare_data
 from scmdm.diffusion import nelbo_loss, validation_nelbo
 from scmdm.schedules import get_schedule
+from scmdm.selfcond import self_condition_coin, two_pass_logits
 from scmdm.tokenizers import SmilesTokenizer
 
 __all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device", "plot_metrics", "read_metrics"]
@@ -60,18 +66,26 @@ def resolve_device(name: str) -> torch.device:
 
 
 class EMA:
-    """Exponential moving average of a model's floating-point parameters and buffers."""
+    """Exponential moving average of a model's floating-point parameters and buffers, with warm-up:
+
+        shadow ← d_n · shadow + (1 − d_n) · θ,     d_n = min(decay, (1 + n) / (10 + n))
+
+    where n is the number of updates before this one (the training step). Without the warm-up the
+    average would keep decay^n of the random initialisation (0.999^2400 ≈ 9 % after 2,400 steps)."""
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int) -> None:
         current = model.state_dict()
         floats = [k for k, v in self.shadow.items() if v.is_floating_point()]
         torch._foreach_lerp_([self.shadow[k] for k in floats], [current[k].detach() for k in floats],
-                             1.0 - self.decay)
+                             1.0 - self.decay_at(step))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.shadow
@@ -135,11 +149,14 @@ def plot_metrics(metrics_file: Path, out_png: Path) -> None:
     rows = read_metrics(metrics_file)
     train = [(r["step"], r["loss_bits"]) for r in rows if "loss_bits" in r]
     val = [(r["step"], r["val_nelbo_bits"]) for r in rows if "val_nelbo_bits" in r]
+    val_sc = [(r["step"], r["val_nelbo_sc_bits"]) for r in rows if "val_nelbo_sc_bits" in r]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     if train:
         ax.plot(*zip(*train, strict=True), lw=1, alpha=0.8, label="train loss (NELBO estimate)")
     if val:
         ax.plot(*zip(*val, strict=True), "o-", label="validation NELBO (EMA weights)")
+    if val_sc:
+        ax.plot(*zip(*val_sc, strict=True), "s-", label="validation NELBO, two-pass (self-conditioned)")
     ax.set_xlabel("step")
     ax.set_ylabel("bits per token")
     ax.set_title(metrics_file.parent.name)
@@ -162,6 +179,7 @@ class TrainResult:
     val_nelbo_bits: float | None
     seconds: float
     stopped_early: bool
+    val_nelbo_sc_bits: float | None = None  # two-pass validation NELBO of a self-conditioned model
 
 
 class Trainer:
@@ -215,6 +233,7 @@ class Trainer:
         self.tokens_seen = 0
         self.elapsed = 0.0
         self.last_val: float | None = None
+        self.last_val_sc: float | None = None
         self.metrics_file = self.run_dir / "metrics.jsonl"
         self.init_from = str(init.path) if init is not None else None
         tmp = self.run_dir / f".config.json.tmp{os.getpid()}"  # atomic: a kill never leaves half a file
@@ -225,18 +244,31 @@ class Trainer:
             _truncate_metrics(self.metrics_file, self.step)
             print(f"resuming from {resume_from} (step {self.step} of {tc.steps})", file=sys.stderr)
         elif init is not None:
-            self.model.load_state_dict(init.model.state_dict())
+            self._load_initial_weights(init.model.state_dict(), init.weights_file)
             if self.ema is not None:
-                self.ema.load_state_dict(init.model.state_dict())
+                self.ema.load_state_dict(self.model.state_dict())
             print(f"initialised from {init.weights_file}", file=sys.stderr)
         elif self.metrics_file.exists():  # a fresh start: metrics of an earlier, checkpoint-less attempt go
             _truncate_metrics(self.metrics_file, 0)
 
+    def _load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path | None) -> None:
+        """Post-training starts from ``weights``; only the self-conditioning input (new) may be missing."""
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not k.startswith("self_cond.")]
+        if missing or unexpected:
+            raise CheckpointError(f"cannot initialise from {source}: its weights do not fit this model "
+                                  f"(selfcond.injection={self.config.selfcond.injection!r}): missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}")
+
     def _check_compatible(self, folder: Path, saved: dict, verb: str) -> None:
-        """The saved model must have the architecture and canvas this config asks for."""
+        """The saved model must have the architecture and canvas this config asks for (and, to resume, the
+        same self-conditioning input)."""
         wanted = self.config.to_dict()
         diffs = [f"model.{k}: {v!r} there, {wanted['model'].get(k)!r} here" for k, v in saved.get("model", {}).items()
                  if wanted["model"].get(k) != v]
+        saved_injection = saved.get("selfcond", {}).get("injection", "none")
+        if verb == "resume from" and saved_injection != wanted["selfcond"]["injection"]:
+            diffs.append(f"selfcond.injection: {saved_injection!r} there, {wanted['selfcond']['injection']!r} here")
         for key in ("max_length", "domain"):
             if saved.get("data", {}).get(key) != wanted["data"][key]:
                 diffs.append(f"data.{key}: {saved.get('data', {}).get(key)!r} there, {wanted['data'][key]!r} here")
@@ -272,6 +304,7 @@ class Trainer:
                 raise
             raise CheckpointError(f"cannot resume from {folder}: {type(err).__name__}: {err}") from None
         self.elapsed, self.last_val = state.get("elapsed", 0.0), state.get("val_nelbo_bits")
+        self.last_val_sc = state.get("val_nelbo_sc_bits")
 
     def save(self) -> Path:
         return save_checkpoint(
@@ -280,6 +313,7 @@ class Trainer:
             ema_state=self.ema.state_dict() if self.ema else None, optimizer=self.optimizer,
             rng=self.rng_state(), keep=self.config.train.keep_checkpoints,
             state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
+                   **({"val_nelbo_sc_bits": self.last_val_sc} if self.last_val_sc is not None else {}),
                    "num_parameters": self.model.num_parameters(),
                    **({"init_from": self.init_from} if self.init_from else {})})
 
@@ -288,14 +322,28 @@ class Trainer:
             handle.write(json.dumps(row) + "\n")
 
     # ---- one step ---------------------------------------------------------------------------------
-    def _logits_fn(self, model: torch.nn.Module):
+    def _logits_fn(self, model: torch.nn.Module, *, two_pass: bool = False):
+        """The denoiser the loss sees: one null-conditioned pass, or (self-conditioning) two passes."""
         autocast = self.config.train.precision == "bfloat16"
+        sc, mask_id = self.config.selfcond, self.tokenizer.mask_id
+        training = model.training
 
         def logits_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                return model(x_t, t)
+                if not two_pass:
+                    return model(x_t, t)
+                return two_pass_logits(model, x_t, t, mask_id, carry=sc.carry,
+                                       sharpen_temperature=sc.sharpen_temperature,
+                                       hint_dropout=sc.hint_dropout if training else 0.0,
+                                       hint_noise=sc.hint_noise if training else 0.0,
+                                       generator=self.noise_generator if training else None)
 
         return logits_fn
+
+    def is_two_pass(self, step: int) -> bool:
+        """Whether update ``step`` is a self-conditioned (two-pass) update."""
+        sc = self.config.selfcond
+        return sc.injection != "none" and self_condition_coin(sc.rate, seed=self.config.train.seed, step=step)
 
     def train_step(self) -> dict:
         tc = self.config.train
@@ -305,7 +353,8 @@ class Trainer:
         idx = batch_indices(self.step, num_examples=len(self.train_data), batch_size=tc.batch_size, seed=tc.seed)
         x0 = self.train_data[idx.to(self.device)]
         self.model.train()
-        out = nelbo_loss(self._logits_fn(self.model), x0, self.schedule, self.tokenizer.mask_id,
+        two_pass = self.is_two_pass(self.step)
+        out = nelbo_loss(self._logits_fn(self.model, two_pass=two_pass), x0, self.schedule, self.tokenizer.mask_id,
                          eps=self.config.diffusion.time_epsilon, antithetic=self.config.diffusion.antithetic,
                          generator=self.noise_generator)
         loss = out.loss
@@ -321,10 +370,10 @@ class Trainer:
             self._non_finite(f"the gradient norm became {grad_norm.item()}")
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         self.step += 1
         self.tokens_seen += x0.numel()
-        return {"loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm)}
+        return {"loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm), "two_pass": two_pass}
 
     def _non_finite(self, what: str) -> None:
         checkpoints = sorted((self.run_dir / "checkpoints").glob("step_*"))
@@ -334,13 +383,25 @@ class Trainer:
                                  f"try a lower train.lr or train.grad_clip")
 
     @torch.no_grad()
-    def validate(self) -> float:
-        """Validation NELBO (bits/token) with the EMA weights, under the fixed protocol."""
+    def validate(self) -> dict[str, float]:
+        """Validation NELBO (bits/token) with the EMA weights, under the fixed protocol: ``val_nelbo_bits``
+        (null condition) and, for a self-conditioned model, ``val_nelbo_sc_bits`` (two passes)."""
         model = build_model(self.config, self.tokenizer).to(self.device)
         model.load_state_dict(self.ema.state_dict() if self.ema else self.model.state_dict())
         model.eval()
-        return validation_nelbo(self._logits_fn(model), self.val_data, self.schedule, self.tokenizer.mask_id,
-                                num_t=self.config.train.val_num_t, seed=0, device=self.device)
+        kwargs = dict(num_t=self.config.train.val_num_t, seed=0, device=self.device)
+        mask_id = self.tokenizer.mask_id
+        result = {"val_nelbo_bits": validation_nelbo(self._logits_fn(model), self.val_data, self.schedule, mask_id,
+                                                     **kwargs)}
+        if model.self_conditioned:
+            result["val_nelbo_sc_bits"] = validation_nelbo(self._logits_fn(model, two_pass=True), self.val_data,
+                                                           self.schedule, mask_id, **kwargs)
+        return result
+
+    def _validate_and_log(self) -> None:
+        result = self.validate()
+        self.last_val, self.last_val_sc = result["val_nelbo_bits"], result.get("val_nelbo_sc_bits")
+        self._log({"step": self.step, **result})
 
     # ---- loop ---------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -367,8 +428,7 @@ class Trainer:
             bar.update(1)
             out_of_time = tc.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > tc.max_minutes
             if tc.eval_every and self.step % tc.eval_every == 0 and self.step < tc.steps:
-                self.last_val = self.validate()
-                self._log({"step": self.step, "val_nelbo_bits": self.last_val})
+                self._validate_and_log()
             if tc.save_every and self.step % tc.save_every == 0 and self.step < tc.steps and not out_of_time:
                 self.save()
             if out_of_time:
@@ -377,10 +437,10 @@ class Trainer:
                 break
         bar.close()
         if self.step > start_step or self.last_val is None:
-            self.last_val = self.validate()
-            self._log({"step": self.step, "val_nelbo_bits": self.last_val})
+            self._validate_and_log()
         checkpoint = self.save()
         if self.metrics_file.exists():
             plot_metrics(self.metrics_file, self.run_dir / "loss_curve.png")
         return TrainResult(run_dir=self.run_dir, checkpoint=checkpoint, step=self.step,
-                           val_nelbo_bits=self.last_val, seconds=self.elapsed, stopped_early=stopped_early)
+                           val_nelbo_bits=self.last_val, seconds=self.elapsed, stopped_early=stopped_early,
+                           val_nelbo_sc_bits=self.last_val_sc)

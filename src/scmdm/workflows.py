@@ -49,7 +49,8 @@ def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device:
                       num_samples=sample.num_samples, length=loaded.config.data.max_length, sampler=sample.sampler,
                       steps=sample.steps, batch_size=sample.batch_size, temperature=sample.temperature,
                       top_p=sample.top_p, precision=sample.precision, seed=sample.seed, device=device,
-                      show_progress=show_progress)
+                      show_progress=show_progress, carry=loaded.config.selfcond.carry,
+                      sharpen_temperature=loaded.config.selfcond.sharpen_temperature)
     return loaded.tokenizer.decode_batch(result.tokens), result
 
 

@@ -1,0 +1,127 @@
+"""Self-conditioning (SCMDM, arXiv 2604.26985): every denoising step sees the model's own previous
+clean-state prediction p_prev [B, L, V] (a distribution over the vocabulary at each position).
+
+Injection. With e = p_prevᵀE the expected input embedding (E the token embedding matrix; p_prev puts
+no mass on MASK), the input of the network at a *masked* position i becomes E[MASK] + Δᵢ with
+
+    mask_add     Δᵢ = eᵢ                                      (parameter-free)
+    projection   Δᵢ = W eᵢ + b,   W = 0, b = 0 at initialisation
+    gated        Δᵢ = gᵢ (eᵢ − E[MASK]),  gᵢ = 1 − H(p_prevᵢ) / log(V − 1)
+                 so the input is (1 − gᵢ)·E[MASK] + gᵢ·eᵢ, interpolated by the prediction's confidence.
+
+Unmasked positions get nothing: under SUBS p_prev is the one-hot of the observed token there, which the
+input already holds. The *null* condition (p_prev = None, the first sampling step and pass 1 of
+training) adds nothing, so a self-conditioned model with the null condition is the base model exactly.
+
+What is carried (``carry``): the full distribution p (default), a sharpened one p^(1/τ)/Σ p^(1/τ), or
+the one-hot of a token drawn from p.
+
+Post-training (two passes at the same x_t; the loss is the usual NELBO on pass 2):
+
+    p̂      = stopgrad(carry(p_θ(x₀ | x_t, null)))       pass 1, no gradient
+    logits = f_θ(x_t, p̂)                                  pass 2
+
+Hint corruption (training only): each position's hint is dropped (null) with probability
+``hint_dropout``, and/or its log-probabilities get Gaussian noise σ·ε before renormalising
+(``hint_noise`` = σ). The rate λ: an update is two-pass with probability λ, decided by a coin that
+is a function of (seed, step) alone, so λ = 0 draws nothing from the training RNGs and reproduces
+plain training exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scmdm.diffusion import subs_log_probs
+
+__all__ = ["INJECTIONS", "CARRIES", "SelfConditioningInput", "carried_hint", "corrupt_hint", "self_condition_coin",
+           "two_pass_logits"]
+
+INJECTIONS = ("mask_add", "projection", "gated")
+CARRIES = ("distribution", "sharpened", "token")
+
+
+class SelfConditioningInput(nn.Module):
+    """Δ, the input-embedding change at masked positions for a hint p_prev (see the module docstring)."""
+
+    def __init__(self, injection: str, width: int, mask_id: int) -> None:
+        super().__init__()
+        if injection not in INJECTIONS:
+            raise ValueError(f"unknown self-conditioning injection {injection!r}; valid: {', '.join(INJECTIONS)}")
+        self.injection, self.mask_id = injection, mask_id
+        self.proj = None
+        if injection == "projection":
+            self.proj = nn.Linear(width, width)
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x_t: torch.Tensor, p_prev: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """x_t [B, L], p_prev [B, L, V] (rows sum to 1, or to 0 where the hint was dropped),
+        embedding [V, D] → Δ [B, L, D] (zero at unmasked positions)."""
+        p = p_prev.to(embedding.dtype)
+        expected = p @ embedding  # [B, L, D]
+        if self.injection == "mask_add":
+            delta = expected
+        elif self.injection == "projection":
+            delta = self.proj(expected)
+        else:
+            probs = p_prev.float()
+            entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
+            present = probs.sum(-1) > 0.5  # a dropped hint (all zeros) has confidence 0
+            confidence = torch.where(present, 1.0 - entropy / math.log(max(p_prev.shape[-1] - 1, 2)), 0.0)
+            gate = confidence.clamp(0.0, 1.0).to(embedding.dtype)[..., None]
+            delta = gate * (expected - embedding[self.mask_id])
+        return delta * (x_t == self.mask_id)[..., None].to(delta.dtype)
+
+
+def carried_hint(log_probs: torch.Tensor, carry: str = "distribution", *, sharpen_temperature: float = 0.5,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The hint handed to the next pass, from SUBS log-probabilities [B, L, V] (float32 probabilities)."""
+    log_probs = log_probs.float()
+    if carry == "distribution":
+        return log_probs.exp()
+    if carry == "sharpened":
+        return torch.softmax(log_probs / sharpen_temperature, dim=-1)
+    if carry == "token":
+        u = torch.rand(log_probs.shape, dtype=torch.float64, generator=generator, device=log_probs.device)
+        draw = (log_probs.double() - torch.log(-torch.log(u))).argmax(-1)
+        return F.one_hot(draw, log_probs.shape[-1]).float()
+    raise ValueError(f"unknown self-conditioning carry {carry!r}; valid: {', '.join(CARRIES)}")
+
+
+def corrupt_hint(hint: torch.Tensor, *, dropout: float = 0.0, noise: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training-time corruption: Gaussian noise σ on log p (renormalised), then per-position dropout to null."""
+    if noise > 0:
+        eps = torch.randn(hint.shape, generator=generator, device=hint.device)
+        hint = torch.softmax(torch.log(hint.clamp_min(1e-30)) + noise * eps, dim=-1)
+    if dropout > 0:
+        keep = torch.rand(hint.shape[:-1], generator=generator, device=hint.device) >= dropout
+        hint = hint * keep[..., None]
+    return hint
+
+
+def self_condition_coin(rate: float, *, seed: int, step: int) -> bool:
+    """Whether update ``step`` is two-pass: U < λ with U drawn from a generator seeded by (seed, step)."""
+    if rate <= 0.0:
+        return False
+    if rate >= 1.0:
+        return True
+    u = torch.rand((), generator=torch.Generator().manual_seed(seed * 1_000_003 + step + 7), dtype=torch.float64)
+    return bool(u < rate)
+
+
+def two_pass_logits(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, mask_id: int, *,
+                    carry: str = "distribution", sharpen_temperature: float = 0.5, hint_dropout: float = 0.0,
+                    hint_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pass 1 with the null condition under no-grad → hint p̂; pass 2 conditioned on p̂. Returns pass-2 logits."""
+    with torch.no_grad():
+        hint = carried_hint(subs_log_probs(model(x_t, t), x_t, mask_id), carry,
+                            sharpen_temperature=sharpen_temperature, generator=generator)
+        if hint_dropout > 0 or hint_noise > 0:
+            hint = corrupt_hint(hint, dropout=hint_dropout, noise=hint_noise, generator=generator)
+    return model(x_t, t, p_prev=hint)
