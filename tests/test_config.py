@@ -27,7 +27,7 @@ def test_defaults_validate() -> None:
     assert isinstance(config, Config)
     assert config == Config()
     assert config.validate() is config
-    assert Config.sections() == ("data", "model", "diffusion", "train", "sample")
+    assert Config.sections() == ("data", "model", "diffusion", "train", "sample", "selfcond")
     # a few defaults the rest of the code relies on
     assert config.diffusion.schedule in SCHEDULES
     assert config.model.block_type in BLOCK_TYPES

@@ -1,4 +1,4 @@
-"""``scmdm`` command line: train, sample, eval, export, demo.
+"""``scmdm`` command line: train, posttrain, sample, eval, export, demo.
 
 Every command takes ``section.key=value`` overrides after its options; ``scmdm <command> --help``
 lists every option with its default and meaning. Errors in the input (config values, data files,
@@ -20,6 +20,8 @@ EXAMPLES = {
     "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128",
     "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi",
     "demo": "scmdm demo --out runs/demo",
+    "posttrain": "scmdm posttrain --from runs/qm9_base --out runs/qm9_sc selfcond.injection=projection "
+                 "selfcond.rate=1   (selfcond.injection=none: the compute-matched vanilla continuation)",
     "export": "scmdm export runs/qm9_base --out models/qm9_base   (then: scmdm sample models/qm9_base, "
               "or scmdm.load('models/qm9_base') in Python)",
 }
@@ -39,13 +41,24 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     train = command("train", "Train a masked diffusion model (resumes if --out already holds a checkpoint).",
-                    ("data", "model", "diffusion", "train"))
+                    ("data", "model", "diffusion", "train", "selfcond"))
     train.add_argument("--config", help="YAML config file, or the name of one in configs/ (e.g. qm9_base)")
     train.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curve.png")
     train.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
     train.add_argument("--init-from", metavar="MODEL",
                        help="start from this model's weights and tokenizer (an exported folder, checkpoint or run "
                             "folder; its config is the base that --config and the overrides change)")
+
+    posttrain = command("posttrain", "Self-conditioned post-training of a trained model: two passes at the same "
+                                     "x_t, stop-gradient on the first, NELBO on the second (scmdm.selfcond).",
+                        ("selfcond", "train"))
+    posttrain.add_argument("--from", dest="init_from", required=True, metavar="MODEL",
+                           help="the model to start from: a run folder, checkpoint folder or exported model folder "
+                                "(its config is the base that --config and the overrides change)")
+    posttrain.add_argument("--out", required=True, help="run folder of the post-trained model")
+    posttrain.add_argument("--config", default="selfcond",
+                           help="YAML applied on top of the model's config (default: configs/selfcond.yaml)")
+    posttrain.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
 
     sample = command("sample", "Sample sequences from a checkpoint.", ("sample",))
     sample.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
@@ -111,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     from scmdm.checkpoint import CheckpointError
 
     try:
-        if args.command == "train":
+        if args.command in ("train", "posttrain"):
             return _train(args)
         if args.command == "demo":
             from scmdm.workflows import run_demo
@@ -142,8 +155,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_resume and any((out / "checkpoints").glob("step_*")):
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")
     result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from).fit()
+    two_pass = (f", two-pass (self-conditioned) {result.val_nelbo_sc_bits:.4f}"
+                if result.val_nelbo_sc_bits is not None else "")
     print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; validation NELBO "
-          f"{result.val_nelbo_bits:.4f} bits/token; checkpoint {result.checkpoint}")
+          f"{result.val_nelbo_bits:.4f} bits/token{two_pass}; checkpoint {result.checkpoint}")
     return 0
 
 

@@ -55,7 +55,8 @@ class SelfConditioningInput(nn.Module):
         self.injection, self.mask_id = injection, mask_id
         self.proj = None
         if injection == "projection":
-            self.proj = nn.Linear(width, width)
+            # skip_init: no draw from the global RNG, so adding the module leaves dropout streams unchanged
+            self.proj = nn.utils.skip_init(nn.Linear, width, width)
             nn.init.zeros_(self.proj.weight)
             nn.init.zeros_(self.proj.bias)
 
@@ -98,7 +99,8 @@ def corrupt_hint(hint: torch.Tensor, *, dropout: float = 0.0, noise: float = 0.0
     """Training-time corruption: Gaussian noise σ on log p (renormalised), then per-position dropout to null."""
     if noise > 0:
         eps = torch.randn(hint.shape, generator=generator, device=hint.device)
-        hint = torch.softmax(torch.log(hint.clamp_min(1e-30)) + noise * eps, dim=-1)
+        noisy = torch.softmax(hint.log() + noise * eps, dim=-1)  # log 0 = −∞: tokens without mass keep none
+        hint = torch.where(hint.sum(-1, keepdim=True) > 0, noisy, hint)  # an all-zero (dropped) hint stays null
     if dropout > 0:
         keep = torch.rand(hint.shape[:-1], generator=generator, device=hint.device) >= dropout
         hint = hint * keep[..., None]
