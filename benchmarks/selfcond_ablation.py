@@ -1,0 +1,297 @@
+"""Self-conditioned post-training ablation on QM9 (issue: SCMDM; DESIGN.md §2).
+
+One base model (runs/qm9_base, from benchmarks/qm9_base.py) is post-trained for the same number of
+steps in every arm:
+
+    control          selfcond.injection=none: vanilla continuation, the compute-matched baseline
+    INJ@0.5          λ = 0.5 with injection INJ (mask_add | projection | gated)
+    INJ@0.5x2        λ = 0.5 for twice the steps: as many self-conditioned updates as λ = 1
+    INJ@1            λ = 1
+    base             the base model itself, not post-trained (a reference, not a control)
+
+Each arm is post-trained once per seed (train.seed = 100 + seed: batch order, times, masks) and sampled
+with sampling seed = seed, ancestral sampler, float64 draws, at every T × temperature. Rows are cached
+in OUT/rows.jsonl, so an interrupted run continues where it stopped. Arms are interleaved within each
+(T, temperature) so that the sampling-time ratio is measured side by side.
+
+    python benchmarks/selfcond_ablation.py                       # everything (hours on 2 CPU cores)
+    python benchmarks/selfcond_ablation.py --arms control mask_add@1 projection@1 --seeds 0 \\
+        --T 32 64 --temperatures 0.9 1.0                         # a pilot
+
+Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, docs/selfcond_frontier.png
+and the ``selfcond_ablation`` section of docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, write_results_section  # noqa: E402
+
+from scmdm.checkpoint import load_checkpoint  # noqa: E402
+from scmdm.config import SampleConfig, load_config  # noqa: E402
+from scmdm.selfcond import INJECTIONS  # noqa: E402
+from scmdm.training import Trainer  # noqa: E402
+from scmdm.workflows import evaluator_for, resolve_config_path, sample_and_evaluate  # noqa: E402
+
+DEFAULT_ARMS = ["base", "control", *[f"{inj}@{rate}" for inj in INJECTIONS for rate in ("0.5", "0.5x2", "1")]]
+METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
+
+
+def parse_arm(arm: str) -> tuple[str, float, int]:
+    """'projection@0.5x2' → (injection, λ, step multiplier); 'control' → ('none', 0, 1)."""
+    if arm == "control":
+        return "none", 0.0, 1
+    if "@" not in arm:
+        raise SystemExit(f"arm {arm!r} must be base, control or INJECTION@RATE[x2] (INJECTION in {INJECTIONS})")
+    injection, rate = arm.split("@", 1)
+    multiplier = 1
+    if rate.endswith("x2"):
+        rate, multiplier = rate[:-2], 2
+    if injection not in INJECTIONS:
+        raise SystemExit(f"unknown injection {injection!r} in arm {arm!r}; valid: {', '.join(INJECTIONS)}")
+    return injection, float(rate), multiplier
+
+
+def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides: list[str]) -> Path:
+    injection, rate, multiplier = parse_arm(arm)
+    run_dir = out / arm / f"seed{seed}"
+    base_config = load_checkpoint(base).config
+    config = load_config(resolve_config_path("selfcond"), [
+        f"selfcond.injection={injection}", f"selfcond.rate={rate}", f"train.steps={steps * multiplier}",
+        f"train.seed={100 + seed}", f"train.eval_every={steps * multiplier}", f"train.save_every={steps * multiplier}",
+        *overrides], base=base_config)
+    state_file = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
+    if state_file and json.loads(state_file[-1].read_text())["step"] >= config.train.steps:
+        return run_dir
+    print(f"post-training {arm} seed {seed}: {config.train.steps} steps → {run_dir}", flush=True)
+    Trainer(config, run_dir, init_from=base).fit()
+    return run_dir
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v == v]  # drop NaN (e.g. FCD of an empty set)
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    m, s = mean_std(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def frontier_margin(point: tuple[float, float], control: list[tuple[float, float]]) -> float | None:
+    """Validity of ``point`` (novelty, validity) minus the control's validity at the same novelty
+    (linear interpolation between the control's temperatures); None outside the control's novelty range."""
+    pts = sorted(control)
+    for (n0, v0), (n1, v1) in zip(pts, pts[1:], strict=False):
+        if n0 <= point[0] <= n1:
+            w = 0.0 if n1 == n0 else (point[0] - n0) / (n1 - n0)
+            return point[1] - (v0 + w * (v1 - v0))
+    return None
+
+
+def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tau = 1.0 if 1.0 in temps else max(temps)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for arm in arms:
+        for ax, key in zip(axes, ("validity", "valid_unique_novel", "novelty", "fcd"), strict=True):
+            pts = [(T, *mean_std(summary[(arm, T, tau)][key])) for T in Ts if (arm, T, tau) in summary]
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                            capsize=3, label=arm, ls="--" if arm in ("control", "base") else "-")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("steps T (= NFE)")
+            ax.set_title(f"{key} (temperature {tau})")
+            ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "selfcond_vs_T.png", dpi=110)
+    plt.close(fig)
+
+    frontier_Ts = [T for T in Ts if T <= 64] or Ts
+    fig, axes = plt.subplots(2, len(frontier_Ts), figsize=(4.6 * len(frontier_Ts), 8), squeeze=False)
+    for col, T in enumerate(frontier_Ts):
+        for arm in arms:
+            pts = [(mean_std(summary[(arm, T, t)]["novelty"]), mean_std(summary[(arm, T, t)]["validity"]),
+                    mean_std(summary[(arm, T, t)]["fcd"])) for t in temps if (arm, T, t) in summary]
+            if not pts:
+                continue
+            style = dict(marker="o", capsize=2, label=arm, ls="--" if arm in ("control", "base") else "-")
+            axes[0, col].errorbar([p[0][0] for p in pts], [p[1][0] for p in pts], xerr=[p[0][1] for p in pts],
+                                  yerr=[p[1][1] for p in pts], **style)
+            axes[1, col].errorbar([p[1][0] for p in pts], [p[2][0] for p in pts], xerr=[p[1][1] for p in pts],
+                                  yerr=[p[2][1] for p in pts], **style)
+        axes[0, col].set(xlabel="novelty", ylabel="validity", title=f"T = {T}: validity vs novelty over temperature")
+        axes[1, col].set(xlabel="validity", ylabel="FCD (lower is better)", title=f"T = {T}: FCD vs validity")
+        for ax in axes[:, col]:
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "selfcond_frontier.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default=str(ROOT / "runs" / "qm9_base"), help="the base model (run folder)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "selfcond"), help="post-training runs and row cache")
+    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=480, help="post-training steps per arm (x2 arms: twice)")
+    parser.add_argument("--T", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 0.8, 0.9, 1.0])
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ (a trial run)")
+    parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
+    args = parser.parse_args()
+    command = "python benchmarks/selfcond_ablation.py " + shlex.join(sys.argv[1:])
+
+    base, out = Path(args.base), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = [*args.overrides, f"train.device={args.device}"]
+    runs: dict[tuple[str, int], Path] = {}
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        for arm in args.arms:
+            runs[(arm, seed)] = base if arm == "base" else post_train(base, out, arm, seed, args.steps, overrides)
+    train_minutes = (time.perf_counter() - t0) / 60
+
+    loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
+    first = next(iter(loaded.values()))
+    evaluator = evaluator_for(first.config, first.split_info)
+    cache_file = out / "rows.jsonl"
+    cache = {}
+    if cache_file.exists():
+        for line in cache_file.read_text().splitlines():
+            row = json.loads(line)
+            cache[(row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"])] = row
+    rows = []
+    for T in args.T:
+        for tau in args.temperatures:
+            for seed in args.seeds:
+                for arm in args.arms:
+                    key = (arm, seed, T, tau, args.num_samples)
+                    if key not in cache:
+                        sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
+                                              batch_size=500, temperature=tau, seed=seed)
+                        ev = sample_and_evaluate(loaded[(arm, seed)], evaluator, sample, device=args.device,
+                                                 show_progress=False)
+                        state = loaded[(arm, seed)].state
+                        cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
+                                      "num_samples": args.num_samples, **ev.metrics,
+                                      "val_nelbo_bits": state.get("val_nelbo_bits"),
+                                      "val_nelbo_sc_bits": state.get("val_nelbo_sc_bits")}
+                        with cache_file.open("a") as handle:
+                            handle.write(json.dumps(cache[key]) + "\n")
+                        m = cache[key]
+                        print(f"T={T:<4} τ={tau:<4} seed={seed} {arm:<18} valid {m['validity']:.3f} "
+                              f"VUN {m['valid_unique_novel']:.3f} novel {m['novelty']:.3f} FCD {m['fcd']:.3f} "
+                              f"{m['seconds']:.1f}s", flush=True)
+                    rows.append(cache[key])
+
+    summary: dict[tuple[str, int, float], dict[str, list[float]]] = {}
+    for r in rows:
+        entry = summary.setdefault((r["arm"], r["T"], r["temperature"]), {k: [] for k in (*METRICS, "seconds")})
+        for k in (*METRICS, "seconds"):
+            entry[k].append(float(r[k]))
+
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    base_state = load_checkpoint(base).state
+    payload = {"command": command, "rows": rows, "arms": args.arms, "seeds": args.seeds, "post_train_steps": args.steps,
+               "base_state": base_state, "train_minutes_this_invocation": train_minutes,
+               "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
+                           "torch": torch.__version__, "device": args.device}}
+    if args.no_docs:
+        (out / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
+        return 0
+    (results / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
+    plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs")
+    (ROOT / "docs").mkdir(exist_ok=True)
+    write_results_section("selfcond_ablation", markdown(args, summary, loaded, command, base_state))
+    print(markdown(args, summary, loaded, command, base_state))
+    return 0
+
+
+def markdown(args, summary, loaded, command: str, base_state: dict) -> str:
+    tau = 1.0 if 1.0 in args.temperatures else max(args.temperatures)
+    sc_config = next(iter(loaded.values())).config
+    lines = [
+        "## Self-conditioned post-training: ablation on QM9", "",
+        f"Command: `{command}`", "",
+        f"Base: `runs/qm9_base` (step {base_state.get('step')}, validation NELBO "
+        f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token on the trainer's protocol). Every arm "
+        f"is post-trained {args.steps} steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with "
+        f"`configs/selfcond.yaml` (lr {sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds "
+        f"{args.seeds} (post-training seed = 100 + s, sampling seed = s); {args.num_samples} samples per row, "
+        "ancestral sampler, float64 draws. Mean ± std over seeds. NELBO: validation NELBO of the post-trained "
+        "EMA weights (trainer protocol) with the null condition and with two passes.", "",
+        f"### Against T (temperature {tau})", "",
+        "| arm | T | validity | uniqueness | novelty | valid∧unique∧novel | FCD | NELBO null | NELBO two-pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for T in args.T:
+        for arm in args.arms:
+            s = summary.get((arm, T, tau))
+            if s is None:
+                continue
+            states = [loaded[(arm, seed)].state for seed in args.seeds if (arm, seed) in loaded]
+            null = [st["val_nelbo_bits"] for st in states if st.get("val_nelbo_bits") is not None]
+            two = [st["val_nelbo_sc_bits"] for st in states if st.get("val_nelbo_sc_bits") is not None]
+            lines.append(f"| {arm} | {T} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | {fmt(s['novelty'])} | "
+                         f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {fmt(null, 4) if null else '–'} | "
+                         f"{fmt(two, 4) if two else '–'} |")
+    lines += ["", "### The quality–diversity frontier (temperature sweep)", "",
+              "`margin` = validity minus the control's validity at the same novelty (linear interpolation "
+              "between the control's temperatures; – where the novelty lies outside the control's range). "
+              "Positive means beyond the control's frontier.", "",
+              "| T | arm | temperature | validity | novelty | valid∧unique∧novel | FCD | margin |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for T in args.T:
+        control = [(mean_std(summary[("control", T, t)]["novelty"])[0], mean_std(summary[("control", T, t)]
+                    ["validity"])[0]) for t in args.temperatures if ("control", T, t) in summary]
+        for arm in args.arms:
+            for t in args.temperatures:
+                s = summary.get((arm, T, t))
+                if s is None:
+                    continue
+                point = (mean_std(s["novelty"])[0], mean_std(s["validity"])[0])
+                margin = frontier_margin(point, control) if arm != "control" and len(control) > 1 else None
+                lines.append(f"| {T} | {arm} | {t} | {fmt(s['validity'])} | {fmt(s['novelty'])} | "
+                             f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | "
+                             f"{'–' if margin is None else f'{margin:+.3f}'} |")
+    lines += ["", "### Sampling time, self-conditioned over control (same run, equal T, temperature "
+              f"{tau})", "", "| arm | " + " | ".join(f"T={T}" for T in args.T) + " |",
+              "|---|" + "---:|" * len(args.T)]
+    for arm in args.arms:
+        if arm in ("control", "base"):
+            continue
+        cells = []
+        for T in args.T:
+            a, c = summary.get((arm, T, tau)), summary.get(("control", T, tau))
+            cells.append(f"{mean_std(a['seconds'])[0] / mean_std(c['seconds'])[0]:.2f}×" if a and c else "–")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "![metrics against T](selfcond_vs_T.png)", "", "![frontier](selfcond_frontier.png)"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
