@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, write_results_section  # noqa: E402
+
 from scmdm.checkpoint import load_checkpoint
 from scmdm.config import SampleConfig, load_config
 from scmdm.diffusion import validation_nelbo
@@ -28,9 +31,6 @@ from scmdm.schedules import get_schedule
 from scmdm.tokenizers import SmilesTokenizer
 from scmdm.training import Trainer
 from scmdm.workflows import TABLE_COLUMNS, evaluator_for, resolve_config_path, sample_and_evaluate
-
-ROOT = Path(__file__).resolve().parents[1]
-MARK_BEGIN, MARK_END = "<!-- qm9_base:begin -->", "<!-- qm9_base:end -->"
 
 
 def full_validation_nelbo(loaded, num_t: int = 16) -> float:
@@ -61,18 +61,6 @@ def plot(rows: list[dict], out_png: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
-
-
-def write_results_section(markdown: str) -> None:
-    path = ROOT / "docs" / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Results\n\nEvery number here says the command that produced it.\n"
-    block = f"{MARK_BEGIN}\n{markdown}\n{MARK_END}"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def main() -> int:
@@ -140,7 +128,7 @@ molecules (the reference row is drawn from those same molecules, so its FCD is a
 
 ![quality against steps](qm9_base.png)
 """
-    write_results_section(markdown)
+    write_results_section("qm9_base", markdown)
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 

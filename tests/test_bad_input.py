@@ -120,3 +120,14 @@ def test_post_training_on_data_with_unknown_tokens(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "2 of 22 SMILES contain tokens not in the" in err and "'Br' (in 1), 'Cl' (in 1)" in err
     assert f"{new}:21 'CCBr'" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_that_is_not_there_is_one_line_and_leaves_nothing(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress", *SMALL, "train.device=cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "scmdm train: error: device 'cuda' requested but CUDA is not available here; use cpu (or auto)"
+    assert not out.exists()
+    assert main(["sample", str(tmp_path), "--device", "cuda:0"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

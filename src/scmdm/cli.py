@@ -164,8 +164,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     from scmdm.checkpoint import load_checkpoint
+    from scmdm.training import resolve_device
     from scmdm.workflows import sample_checkpoint
 
+    resolve_device(args.device)  # a device that is not there: one clear line
     probe = load_checkpoint(args.checkpoint, device=args.device)
     sample = _sample_config(probe.config, args.overrides)
     loaded = probe if sample.use_ema else load_checkpoint(args.checkpoint, use_ema=False, device=args.device)
@@ -195,8 +197,10 @@ def _export(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from scmdm.checkpoint import load_checkpoint
     from scmdm.evaluation import format_table
+    from scmdm.training import resolve_device
     from scmdm.workflows import TABLE_COLUMNS, evaluator_for, sample_and_evaluate
 
+    resolve_device(args.device)  # a device that is not there: one clear line
     probe = load_checkpoint(args.checkpoint, device=args.device)
     sample = _sample_config(probe.config, args.overrides)
     loaded = probe if sample.use_ema else load_checkpoint(args.checkpoint, use_ema=False, device=args.device)

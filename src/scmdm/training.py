@@ -47,7 +47,7 @@ from scmdm.checkpoint import (
     read_weights,
     save_checkpoint,
 )
-from scmdm.config import Config
+from scmdm.config import Config, ConfigError
 from scmdm.data import PreparedData, prepare_data
 from scmdm.diffusion import nelbo_loss, validation_nelbo
 from scmdm.schedules import get_schedule
@@ -58,10 +58,19 @@ __all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device",
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA if available, else CPU. A device that is not there is a ConfigError (one line)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use train.device=cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available here; use cpu (or auto)")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but MPS is not available here; use cpu (or auto)")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, mps, cuda, cuda:N")
     return torch.device(name)
 
 
@@ -193,13 +202,13 @@ class Trainer:
                  data: PreparedData | None = None, show_progress: bool = True,
                  init_from: str | Path | None = None) -> None:
         self.config = config
+        self.device = resolve_device(config.train.device)  # before anything is written: a bad device leaves nothing
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.show_progress = show_progress
         tc = config.train
         if tc.threads:
             torch.set_num_threads(tc.threads)
-        self.device = resolve_device(tc.device)
         torch.manual_seed(tc.seed)
         checkpoints = self.run_dir / "checkpoints"
         resume_from = find_checkpoint(self.run_dir) if resume and any(checkpoints.glob("step_*")) else None
