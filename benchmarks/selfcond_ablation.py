@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, write_results_section  # noqa: E402
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.config import SampleConfig, load_config  # noqa: E402
+from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.selfcond import INJECTIONS  # noqa: E402
 from scmdm.training import Trainer  # noqa: E402
-from scmdm.workflows import evaluator_for, resolve_config_path, sample_and_evaluate  # noqa: E402
+from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
 
 DEFAULT_ARMS = ["base", "control", *[f"{inj}@{rate}" for inj in INJECTIONS for rate in ("0.5", "0.5x2", "1")]]
 METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
@@ -66,11 +66,10 @@ def parse_arm(arm: str) -> tuple[str, float, int]:
 def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides: list[str]) -> Path:
     injection, rate, multiplier = parse_arm(arm)
     run_dir = out / arm / f"seed{seed}"
-    base_config = load_checkpoint(base).config
-    config = load_config(resolve_config_path("selfcond"), [
+    config = post_train_config(base, [
         f"selfcond.injection={injection}", f"selfcond.rate={rate}", f"train.steps={steps * multiplier}",
         f"train.seed={100 + seed}", f"train.eval_every={steps * multiplier}", f"train.save_every={steps * multiplier}",
-        *overrides], base=base_config)
+        *overrides])
     state_file = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
     if state_file and json.loads(state_file[-1].read_text())["step"] >= config.train.steps:
         return run_dir

@@ -40,6 +40,23 @@ def test_demo_pipeline_on_a_tiny_budget(tmp_path, capsys) -> None:
     assert (tmp_path / "samples.smi").exists() and (tmp_path / "loss_curve.png").exists()
 
 
+@requires_qm9
+def test_demo_with_the_self_conditioning_comparison(tmp_path, capsys) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--no-progress", "--selfcond-steps", "2", *TINY,
+                 "sample.num_samples=20", "sample.steps=4"]) == 0
+    out = capsys.readouterr().out
+    assert "[4/4]" in out and "vanilla continuation ancestral T=4" in out
+    assert "self-conditioned (mask_add, λ=1) ancestral T=4" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["models"]) == 2 and metrics["selfcond_steps"] == 2
+    for arm in ("control", "selfcond"):
+        state = json.loads(sorted((tmp_path / arm / "checkpoints").glob("step_*"))[-1].joinpath("state.json")
+                           .read_text())
+        assert state["step"] == 2 and state["init_from"].endswith("step_0000004")
+    assert (tmp_path / "samples_control.smi").exists() and (tmp_path / "samples_selfcond.smi").exists()
+    assert main(["demo", "--out", str(tmp_path / "x"), "--selfcond-steps", "2", "sample.sampler=cached"]) == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--out", "x", "train.steps=-3"], "train.steps must be positive"),
     (["train", "--out", "x", "sample.sampler=bogus"], "ancestral, cached, topk"),

@@ -79,10 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA weights")
 
     demo = command("demo", "Train a small model on QM9, sample 1,000 molecules and print the metrics table.",
-                   ("data", "model", "diffusion", "train", "sample"))
+                   ("data", "model", "diffusion", "train", "sample", "selfcond"))
     demo.add_argument("--out", default="runs/demo", help="run folder")
+    demo.add_argument("--selfcond-steps", type=int, default=0, metavar="N",
+                      help="then post-train the model N more steps twice — vanilla (the compute-matched control) "
+                           "and self-conditioned — and compare them at equal NFE (0 = skip)")
     demo.add_argument("--config", default="qm9_demo", help="config name or YAML path")
-    for p in (train, sample, evaluate, demo):  # last, so that positional checkpoints come first
+    for p in (train, posttrain, sample, evaluate, demo):  # last, so that positional checkpoints come first
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides (listed below)")
     return parser
 
@@ -129,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "demo":
             from scmdm.workflows import run_demo
 
-            run_demo(args.out, args.config, args.overrides, show_progress=not args.no_progress)
+            run_demo(args.out, args.config, args.overrides, show_progress=not args.no_progress,
+                     selfcond_steps=args.selfcond_steps)
             return 0
         if args.command == "sample":
             return _sample(args)
@@ -145,12 +149,12 @@ def _train(args: argparse.Namespace) -> int:
     from scmdm.training import Trainer
     from scmdm.workflows import resolve_config_path
 
-    base = None
     if args.init_from:
-        from scmdm.checkpoint import load_checkpoint
+        from scmdm.workflows import post_train_config
 
-        base = load_checkpoint(args.init_from).config
-    config = load_config(resolve_config_path(args.config), args.overrides, base=base)
+        config = post_train_config(args.init_from, args.overrides, args.config)
+    else:
+        config = load_config(resolve_config_path(args.config), args.overrides)
     out = Path(args.out)
     if args.no_resume and any((out / "checkpoints").glob("step_*")):
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")

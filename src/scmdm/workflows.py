@@ -21,7 +21,7 @@ from scmdm.schedules import get_schedule
 from scmdm.training import Trainer, resolve_device
 
 __all__ = ["sample_checkpoint", "evaluator_for", "SampledEvaluation", "sample_and_evaluate", "run_demo",
-           "resolve_config_path"]
+           "resolve_config_path", "post_train_config"]
 
 CONFIG_DIRS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
 
@@ -38,6 +38,14 @@ def resolve_config_path(name: str | None) -> Path | None:
             return folder / f"{name}.yaml"
     available = sorted({p.stem for d in CONFIG_DIRS if d.exists() for p in d.glob("*.yaml")})
     raise FileNotFoundError(f"no config {name!r}; give a YAML path or one of: {', '.join(available) or 'none found'}")
+
+
+def post_train_config(init_from: str | Path, overrides: list[str] | None = None,
+                      config_name: str | None = "selfcond") -> Config:
+    """The config of a post-training run: the model's own config (data, model, diffusion), then the
+    post-training YAML (``configs/selfcond.yaml`` by default), then ``overrides``."""
+    base = load_checkpoint(init_from).config
+    return load_config(resolve_config_path(config_name), overrides, base=base)
 
 
 def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device: str | torch.device = "cpu",
@@ -86,34 +94,73 @@ TABLE_COLUMNS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd
 
 
 def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", overrides: list[str] | None = None,
-             show_progress: bool = True) -> str:
-    """Train the demo model, sample it and print the metrics table next to real held-out molecules."""
+             show_progress: bool = True, selfcond_steps: int = 0) -> str:
+    """Train the demo model, sample it and print the metrics table next to real held-out molecules.
+
+    With ``selfcond_steps`` > 0 the trained model is then post-trained twice for that many steps — the
+    compute-matched vanilla continuation (``selfcond.injection=none``) and self-conditioning
+    (``configs/selfcond.yaml``) — and the table compares the two at equal NFE."""
     out_dir = Path(out_dir)
     config = load_config(resolve_config_path(config_name), overrides)
+    if selfcond_steps < 0:
+        raise ValueError(f"--selfcond-steps must be >= 0, got {selfcond_steps}")
+    if selfcond_steps and config.sample.sampler == "cached":
+        raise ValueError("the self-conditioning comparison needs sample.sampler=ancestral or topk: the cached sampler "
+                         "refuses self-conditioned models")
+    phases = 4 if selfcond_steps else 3
     started = time.perf_counter()
-    print(f"[1/3] training a {config.model.depth}-layer, width-{config.model.width} masked diffusion model on QM9 "
-          f"({config.train.steps} steps, at most {config.train.max_minutes or '∞'} min) → {out_dir}")
+    print(f"[1/{phases}] training a {config.model.depth}-layer, width-{config.model.width} masked diffusion model on "
+          f"QM9 ({config.train.steps} steps, at most {config.train.max_minutes or '∞'} min) → {out_dir}")
     result = Trainer(config, out_dir, show_progress=show_progress).fit()
     print(f"      validation NELBO {result.val_nelbo_bits:.4f} bits/token after {result.step} steps "
           f"({result.seconds / 60:.1f} min); loss curve: {out_dir / 'loss_curve.png'}")
+    s = config.sample
+    models = [(f"MDM {s.sampler} T={s.steps}", result.checkpoint)]
+    if selfcond_steps:
+        print(f"[2/{phases}] post-training it for {selfcond_steps} more steps, twice: vanilla (the compute-matched "
+              "control) and self-conditioned (configs/selfcond.yaml)")
+        common = [f"train.steps={selfcond_steps}", f"train.eval_every={selfcond_steps}",
+                  f"train.save_every={selfcond_steps}", f"train.device={config.train.device}",
+                  f"train.threads={config.train.threads}"]
+        arms = []
+        for name, extra in (("control", ["selfcond.injection=none"]), ("selfcond", [])):
+            arm_config = post_train_config(result.checkpoint, [*common, *extra])
+            arm = Trainer(arm_config, out_dir / name, show_progress=show_progress, init_from=result.checkpoint).fit()
+            two_pass = f", two-pass {arm.val_nelbo_sc_bits:.4f}" if arm.val_nelbo_sc_bits is not None else ""
+            print(f"      {name}: validation NELBO {arm.val_nelbo_bits:.4f}{two_pass} bits/token "
+                  f"({arm.seconds / 60:.1f} min)")
+            arms.append((arm_config, arm.checkpoint))
+        sc = arms[1][0].selfcond
+        models = [(f"vanilla continuation {s.sampler} T={s.steps}", arms[0][1]),
+                  (f"self-conditioned ({sc.injection}, λ={sc.rate:g}) {s.sampler} T={s.steps}", arms[1][1])]
     device = resolve_device(config.train.device)
-    loaded = load_checkpoint(result.checkpoint, use_ema=config.sample.use_ema, device=device)
-    print("[2/3] preparing the evaluator (ChemNet statistics of held-out test molecules)")
-    evaluator = evaluator_for(loaded.config, loaded.split_info)
-    print(f"[3/3] sampling {config.sample.num_samples} molecules ({config.sample.sampler}, T={config.sample.steps}, "
-          f"{config.sample.precision} draws) and evaluating")
-    evaluation = sample_and_evaluate(loaded, evaluator, config.sample, device=device, show_progress=show_progress)
-    reference = evaluator.reference_row(n=config.sample.num_samples).as_dict()
-    rows = [(f"real held-out molecules (n={config.sample.num_samples})", reference),
-            (f"MDM {config.sample.sampler} T={config.sample.steps}", evaluation.metrics)]
+    print(f"[{phases - 1}/{phases}] preparing the evaluator (ChemNet statistics of held-out test molecules)")
+    first = load_checkpoint(models[0][1], use_ema=s.use_ema, device=device)
+    evaluator = evaluator_for(first.config, first.split_info)
+    print(f"[{phases}/{phases}] sampling {s.num_samples} molecules per model ({s.sampler}, T={s.steps}, "
+          f"{s.precision} draws) and evaluating")
+    reference = evaluator.reference_row(n=s.num_samples).as_dict()
+    rows = [(f"real held-out molecules (n={s.num_samples})", reference)]
+    evaluations = {}
+    for name, checkpoint in models:
+        loaded = load_checkpoint(checkpoint, use_ema=s.use_ema, device=device)
+        evaluation = sample_and_evaluate(loaded, evaluator, s, name=name, device=device, show_progress=show_progress)
+        rows.append((name, evaluation.metrics))
+        evaluations[name] = evaluation
+        stem = "samples" if checkpoint == result.checkpoint else f"samples_{Path(checkpoint).parents[1].name}"
+        (out_dir / f"{stem}.smi").write_text("\n".join(evaluation.smiles) + "\n")
     table = format_table(rows, columns=TABLE_COLUMNS)
-    (out_dir / "samples.smi").write_text("\n".join(evaluation.smiles) + "\n")
-    (out_dir / "metrics.json").write_text(json.dumps({"model": evaluation.metrics, "reference": reference,
-                                                      "val_nelbo_bits": result.val_nelbo_bits,
-                                                      "train_steps": result.step}, indent=1))
+    (out_dir / "metrics.json").write_text(json.dumps({
+        "models": {name: ev.metrics for name, ev in evaluations.items()}, "reference": reference,
+        "val_nelbo_bits": result.val_nelbo_bits, "train_steps": result.step, "selfcond_steps": selfcond_steps},
+        indent=1))
     print()
     print(table)
     print(f"\nFCD is against {evaluator.n_reference} held-out test molecules; uniqueness is among valid samples, "
           f"novelty among unique valid ones (against the training split).")
-    print(f"Samples: {out_dir / 'samples.smi'}   total time {(time.perf_counter() - started) / 60:.1f} min")
+    if selfcond_steps:
+        print("Both post-trained models spent the same steps and sample with the same NFE; a gain in validity alone "
+              "can be mere sharpening (lower temperature does that too): see valid_unique_novel, and "
+              "benchmarks/selfcond_ablation.py for the temperature sweep.")
+    print(f"Samples: {out_dir}/samples*.smi   total time {(time.perf_counter() - started) / 60:.1f} min")
     return table
