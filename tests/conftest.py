@@ -9,6 +9,16 @@ def have_qm9() -> bool:
     return importlib.util.find_spec("qm9pack") is not None and importlib.util.find_spec("rdkit") is not None
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """``train.threads`` calls torch.set_num_threads, a process-wide setting: undo it after each test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 requires_qm9 = pytest.mark.skipif(not have_qm9(), reason="QM9 needs qm9pack and rdkit (`make test` installs them)")
 
 
@@ -19,3 +29,20 @@ def qm9_smiles() -> list[str]:
     from scmdm.data.molecules import load_qm9_smiles
 
     return load_qm9_smiles()
+
+
+#: A model and run small enough to train in a second on real QM9 molecules (1 layer, width 32).
+TINY = ["model.depth=1", "model.width=32", "model.heads=2", "model.dropout=0.1", "data.subset=512",
+        "train.batch_size=64", "train.steps=6", "train.warmup_steps=2", "train.eval_every=0", "train.save_every=0",
+        "train.val_sequences=64", "train.val_num_t=2", "train.log_every=1", "train.ema_decay=0.9"]
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """QM9 prepared for the TINY settings (its tokenizer, split and token tensors)."""
+    if not have_qm9():
+        pytest.skip("QM9 needs qm9pack and rdkit (`make test` installs them)")
+    from scmdm.config import load_config
+    from scmdm.data import prepare_data
+
+    return prepare_data(load_config(None, TINY).data)

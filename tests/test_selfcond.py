@@ -23,7 +23,7 @@ from scmdm.selfcond import (
     two_pass_logits,
 )
 
-from .conftest import requires_qm9
+from .conftest import TINY, requires_qm9
 
 V, MASK, L = 5, 4, 6  # 4 real tokens + MASK (last)
 
@@ -204,22 +204,11 @@ def test_bad_selfcond_values_are_named(override: str, message: str) -> None:
         load_config(None, [override])
 
 
-TINY = ["model.depth=1", "model.width=32", "model.heads=2", "model.dropout=0.1", "data.subset=512",
-        "train.batch_size=32", "train.steps=4", "train.warmup_steps=1", "train.eval_every=0", "train.save_every=0",
-        "train.val_sequences=32", "train.val_num_t=2", "train.ema_decay=0.9", "train.threads=1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    from scmdm.data import prepare_data
-
-    return prepare_data(load_config(None, TINY).data)
-
-
 def _train(tmp_path, data, extra: list[str], name: str):
     from scmdm.training import Trainer
 
-    trainer = Trainer(load_config(None, [*TINY, *extra]), tmp_path / name, data=data, show_progress=False)
+    trainer = Trainer(load_config(None, [*TINY, *extra]), tmp_path / name, data=data,
+                      show_progress=False)
     result = trainer.fit()
     return trainer, result
 
@@ -250,7 +239,7 @@ def test_posttrain_from_a_checkpoint_and_sample(tmp_path, tiny_data, capsys) -> 
     capsys.readouterr()
     code = main(["posttrain", "--from", str(tmp_path / "base"), "--out", str(tmp_path / "sc"), "--no-progress",
                  "selfcond.injection=projection", "train.steps=3", "train.eval_every=0", "train.save_every=0",
-                 "train.val_sequences=32", "train.threads=1"])
+                 "train.val_sequences=32"])
     assert code == 0, capsys.readouterr().err
     assert "two-pass (self-conditioned)" in capsys.readouterr().out
     loaded = load_checkpoint(tmp_path / "sc")

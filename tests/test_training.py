@@ -10,18 +10,7 @@ from scmdm.checkpoint import load_checkpoint
 from scmdm.config import load_config
 from scmdm.training import EMA, Trainer, batch_indices, learning_rate
 
-from .conftest import requires_qm9
-
-TINY = ["model.depth=1", "model.width=32", "model.heads=2", "model.dropout=0.1", "data.subset=512",
-        "train.batch_size=64", "train.steps=6", "train.warmup_steps=2", "train.eval_every=0", "train.save_every=0",
-        "train.val_sequences=64", "train.val_num_t=2", "train.log_every=1", "train.ema_decay=0.9"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    from scmdm.data import prepare_data
-
-    return prepare_data(load_config(None, TINY).data)
+from .conftest import TINY, requires_qm9
 
 
 def test_learning_rate_by_hand() -> None:

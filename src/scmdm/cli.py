@@ -90,10 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sample_config(loaded_config, overrides: list[str]):
-    config = apply_overrides(loaded_config, overrides)
+def _load_for_sampling(args: argparse.Namespace):
+    """The checkpoint (EMA or raw weights, as ``sample.use_ema`` says) and its sample settings + overrides."""
+    from scmdm.checkpoint import load_checkpoint
+    from scmdm.training import resolve_device
+
+    resolve_device(args.device)  # a device that is not there: one clear line
+    loaded = load_checkpoint(args.checkpoint, device=args.device)
+    config = apply_overrides(loaded.config, args.overrides)
     config.sample.validate()
-    return config.sample
+    if not config.sample.use_ema:
+        loaded = load_checkpoint(args.checkpoint, use_ema=False, device=args.device)
+    return loaded, config.sample
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,14 +175,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from scmdm.checkpoint import load_checkpoint
-    from scmdm.training import resolve_device
     from scmdm.workflows import sample_checkpoint
 
-    resolve_device(args.device)  # a device that is not there: one clear line
-    probe = load_checkpoint(args.checkpoint, device=args.device)
-    sample = _sample_config(probe.config, args.overrides)
-    loaded = probe if sample.use_ema else load_checkpoint(args.checkpoint, use_ema=False, device=args.device)
+    loaded, sample = _load_for_sampling(args)
     smiles, result = sample_checkpoint(loaded, sample, device=args.device, show_progress=not args.no_progress)
     text = "\n".join(smiles) + "\n"
     if args.out:
@@ -199,15 +202,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from scmdm.checkpoint import load_checkpoint
     from scmdm.evaluation import format_table
-    from scmdm.training import resolve_device
     from scmdm.workflows import TABLE_COLUMNS, evaluator_for, sample_and_evaluate
 
-    resolve_device(args.device)  # a device that is not there: one clear line
-    probe = load_checkpoint(args.checkpoint, device=args.device)
-    sample = _sample_config(probe.config, args.overrides)
-    loaded = probe if sample.use_ema else load_checkpoint(args.checkpoint, use_ema=False, device=args.device)
+    loaded, sample = _load_for_sampling(args)
     evaluator = evaluator_for(loaded.config, loaded.split_info)
     if args.samples:
         path = Path(args.samples)
