@@ -320,6 +320,8 @@ def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str 
                    f"(MASK included)"),
         ("domain / tokenizer", f"{c.data.domain} / {loaded.tokenizer.kind}"),
         ("noise schedule", c.diffusion.schedule),
+        ("self-conditioning", "none" if c.selfcond.injection == "none" else
+         f"{c.selfcond.injection} injection, carries the {c.selfcond.carry}, post-trained with λ = {c.selfcond.rate}"),
         ("weights", weights),
         ("training steps", f"{state.get('step', 'unknown')} × batch {c.train.batch_size} (lr {c.train.lr}, "
                            f"{c.train.precision})"),
