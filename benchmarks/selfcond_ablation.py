@@ -225,8 +225,9 @@ def main() -> int:
     (results / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
     plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs")
     (ROOT / "docs").mkdir(exist_ok=True)
-    write_results_section("selfcond_ablation", markdown(args, summary, loaded, command, base_state))
-    print(markdown(args, summary, loaded, command, base_state))
+    section = markdown(args, summary, loaded, command, base_state)
+    write_results_section("selfcond_ablation", section)
+    print(section)
     return 0
 
 

@@ -19,6 +19,17 @@ def _restore_torch_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for a module of tiny tensors (much faster than two competing ones)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 requires_qm9 = pytest.mark.skipif(not have_qm9(), reason="QM9 needs qm9pack and rdkit (`make test` installs them)")
 
 

@@ -11,13 +11,7 @@ VOCAB = 7  # 6 real tokens + MASK
 LENGTH = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tensors are tiny: one intra-op thread is much faster than two competing ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: one thread beats two competing
 
 
 def tiny(seed: int = 0, **overrides) -> Transformer:

@@ -27,13 +27,7 @@ def uniform_logits_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.zeros(*x_t.shape, V + 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tensors are tiny: one intra-op thread is much faster than two competing ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: one thread beats two competing
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -53,13 +53,16 @@ def test_alpha_strictly_decreasing_on_grid(name: str) -> None:
     assert torch.all((alpha >= 0) & (alpha <= 1))
 
 
+def _alpha_prime_central_difference(schedule, t_value: float, h: float = 1e-6) -> torch.Tensor:
+    """(α(t + h) − α(t − h)) / 2h; its error is O(h²·α‴) ≈ 1e-12·20³ for the linear schedule, rounding ≈ 1e-16/h."""
+    return (schedule.alpha(_t(t_value + h)) - schedule.alpha(_t(t_value - h))) / (2 * h)
+
+
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("t_value", INTERIOR_T)
 def test_alpha_prime_matches_central_difference(name: str, t_value: float) -> None:
     schedule = get_schedule(name)
-    h = 1e-6
-    # central difference error is O(h²·α‴) ≈ 1e-12·20³ for the linear schedule; rounding ≈ 1e-16/h.
-    fd = (schedule.alpha(_t(t_value + h)) - schedule.alpha(_t(t_value - h))) / (2 * h)
+    fd = _alpha_prime_central_difference(schedule, t_value)
     analytic = schedule.alpha_prime(_t(t_value))
     assert analytic.item() < 0
     assert analytic.item() == pytest.approx(fd.item(), rel=1e-6, abs=1e-9)
@@ -69,8 +72,7 @@ def test_alpha_prime_matches_central_difference(name: str, t_value: float) -> No
 @pytest.mark.parametrize("t_value", INTERIOR_T)
 def test_loss_weight_is_minus_alpha_prime_over_one_minus_alpha(name: str, t_value: float) -> None:
     schedule = get_schedule(name)
-    h = 1e-6
-    fd_prime = (schedule.alpha(_t(t_value + h)) - schedule.alpha(_t(t_value - h))) / (2 * h)
+    fd_prime = _alpha_prime_central_difference(schedule, t_value)
     expected = -fd_prime / (1.0 - schedule.alpha(_t(t_value)))
     assert schedule.loss_weight(_t(t_value)).item() == pytest.approx(expected.item(), rel=1e-6)
 

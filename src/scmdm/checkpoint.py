@@ -198,8 +198,6 @@ def read_json(path: Path, *, optional: bool = False) -> dict:
     return data
 
 
-_read_json = read_json  # the older private name
-
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file (never unpickled); CheckpointError naming the file otherwise."""

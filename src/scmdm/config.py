@@ -250,15 +250,19 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "config") -> Config:
-        config = cls()
-        for section, values in (data or {}).items():
-            if section not in cls.sections():
-                raise ConfigError(f"{where}: unknown section {section!r}; valid: {', '.join(cls.sections())}")
-            if not isinstance(values, dict):
-                raise ConfigError(f"{where}: section {section!r} must be a mapping")
-            for key, value in values.items():
-                _set(config, f"{section}.{key}", value)
-        return config
+        return _apply_sections(cls(), data, where=where)
+
+
+def _apply_sections(config: Config, data: dict | None, *, where: str) -> Config:
+    """Set ``config`` from a mapping of sections ({section: {key: value}}); errors name ``where``."""
+    for section, values in (data or {}).items():
+        if section not in Config.sections():
+            raise ConfigError(f"{where}: unknown section {section!r}; valid: {', '.join(Config.sections())}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section {section!r} must be a mapping")
+        for key, value in values.items():
+            _set(config, f"{section}.{key}", value)
+    return config
 
 
 def _field_types(obj: Any) -> dict[str, Any]:
@@ -336,13 +340,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
-        for section, values in (data or {}).items():
-            if section not in Config.sections():
-                raise ConfigError(f"{path}: unknown section {section!r}; valid: {', '.join(Config.sections())}")
-            if not isinstance(values, dict):
-                raise ConfigError(f"{path}: section {section!r} must be a mapping")
-            for key, value in values.items():
-                _set(config, f"{section}.{key}", value)
+        _apply_sections(config, data, where=str(path))
     return apply_overrides(config, overrides or []).validate()
 
 
