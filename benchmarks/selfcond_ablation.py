@@ -206,6 +206,8 @@ def main() -> int:
                               f"{m['seconds']:.1f}s", flush=True)
                     rows.append(cache[key])
 
+    # Rows are computed in the order given (put the most wanted first); tables and plots read sorted.
+    args.T, args.temperatures = sorted(args.T), sorted(args.temperatures)
     summary: dict[tuple[str, int, float], dict[str, list[float]]] = {}
     for r in rows:
         entry = summary.setdefault((r["arm"], r["T"], r["temperature"]), {k: [] for k in (*METRICS, "seconds")})
