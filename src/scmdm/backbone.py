@@ -5,6 +5,10 @@
     hˡ = Block(hˡ⁻¹, c)                                   l = 1..depth
     logits = W_out · FinalNorm(h^depth, c) + b
 
+Optional causal verifier (``causal_layers`` > 0, self-speculative MDM): ``causal`` re-reads the trunk states
+in a generation order σ with causal attention and ``verify`` gives the non-factorized target logits; the
+trunk and ``forward`` (the draft) are unchanged. The equations are in ``scmdm.speculative``.
+
 Blocks (``block_type``):
   * ``prenorm``: h += Attn(LN(h)); h += MLP(LN(h)). With time conditioning, c is added to h⁰.
   * ``adaln``: the DiT block of MDLM: (shift, scale, gate) for attention and MLP come from a
@@ -46,6 +50,8 @@ class BackboneConfig:
     time_conditioning: bool = False
     cond_dim: int = 128
     self_conditioning: str = "none"  # "none" or an injection of scmdm.selfcond (mask_add, projection, gated)
+    causal_layers: int = 0  # causal verifier layers over σ-ordered tracks (scmdm.speculative); 0 = none
+    causal_head: str = "shared"  # the verifier's output head: "shared" (the trunk's) or "separate"
 
     def __post_init__(self) -> None:
         if self.block_type not in BLOCK_TYPES:
@@ -61,6 +67,10 @@ class BackboneConfig:
                              "with an even head dimension (rotary embeddings rotate pairs)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.causal_layers < 0:
+            raise ValueError(f"speculative.causal_layers must be >= 0, got {self.causal_layers}")
+        if self.causal_head not in ("shared", "separate"):
+            raise ValueError(f"unknown causal_head {self.causal_head!r}; valid: shared, separate")
 
 
 class RotaryEmbedding(nn.Module):
@@ -198,10 +208,20 @@ class Transformer(nn.Module):
                               if config.time_conditioning and config.block_type == "prenorm" else None)
         self.self_cond = (SelfConditioningInput(config.self_conditioning, config.width, config.vocab_size - 1)
                           if config.self_conditioning != "none" else None)
+        self.causal = None
+        if config.causal_layers > 0:  # built last: a model without it draws the same initial weights as before
+            from scmdm.speculative import CausalVerifier  # imported here: scmdm.speculative builds on this module
+
+            self.causal = CausalVerifier(config)
 
     @property
     def self_conditioned(self) -> bool:
         return self.self_cond is not None
+
+    @property
+    def speculative(self) -> bool:
+        """Whether the model has a causal verifier (``verify``)."""
+        return self.causal is not None
 
     @property
     def _uses_cond(self) -> bool:
@@ -241,6 +261,15 @@ class Transformer(nn.Module):
                 p_prev: torch.Tensor | None = None) -> torch.Tensor:
         h, cond = self.encode(x_t, t, input_embedding, p_prev)
         return self.output_layer(h, cond)
+
+    def verify(self, h_sigma: torch.Tensor, cond: torch.Tensor | None, order: torch.Tensor,
+               tokens: torch.Tensor) -> torch.Tensor:
+        """Target logits [B, D, vocab_size] in σ order: entry k is q at position ``order[:, k]`` from the trunk
+        states in σ order ``h_sigma`` and the tokens in σ order before k (``scmdm.speculative``)."""
+        if self.causal is None:
+            raise ValueError("this model has no causal verifier (speculative.causal_layers is 0)")
+        head = self.output_layer if self.causal.output_layer is None else self.causal.output_layer
+        return head(h_sigma + self.causal(h_sigma, cond, order, tokens, self.rotary), cond)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

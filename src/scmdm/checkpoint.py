@@ -55,7 +55,8 @@ def build_model(config: Config, tokenizer: SmilesTokenizer) -> Transformer:
     return Transformer(BackboneConfig(
         vocab_size=tokenizer.vocab_size, max_length=config.data.max_length, depth=m.depth, width=m.width,
         heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, block_type=m.block_type,
-        time_conditioning=m.time_conditioning, cond_dim=m.cond_dim, self_conditioning=config.selfcond.injection))
+        time_conditioning=m.time_conditioning, cond_dim=m.cond_dim, self_conditioning=config.selfcond.injection,
+        causal_layers=config.speculative.causal_layers, causal_head=config.speculative.head))
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -320,6 +321,8 @@ def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str 
         ("noise schedule", c.diffusion.schedule),
         ("self-conditioning", "none" if c.selfcond.injection == "none" else
          f"{c.selfcond.injection} injection, carries the {c.selfcond.carry}, post-trained with λ = {c.selfcond.rate}"),
+        ("causal verifier", "none" if not c.speculative.causal_layers else
+         f"{c.speculative.causal_layers} causal layer(s), {c.speculative.head} head (sample.sampler=speculative)"),
         ("weights", weights),
         ("training steps", f"{state.get('step', 'unknown')} × batch {c.train.batch_size} (lr {c.train.lr}, "
                            f"{c.train.precision})"),

@@ -21,7 +21,9 @@ EXAMPLES = {
     "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi",
     "demo": "scmdm demo --out runs/demo",
     "posttrain": "scmdm posttrain --from runs/qm9_base --out runs/qm9_sc selfcond.injection=projection "
-                 "selfcond.rate=1   (selfcond.injection=none: the compute-matched vanilla continuation)",
+                 "selfcond.rate=1   (selfcond.injection=none: the compute-matched vanilla continuation)\n  "
+                 "scmdm posttrain --from runs/qm9_base --out runs/qm9_spec --speculative   (then: scmdm eval "
+                 "runs/qm9_spec sample.sampler=speculative sample.window=6)",
     "export": "scmdm export runs/qm9_base --out models/qm9_base   (then: scmdm sample models/qm9_base, "
               "or scmdm.load('models/qm9_base') in Python)",
 }
@@ -41,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     train = command("train", "Train a masked diffusion model (resumes if --out already holds a checkpoint).",
-                    ("data", "model", "diffusion", "train", "selfcond"))
+                    ("data", "model", "diffusion", "train", "selfcond", "speculative"))
     train.add_argument("--config", help="YAML config file, or the name of one in configs/ (e.g. qm9_base)")
     train.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curve.png")
     train.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
@@ -49,15 +51,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="start from this model's weights and tokenizer (an exported folder, checkpoint or run "
                             "folder; its config is the base that --config and the overrides change)")
 
-    posttrain = command("posttrain", "Self-conditioned post-training of a trained model: two passes at the same "
-                                     "x_t, stop-gradient on the first, NELBO on the second (scmdm.selfcond).",
-                        ("selfcond", "train"))
+    posttrain = command("posttrain", "Post-train a trained model. Self-conditioning (default): two passes at the "
+                                     "same x_t, stop-gradient on the first, NELBO on the second (scmdm.selfcond). "
+                                     "--speculative: add a causal verifier layer and train only it, the trunk "
+                                     "frozen (scmdm.speculative).",
+                        ("selfcond", "speculative", "train"))
     posttrain.add_argument("--from", dest="init_from", required=True, metavar="MODEL",
                            help="the model to start from: a run folder, checkpoint folder or exported model folder "
                                 "(its config is the base that --config and the overrides change)")
     posttrain.add_argument("--out", required=True, help="run folder of the post-trained model")
-    posttrain.add_argument("--config", default="selfcond",
-                           help="YAML applied on top of the model's config (default: configs/selfcond.yaml)")
+    posttrain.add_argument("--config", default=None,
+                           help="YAML applied on top of the model's config (default: configs/selfcond.yaml, or "
+                                "configs/speculative.yaml with --speculative)")
+    posttrain.add_argument("--speculative", action="store_true",
+                           help="self-speculative post-training: a causal verifier on the frozen trunk "
+                                "(configs/speculative.yaml); sample it with sample.sampler=speculative")
     posttrain.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
 
     sample = command("sample", "Sample sequences from a checkpoint.", ("sample",))
@@ -160,7 +168,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.init_from:
         from scmdm.workflows import post_train_config
 
-        config = post_train_config(args.init_from, args.overrides, args.config)
+        config_name = args.config or ("speculative" if getattr(args, "speculative", False) else "selfcond")
+        config = post_train_config(args.init_from, args.overrides, config_name)
     else:
         config = load_config(resolve_config_path(args.config), args.overrides)
     out = Path(args.out)
@@ -169,6 +178,8 @@ def _train(args: argparse.Namespace) -> int:
     result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from).fit()
     two_pass = (f", two-pass (self-conditioned) {result.val_nelbo_sc_bits:.4f}"
                 if result.val_nelbo_sc_bits is not None else "")
+    if result.val_target_bits is not None:
+        two_pass += f"; verifier target NLL {result.val_target_bits:.4f} bits/token"
     print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; validation NELBO "
           f"{result.val_nelbo_bits:.4f} bits/token{two_pass}; checkpoint {result.checkpoint}")
     return 0

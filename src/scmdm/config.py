@@ -1,6 +1,7 @@
 """Run configuration: typed dataclasses, loaded from YAML and overridden with ``section.key=value``.
 
-A config has six sections — ``data``, ``model``, ``diffusion``, ``train``, ``sample``, ``selfcond`` — whose fields,
+A config has seven sections — ``data``, ``model``, ``diffusion``, ``train``, ``sample``, ``selfcond``,
+``speculative`` — whose fields,
 defaults and help texts are declared once here; ``scmdm <command> --help`` prints them from these
 declarations, and unknown keys or wrongly typed values are errors that name the key.
 """
@@ -21,11 +22,14 @@ import yaml
 from scmdm.backbone import BLOCK_TYPES
 from scmdm.schedules import SCHEDULES
 from scmdm.selfcond import CARRIES, INJECTIONS
+from scmdm.speculative import HEADS as VERIFIER_HEADS
+from scmdm.speculative import WINDOW_SCHEDULES
 
-__all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "SelfCondConfig", "Config",
+__all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "SelfCondConfig",
+           "SpeculativeConfig", "Config",
            "ConfigError", "load_config", "apply_overrides", "describe_config", "SAMPLERS", "PRECISIONS", "TOO_LONG"]
 
-SAMPLERS = ("ancestral", "cached", "topk")
+SAMPLERS = ("ancestral", "cached", "topk", "speculative")
 PRECISIONS = ("float64", "float32")
 TOO_LONG = ("error", "skip", "truncate")
 MAX_SEED = 2**32 - 1
@@ -191,6 +195,25 @@ class SelfCondConfig:
 
 
 @dataclass
+class SpeculativeConfig:
+    causal_layers: int = _f(0, "causal verifier layers over σ-ordered tracks (self-speculative MDM, "
+                               "scmdm.speculative); 0 = none. `scmdm posttrain --speculative` sets 1")
+    head: str = _f("shared", f"the verifier's output head: {' | '.join(VERIFIER_HEADS)} (separate starts as a copy "
+                             "of the trunk's when post-training)")
+    freeze_trunk: bool = _f(False, "train only the verifier: the trunk (and a shared head) keep their weights "
+                                   "(post-training a model `scmdm train` wrote)")
+
+    def validate(self) -> None:
+        if self.causal_layers < 0:
+            raise ConfigError(f"speculative.causal_layers must be >= 0, got {self.causal_layers}")
+        if self.head not in VERIFIER_HEADS:
+            raise ConfigError(f"speculative.head must be one of {', '.join(VERIFIER_HEADS)}, got {self.head!r}")
+        if self.freeze_trunk and self.causal_layers == 0:
+            raise ConfigError("speculative.freeze_trunk needs a verifier to train: set speculative.causal_layers "
+                              "to 1 (or more)")
+
+
+@dataclass
 class SampleConfig:
     sampler: str = _f("ancestral", f"sampler: {' | '.join(SAMPLERS)}")
     steps: int = _f(64, "number of denoising steps T")
@@ -201,6 +224,12 @@ class SampleConfig:
     precision: str = _f("float64", "dtype of the categorical (Gumbel) draw: float64 | float32 (older papers)")
     seed: int = _f(0, "sampling seed")
     use_ema: bool = _f(True, "sample with the EMA weights")
+    window: int = _f(8, "speculative sampler: the largest window W of drafted positions verified per trunk pass "
+                        "(its NFE follows from W; sample.steps is not used)")
+    min_window: int = _f(2, "speculative sampler: W when nothing is revealed, for the linear and cosine schedules")
+    window_schedule: str = _f("constant", f"speculative sampler: W against the number revealed: "
+                                          f"{' | '.join(WINDOW_SCHEDULES)}")
+    verify_loops: int = _f(0, "speculative sampler: extra verifier-only passes per trunk pass, on its cached states")
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -215,6 +244,16 @@ class SampleConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"sample.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         _check_seed("sample.seed", self.seed)
+        if self.window < 1 or self.min_window < 1:
+            raise ConfigError(f"sample.window and sample.min_window must be positive, got {self.window} and "
+                              f"{self.min_window}")
+        if self.min_window > self.window and self.window_schedule != "constant":
+            raise ConfigError(f"sample.min_window ({self.min_window}) must not exceed sample.window ({self.window})")
+        if self.window_schedule not in WINDOW_SCHEDULES:
+            raise ConfigError(f"sample.window_schedule must be one of {', '.join(WINDOW_SCHEDULES)}, got "
+                              f"{self.window_schedule!r}")
+        if self.verify_loops < 0:
+            raise ConfigError(f"sample.verify_loops must be >= 0, got {self.verify_loops}")
 
 
 def _check_seed(key: str, value: int) -> None:
@@ -230,6 +269,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     selfcond: SelfCondConfig = field(default_factory=SelfCondConfig)
+    speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
 
     def validate(self) -> Config:
         for section in self.sections():

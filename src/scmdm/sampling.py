@@ -20,6 +20,11 @@ p_prev changes every step even when x_t does not, so a skipped pass would not be
   m_{k+1} = round(L·(1 − α(t_{k+1}))); each step draws a token for every masked position and
   reveals the m_k − m_{k+1} positions whose drawn token has the highest probability. Steps that
   reveal nothing are skipped (no NFE).
+* **Speculative** (self-speculative MDM, a model with a causal verifier): each trunk pass drafts a window
+  of positions along a random order σ, one verifier pass scores them and accept/reject commits between 1
+  and W of them exactly (rule and proof in ``scmdm.speculative``). NFE = trunk passes; verifier passes are
+  counted apart (``SampleResult.nfe_causal``). ``Denoiser.trunk`` and ``Denoiser.verify`` are its two kinds
+  of network evaluation.
 
 Categorical draws are Gumbel-max, argmax_v (log p_v + g_v), g = −log(−log u), u ~ U[0, 1), in
 float64 by default: float32 noise is bounded (g ≤ −log(−log(1 − 2⁻²⁴)) ≈ 16.6), which truncates the
@@ -41,11 +46,12 @@ from scmdm.backbone import Transformer
 from scmdm.diffusion import subs_log_probs
 from scmdm.schedules import NoiseSchedule
 from scmdm.selfcond import carried_hint
+from scmdm.speculative import NO_VERIFIER, gather_tracks, scatter_tracks, speculative_sample
 
-__all__ = ["gumbel_noise", "sample_categorical", "apply_top_p", "Denoiser", "SampleResult", "ancestral_sample",
-           "topk_sample", "generate", "SAMPLER_NAMES", "masked_counts"]
+__all__ = ["gumbel_noise", "sample_categorical", "apply_top_p", "Denoiser", "TrunkPass", "SampleResult",
+           "ancestral_sample", "topk_sample", "generate", "SAMPLER_NAMES", "masked_counts"]
 
-SAMPLER_NAMES = ("ancestral", "cached", "topk")
+SAMPLER_NAMES = ("ancestral", "cached", "topk", "speculative")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -77,6 +83,25 @@ def apply_top_p(log_probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.log_softmax(log_probs.masked_fill(drop, -math.inf), dim=-1)
 
 
+@dataclass
+class TrunkPass:
+    """One trunk evaluation for the speculative sampler, everything in σ order (``order``): the trunk states
+    ``h``, the conditioning vector, the canvas ``x`` the trunk saw, the draft ``log_p`` (as the Denoiser
+    returns it) and, for a self-conditioned model, the next hint (canvas order)."""
+
+    h: torch.Tensor
+    cond: torch.Tensor | None
+    order: torch.Tensor
+    x: torch.Tensor
+    log_p: torch.Tensor
+    next_hint: torch.Tensor | None = None
+
+    def select(self, rows: torch.Tensor) -> TrunkPass:
+        """The pass restricted to ``rows`` (the cached states of sequences still being verified)."""
+        return TrunkPass(self.h[rows], None if self.cond is None else self.cond[rows], self.order[rows],
+                         self.x[rows], self.log_p[rows], None if self.next_hint is None else self.next_hint[rows])
+
+
 class Denoiser:
     """One network evaluation: ``(x_t, t, hint) -> (log p, next hint)``.
 
@@ -94,8 +119,10 @@ class Denoiser:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         self.model, self.mask_id, self.temperature, self.top_p = model, mask_id, temperature, top_p
         self.carry, self.sharpen_temperature, self.generator = carry, sharpen_temperature, generator
-        self.calls = 0  # batched forward passes
+        self.calls = 0  # batched forward passes (of the trunk)
         self.rows = 0  # sequences evaluated
+        self.causal_calls = 0  # batched verifier-only passes (speculative sampler)
+        self.causal_rows = 0
 
     @property
     def uses_time(self) -> bool:
@@ -104,6 +131,10 @@ class Denoiser:
     @property
     def self_conditioned(self) -> bool:
         return bool(getattr(self.model, "self_conditioned", False))
+
+    @property
+    def speculative(self) -> bool:
+        return bool(getattr(self.model, "speculative", False))
 
     @torch.inference_mode()
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor,
@@ -115,10 +146,40 @@ class Denoiser:
         if self.self_conditioned:
             next_hint = carried_hint(subs_log_probs(logits, x_t, self.mask_id), self.carry,
                                      sharpen_temperature=self.sharpen_temperature, generator=self.generator)
+        return self._log_probs(logits, x_t), next_hint
+
+    def _log_probs(self, logits: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """Temperature, SUBS, top-p: what the samplers draw from."""
         if self.temperature != 1.0:
             logits = logits / self.temperature
         log_probs = subs_log_probs(logits, x_t, self.mask_id)
-        return apply_top_p(log_probs, self.top_p), next_hint
+        return apply_top_p(log_probs, self.top_p)
+
+    @torch.inference_mode()
+    def trunk(self, x_t: torch.Tensor, t: torch.Tensor, hint: torch.Tensor | None,
+              order: torch.Tensor) -> TrunkPass:
+        """One trunk pass (counted in ``calls``), kept in σ order for the verifier. The draft is the output head
+        on the trunk states in σ order — the very computation ``verify`` adds the verifier's contribution to."""
+        self.calls += 1
+        self.rows += x_t.shape[0]
+        h, cond = self.model.encode(x_t, t, p_prev=hint)
+        h, x = gather_tracks(h, order), gather_tracks(x_t, order)
+        logits = self.model.output_layer(h, cond).float()
+        next_hint = None
+        if self.self_conditioned:
+            next_hint = scatter_tracks(carried_hint(subs_log_probs(logits, x, self.mask_id), self.carry,
+                                                    sharpen_temperature=self.sharpen_temperature,
+                                                    generator=self.generator), order)
+        return TrunkPass(h=h, cond=cond, order=order, x=x, log_p=self._log_probs(logits, x), next_hint=next_hint)
+
+    @torch.inference_mode()
+    def verify(self, trunk: TrunkPass, tokens: torch.Tensor) -> torch.Tensor:
+        """One verifier pass (counted in ``causal_calls``) on cached trunk states: the target log q in σ order,
+        processed like the draft (temperature, SUBS, top-p); ``tokens`` [B, D] in σ order."""
+        self.causal_calls += 1
+        self.causal_rows += tokens.shape[0]
+        logits = self.model.verify(trunk.h, trunk.cond, trunk.order, tokens).float()
+        return self._log_probs(logits, trunk.x)
 
 
 @dataclass
@@ -127,6 +188,7 @@ class SampleResult:
     nfe: float  # mean network evaluations per sequence
     forward_passes: int  # batched network calls
     seconds: float
+    nfe_causal: float = 0.0  # mean verifier-only passes per sequence (speculative sampler)
 
 
 def _time_grid(steps: int, device: torch.device) -> torch.Tensor:
@@ -214,25 +276,40 @@ def topk_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int,
 def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_samples: int, length: int,
              sampler: str = "ancestral", steps: int = 64, batch_size: int = 500, temperature: float = 1.0,
              top_p: float = 1.0, precision: str = "float64", seed: int = 0, device: torch.device | str = "cpu",
-             show_progress: bool = True, carry: str = "distribution", sharpen_temperature: float = 0.5) -> SampleResult:
+             show_progress: bool = True, carry: str = "distribution", sharpen_temperature: float = 0.5,
+             window: int = 8, min_window: int = 2, window_schedule: str = "constant",
+             verify_loops: int = 0) -> SampleResult:
     """Generate ``num_samples`` canvases in batches with the named sampler. ``carry`` and
-    ``sharpen_temperature`` matter only for a self-conditioned model (its ``selfcond`` config)."""
+    ``sharpen_temperature`` matter only for a self-conditioned model (its ``selfcond`` config); ``window``,
+    ``min_window``, ``window_schedule`` and ``verify_loops`` only for the speculative sampler (which does not
+    use ``steps``)."""
     if sampler not in SAMPLER_NAMES:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLER_NAMES)}")
     if num_samples <= 0 or steps <= 0 or batch_size <= 0:
         raise ValueError("num_samples, steps and batch_size must be positive")
+    if sampler == "speculative" and not getattr(model, "speculative", False):
+        raise ValueError(NO_VERIFIER)
     device = torch.device(device)
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     denoiser = Denoiser(model, mask_id, temperature=temperature, top_p=top_p, carry=carry,
                         sharpen_temperature=sharpen_temperature, generator=generator)
     sizes = [min(batch_size, num_samples - start) for start in range(0, num_samples, batch_size)]
-    outputs, nfe_total = [], 0.0
+    outputs, nfe_total, causal_total = [], 0.0, 0.0
     start = time.perf_counter()
-    with tqdm(total=len(sizes) * steps, desc=f"sample ({sampler}, T={steps})", disable=not show_progress,
-              dynamic_ncols=True, unit="step", leave=False) as bar:
+    speculative = sampler == "speculative"
+    with tqdm(total=len(sizes) * (length if speculative else steps), disable=not show_progress,
+              desc=f"sample (speculative, W={window} {window_schedule})" if speculative else
+              f"sample ({sampler}, T={steps})", dynamic_ncols=True, unit="pos" if speculative else "step",
+              leave=False) as bar:
         for size in sizes:
-            if sampler == "topk":
+            if speculative:
+                tokens, nfe, nfe_causal = speculative_sample(
+                    denoiser, batch_size=size, length=length, window=window, min_window=min_window,
+                    window_schedule=window_schedule, verify_loops=verify_loops, precision=precision,
+                    generator=generator, device=device, progress=bar)
+                causal_total += nfe_causal * size
+            elif sampler == "topk":
                 tokens, nfe = topk_sample(denoiser, schedule, batch_size=size, length=length, steps=steps,
                                           precision=precision, generator=generator, device=device, progress=bar)
             else:
@@ -242,4 +319,4 @@ def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_s
             outputs.append(tokens.cpu())
             nfe_total += nfe * size
     return SampleResult(tokens=torch.cat(outputs), nfe=nfe_total / num_samples, forward_passes=denoiser.calls,
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, nfe_causal=causal_total / num_samples)

@@ -39,7 +39,7 @@ from torch import nn
 from scmdm.diffusion import subs_log_probs
 
 __all__ = ["INJECTIONS", "CARRIES", "SelfConditioningInput", "carried_hint", "corrupt_hint", "self_condition_coin",
-           "two_pass_logits"]
+           "first_pass_hint", "two_pass_logits"]
 
 INJECTIONS = ("mask_add", "projection", "gated")
 CARRIES = ("distribution", "sharpened", "token")
@@ -117,13 +117,22 @@ def self_condition_coin(rate: float, *, seed: int, step: int) -> bool:
     return bool(u < rate)
 
 
+@torch.no_grad()
+def first_pass_hint(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, mask_id: int, *,
+                    carry: str = "distribution", sharpen_temperature: float = 0.5, hint_dropout: float = 0.0,
+                    hint_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pass 1: the null-conditioned prediction at x_t, under no-grad, in carry form (and corrupted if asked)."""
+    hint = carried_hint(subs_log_probs(model(x_t, t), x_t, mask_id), carry,
+                        sharpen_temperature=sharpen_temperature, generator=generator)
+    if hint_dropout > 0 or hint_noise > 0:
+        hint = corrupt_hint(hint, dropout=hint_dropout, noise=hint_noise, generator=generator)
+    return hint
+
+
 def two_pass_logits(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, mask_id: int, *,
                     carry: str = "distribution", sharpen_temperature: float = 0.5, hint_dropout: float = 0.0,
                     hint_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """Pass 1 with the null condition under no-grad → hint p̂; pass 2 conditioned on p̂. Returns pass-2 logits."""
-    with torch.no_grad():
-        hint = carried_hint(subs_log_probs(model(x_t, t), x_t, mask_id), carry,
-                            sharpen_temperature=sharpen_temperature, generator=generator)
-        if hint_dropout > 0 or hint_noise > 0:
-            hint = corrupt_hint(hint, dropout=hint_dropout, noise=hint_noise, generator=generator)
+    hint = first_pass_hint(model, x_t, t, mask_id, carry=carry, sharpen_temperature=sharpen_temperature,
+                           hint_dropout=hint_dropout, hint_noise=hint_noise, generator=generator)
     return model(x_t, t, p_prev=hint)

@@ -19,6 +19,11 @@ probability ``selfcond.rate`` (``scmdm.selfcond``); validation then reports the 
 condition (``val_nelbo_bits``) and with the two-pass condition (``val_nelbo_sc_bits``), both under the
 same fixed masks, so drift of the null path is visible.
 
+Self-speculative models (``speculative.causal_layers`` > 0) are trained with the joint loss of
+``scmdm.speculative`` (draft + teacher-forced verifier cross-entropy, D/(D − i) weighting) instead of the
+NELBO; with ``speculative.freeze_trunk`` only the verifier is in the optimizer (the trunk runs in eval mode,
+without gradient). Validation adds ``val_draft_bits`` and ``val_target_bits`` (``validation_speculative``).
+
 A non-finite loss or gradient norm stops training with ``FloatingPointError`` before the weights
 are touched; the newest checkpoint on disk is the last good one.
 """
@@ -51,7 +56,14 @@ from scmdm.config import Config, ConfigError
 from scmdm.data import PreparedData, prepare_data
 from scmdm.diffusion import nelbo_loss, validation_nelbo
 from scmdm.schedules import get_schedule
-from scmdm.selfcond import self_condition_coin, two_pass_logits
+from scmdm.selfcond import first_pass_hint, self_condition_coin, two_pass_logits
+from scmdm.speculative import (
+    copy_head_into_verifier,
+    set_train_mode,
+    speculative_loss,
+    trainable_parameters,
+    validation_speculative,
+)
 from scmdm.tokenizers import SmilesTokenizer
 
 __all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device", "plot_metrics", "read_metrics"]
@@ -159,6 +171,7 @@ def plot_metrics(metrics_file: Path, out_png: Path) -> None:
     train = [(r["step"], r["loss_bits"]) for r in rows if "loss_bits" in r]
     val = [(r["step"], r["val_nelbo_bits"]) for r in rows if "val_nelbo_bits" in r]
     val_sc = [(r["step"], r["val_nelbo_sc_bits"]) for r in rows if "val_nelbo_sc_bits" in r]
+    val_target = [(r["step"], r["val_target_bits"]) for r in rows if "val_target_bits" in r]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     if train:
         ax.plot(*zip(*train, strict=True), lw=1, alpha=0.8, label="train loss (NELBO estimate)")
@@ -166,6 +179,8 @@ def plot_metrics(metrics_file: Path, out_png: Path) -> None:
         ax.plot(*zip(*val, strict=True), "o-", label="validation NELBO (EMA weights)")
     if val_sc:
         ax.plot(*zip(*val_sc, strict=True), "s-", label="validation NELBO, two-pass (self-conditioned)")
+    if val_target:
+        ax.plot(*zip(*val_target, strict=True), "^-", label="validation NLL of the verifier's target")
     ax.set_xlabel("step")
     ax.set_ylabel("bits per token")
     ax.set_title(metrics_file.parent.name)
@@ -189,6 +204,7 @@ class TrainResult:
     seconds: float
     stopped_early: bool
     val_nelbo_sc_bits: float | None = None  # two-pass validation NELBO of a self-conditioned model
+    val_target_bits: float | None = None  # verifier NLL of a self-speculative model (validation_speculative)
 
 
 class Trainer:
@@ -232,8 +248,9 @@ class Trainer:
         self.schedule = get_schedule(config.diffusion.schedule)
         self.model = build_model(config, self.tokenizer).to(self.device)
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
-                                           weight_decay=tc.weight_decay)
+        params = (trainable_parameters(self.model) if config.speculative.freeze_trunk  # only the verifier learns
+                  else self.model.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1)
         self.train_data = self.data.train.to(self.device)
         n_val = tc.val_sequences or len(self.data.valid)
@@ -243,6 +260,7 @@ class Trainer:
         self.elapsed = 0.0
         self.last_val: float | None = None
         self.last_val_sc: float | None = None
+        self.last_val_target: float | None = None
         self.metrics_file = self.run_dir / "metrics.jsonl"
         self.init_from = str(init.path) if init is not None else None
         tmp = self.run_dir / f".config.json.tmp{os.getpid()}"  # atomic: a kill never leaves half a file
@@ -261,12 +279,16 @@ class Trainer:
             _truncate_metrics(self.metrics_file, 0)
 
     def _load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path | None) -> None:
-        """Post-training starts from ``weights``; only the self-conditioning input (new) may be missing."""
+        """Post-training starts from ``weights``; only the additions (self-conditioning input, causal verifier)
+        may be missing. A new separate verifier head starts as a copy of the trunk's."""
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.startswith("self_cond.")]
+        if any(k.startswith("causal.output_layer.") for k in missing):
+            copy_head_into_verifier(self.model)
+        missing = [k for k in missing if not k.startswith(("self_cond.", "causal."))]
         if missing or unexpected:
             raise CheckpointError(f"cannot initialise from {source}: its weights do not fit this model "
-                                  f"(selfcond.injection={self.config.selfcond.injection!r}): missing {missing[:5]}, "
+                                  f"(selfcond.injection={self.config.selfcond.injection!r}, speculative.causal_layers="
+                                  f"{self.config.speculative.causal_layers}): missing {missing[:5]}, "
                                   f"unexpected {unexpected[:5]}")
 
     def _check_compatible(self, folder: Path, saved: dict, verb: str) -> None:
@@ -278,6 +300,10 @@ class Trainer:
         saved_injection = saved.get("selfcond", {}).get("injection", "none")
         if verb == "resume from" and saved_injection != wanted["selfcond"]["injection"]:
             diffs.append(f"selfcond.injection: {saved_injection!r} there, {wanted['selfcond']['injection']!r} here")
+        for key, default in (("causal_layers", 0), ("head", "shared")):
+            there = saved.get("speculative", {}).get(key, default)
+            if verb == "resume from" and there != wanted["speculative"][key]:
+                diffs.append(f"speculative.{key}: {there!r} there, {wanted['speculative'][key]!r} here")
         for key in ("max_length", "domain"):
             if saved.get("data", {}).get(key) != wanted["data"][key]:
                 diffs.append(f"data.{key}: {saved.get('data', {}).get(key)!r} there, {wanted['data'][key]!r} here")
@@ -314,6 +340,7 @@ class Trainer:
             raise CheckpointError(f"cannot resume from {folder}: {type(err).__name__}: {err}") from None
         self.elapsed, self.last_val = state.get("elapsed", 0.0), state.get("val_nelbo_bits")
         self.last_val_sc = state.get("val_nelbo_sc_bits")
+        self.last_val_target = state.get("val_target_bits")
 
     def save(self) -> Path:
         return save_checkpoint(
@@ -323,6 +350,7 @@ class Trainer:
             rng=self.rng_state(), keep=self.config.train.keep_checkpoints,
             state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
                    **({"val_nelbo_sc_bits": self.last_val_sc} if self.last_val_sc is not None else {}),
+                   **({"val_target_bits": self.last_val_target} if self.last_val_target is not None else {}),
                    "num_parameters": self.model.num_parameters(),
                    **({"init_from": self.init_from} if self.init_from else {})})
 
@@ -349,6 +377,21 @@ class Trainer:
 
         return logits_fn
 
+    def _hint_fn(self, model: torch.nn.Module, two_pass: bool):
+        """For a self-conditioned trunk under the speculative loss: pass 1 (null condition, no gradient) → hint."""
+        if not two_pass:
+            return None
+        sc, training = self.config.selfcond, model.training
+
+        def hint_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return first_pass_hint(model, x_t, t, self.tokenizer.mask_id, carry=sc.carry,
+                                   sharpen_temperature=sc.sharpen_temperature,
+                                   hint_dropout=sc.hint_dropout if training else 0.0,
+                                   hint_noise=sc.hint_noise if training else 0.0,
+                                   generator=self.noise_generator if training else None)
+
+        return hint_fn
+
     def is_two_pass(self, step: int) -> bool:
         """Whether update ``step`` is a self-conditioned (two-pass) update."""
         sc = self.config.selfcond
@@ -363,9 +406,17 @@ class Trainer:
         x0 = self.train_data[idx.to(self.device)]
         self.model.train()
         two_pass = self.is_two_pass(self.step)
-        out = nelbo_loss(self._logits_fn(self.model, two_pass=two_pass), x0, self.schedule, self.tokenizer.mask_id,
-                         eps=self.config.diffusion.time_epsilon, antithetic=self.config.diffusion.antithetic,
-                         generator=self.noise_generator)
+        if self.model.speculative:
+            frozen = self.config.speculative.freeze_trunk
+            set_train_mode(self.model, frozen)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bfloat16"):
+                out = speculative_loss(self.model, x0, self.tokenizer.mask_id, generator=self.noise_generator,
+                                       antithetic=self.config.diffusion.antithetic, freeze_trunk=frozen,
+                                       hint_fn=self._hint_fn(self.model, two_pass))
+        else:
+            out = nelbo_loss(self._logits_fn(self.model, two_pass=two_pass), x0, self.schedule,
+                             self.tokenizer.mask_id, eps=self.config.diffusion.time_epsilon,
+                             antithetic=self.config.diffusion.antithetic, generator=self.noise_generator)
         loss = out.loss
         if not torch.isfinite(loss):
             self._non_finite(f"the training loss became {loss.item()}")
@@ -382,7 +433,10 @@ class Trainer:
             self.ema.update(self.model, self.step)
         self.step += 1
         self.tokens_seen += x0.numel()
-        return {"loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm), "two_pass": two_pass}
+        info = {"loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm), "two_pass": two_pass}
+        if getattr(out, "target", None) is not None:  # the speculative loss: its two terms
+            info.update(draft=out.draft.item(), target=out.target.item())
+        return info
 
     def _non_finite(self, what: str) -> None:
         checkpoints = sorted((self.run_dir / "checkpoints").glob("step_*"))
@@ -405,11 +459,18 @@ class Trainer:
         if model.self_conditioned:
             result["val_nelbo_sc_bits"] = validation_nelbo(self._logits_fn(model, two_pass=True), self.val_data,
                                                            self.schedule, mask_id, **kwargs)
+        if model.speculative:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.config.train.precision == "bfloat16"):
+                result.update(validation_speculative(
+                    model, self.val_data, mask_id, num_i=self.config.train.val_num_t, seed=0, device=self.device,
+                    hint_fn=self._hint_fn(model, two_pass=model.self_conditioned)))
         return result
 
     def _validate_and_log(self) -> None:
         result = self.validate()
         self.last_val, self.last_val_sc = result["val_nelbo_bits"], result.get("val_nelbo_sc_bits")
+        self.last_val_target = result.get("val_target_bits")
         self._log({"step": self.step, **result})
 
     # ---- loop ---------------------------------------------------------------------------------------
@@ -431,9 +492,13 @@ class Trainer:
                 window_tokens, window_start = 0, now
                 self._log({"step": self.step, "loss_bits": info["loss"] / math.log(2), "lr": info["lr"],
                            "grad_norm": info["grad_norm"], "tokens_per_s": tokens_per_s,
+                           **({"draft_bits": info["draft"] / math.log(2), "target_bits": info["target"] / math.log(2)}
+                              if "target" in info else {}),
                            "elapsed": round(self.elapsed, 2)})
                 bar.set_postfix(loss=f"{info['loss'] / math.log(2):.3f}b", tok_s=f"{tokens_per_s:,.0f}",
-                                val=f"{self.last_val:.3f}" if self.last_val is not None else "-")
+                                val=f"{self.last_val:.3f}" if self.last_val is not None else "-",
+                                **({"val_target": f"{self.last_val_target:.3f}"}
+                                   if self.last_val_target is not None else {}))
             bar.update(1)
             out_of_time = tc.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > tc.max_minutes
             if tc.eval_every and self.step % tc.eval_every == 0 and self.step < tc.steps:
@@ -452,4 +517,4 @@ class Trainer:
             plot_metrics(self.metrics_file, self.run_dir / "loss_curve.png")
         return TrainResult(run_dir=self.run_dir, checkpoint=checkpoint, step=self.step,
                            val_nelbo_bits=self.last_val, seconds=self.elapsed, stopped_early=stopped_early,
-                           val_nelbo_sc_bits=self.last_val_sc)
+                           val_nelbo_sc_bits=self.last_val_sc, val_target_bits=self.last_val_target)

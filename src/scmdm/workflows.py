@@ -43,7 +43,8 @@ def resolve_config_path(name: str | None) -> Path | None:
 def post_train_config(init_from: str | Path, overrides: list[str] | None = None,
                       config_name: str | None = "selfcond") -> Config:
     """The config of a post-training run: the model's own config (data, model, diffusion), then the
-    post-training YAML (``configs/selfcond.yaml`` by default), then ``overrides``."""
+    post-training YAML (``configs/selfcond.yaml`` by default; ``speculative`` for the causal verifier), then
+    ``overrides``."""
     base = load_checkpoint(init_from).config
     return load_config(resolve_config_path(config_name), overrides, base=base)
 
@@ -58,7 +59,9 @@ def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device:
                       steps=sample.steps, batch_size=sample.batch_size, temperature=sample.temperature,
                       top_p=sample.top_p, precision=sample.precision, seed=sample.seed, device=device,
                       show_progress=show_progress, carry=loaded.config.selfcond.carry,
-                      sharpen_temperature=loaded.config.selfcond.sharpen_temperature)
+                      sharpen_temperature=loaded.config.selfcond.sharpen_temperature, window=sample.window,
+                      min_window=sample.min_window, window_schedule=sample.window_schedule,
+                      verify_loops=sample.verify_loops)
     return loaded.tokenizer.decode_batch(result.tokens), result
 
 
@@ -87,7 +90,12 @@ def sample_and_evaluate(loaded: LoadedCheckpoint, evaluator: MoleculeEvaluator, 
     metrics = evaluator.evaluate(smiles).as_dict()
     metrics.update(nfe=result.nfe, seconds=result.seconds, sampler=sample.sampler, steps=sample.steps,
                    temperature=sample.temperature)
-    return SampledEvaluation(name=name or f"{sample.sampler} T={sample.steps}", smiles=smiles, metrics=metrics)
+    default_name = f"{sample.sampler} T={sample.steps}"
+    if sample.sampler == "speculative":  # its NFE comes from the window, not from steps
+        metrics.update(nfe_causal=result.nfe_causal, window=sample.window, min_window=sample.min_window,
+                       window_schedule=sample.window_schedule, verify_loops=sample.verify_loops)
+        default_name = f"speculative W={sample.window} ({sample.window_schedule})"
+    return SampledEvaluation(name=name or default_name, smiles=smiles, metrics=metrics)
 
 
 TABLE_COLUMNS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd", "qed", "sa", "nfe", "seconds")
