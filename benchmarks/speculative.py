@@ -1,0 +1,362 @@
+"""Self-speculative sampling on QM9: quality against NFE (issue: self-speculative MDM; DESIGN.md §3).
+
+Models (post-training is skipped when its run folder already holds the final checkpoint):
+
+    base      --base (runs/qm9_base, written by benchmarks/qm9_base.py)
+    spec      base + a causal verifier trained on the frozen trunk (configs/speculative.yaml) → OUT/spec
+    sc        a self-conditioned post-training of the base: --sc-base, by default the mask_add λ = 1 run of
+              benchmarks/selfcond_ablation.py (runs/selfcond/mask_add@1/seed0) when it exists, otherwise
+              post-trained here with configs/selfcond.yaml → OUT/sc
+    sc_spec   sc + a verifier on its frozen trunk → OUT/sc_spec
+
+Arms (rows = arm × setting × sampling seed):
+
+    ancestral        base, ancestral sampler, T in --T               (NFE = T)
+    cached           base, cached ancestral sampler, T in --T        (same samples as ancestral, fewer NFE)
+    speculative      spec, speculative sampler, W in --windows for each --schedules
+    sc-ancestral     sc, ancestral sampler                            (carries p_prev)
+    sc-speculative   sc_spec, speculative sampler                     (carries p_prev between trunk passes)
+
+The verifier's trunk is frozen, so spec's draft *is* the base model: the two arms differ only in the sampler.
+NFE of the speculative sampler = trunk passes per sequence; verifier passes are reported apart, and as
+"equivalent NFE" = trunk + verifier · causal_layers / depth (a verifier pass costs one layer of depth). The
+NFE ratio at matched quality reads the baseline's NFE at the speculative row's quality off the baseline's
+curve (piecewise linear in log NFE, first crossing); the wall-clock ratio does the same for its seconds,
+measured in the same run. Rows are cached in OUT/rows.jsonl, so an interrupted run continues where it stopped.
+
+    python benchmarks/speculative.py                             # everything (CPU hours, see docs/SPECULATIVE.md)
+    python benchmarks/speculative.py --arms ancestral speculative --seeds 0 --T 8 16 32 --windows 2 4 8
+
+Writes benchmarks/results/speculative.json, docs/speculative.png and the ``speculative`` section of
+docs/RESULTS.md (``--no-docs``: only OUT/speculative.json, for trial runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, write_results_section  # noqa: E402
+
+from scmdm.checkpoint import load_checkpoint  # noqa: E402
+from scmdm.config import SampleConfig  # noqa: E402
+from scmdm.training import Trainer  # noqa: E402
+from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
+
+ARMS = {  # arm → (model, sampler)
+    "ancestral": ("base", "ancestral"),
+    "cached": ("base", "cached"),
+    "speculative": ("spec", "speculative"),
+    "sc-ancestral": ("sc", "ancestral"),
+    "sc-speculative": ("sc_spec", "speculative"),
+}
+BASELINES = {"speculative": ("ancestral", "cached"), "sc-speculative": ("sc-ancestral",)}
+METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
+
+
+def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list[str]) -> Path:
+    """Post-train ``init_from`` into ``run_dir`` with configs/<config_name>.yaml, unless already done."""
+    config = post_train_config(init_from, overrides, config_name)
+    state_file = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
+    if state_file and json.loads(state_file[-1].read_text())["step"] >= config.train.steps:
+        return run_dir
+    print(f"post-training ({config_name}) {init_from} → {run_dir}: {config.train.steps} steps", flush=True)
+    Trainer(config, run_dir, init_from=init_from).fit()
+    return run_dir
+
+
+def settings(arm: str, args: argparse.Namespace) -> list[dict]:
+    """The sampler settings of an arm's rows."""
+    if ARMS[arm][1] != "speculative":
+        return [{"steps": T} for T in args.T]
+    return [{"window": w, "window_schedule": s, "min_window": min(args.min_window, w),
+             "verify_loops": args.verify_loops} for s in args.schedules for w in args.windows
+            if s == "constant" or w > args.min_window]  # W ≤ min_window: every schedule is the constant one
+
+
+def setting_label(setting: dict) -> str:
+    if "steps" in setting:
+        return f"T={setting['steps']}"
+    label = f"W={setting['window']}"
+    if setting["window_schedule"] != "constant":
+        label += f" {setting['window_schedule']} from {setting['min_window']}"
+    return label + (f" +{setting['verify_loops']} loops" if setting["verify_loops"] else "")
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    m, s = mean_std(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def matched(curve: list[tuple[float, float, float]], quality: float,
+            higher_is_better: bool) -> tuple[float, float] | None:
+    """(NFE, seconds) at which a baseline curve [(nfe, quality, seconds)], sorted by NFE, first reaches
+    ``quality``, interpolating linearly in log NFE between the two measured points around the crossing.
+    None when the curve never reaches it, or already does at its smallest NFE (no point below to interpolate)."""
+    def good(q: float) -> bool:
+        return q >= quality if higher_is_better else q <= quality
+
+    if not curve or good(curve[0][1]):
+        return None
+    for (n0, q0, s0), (n1, q1, s1) in zip(curve, curve[1:], strict=False):
+        if good(q1):
+            w = (quality - q0) / (q1 - q0)
+            return math.exp(math.log(n0) + w * (math.log(n1) - math.log(n0))), s0 + w * (s1 - s0)
+    return None
+
+
+def series_of(row: dict) -> str:
+    """The curve a row belongs to: its arm, split by window schedule for the speculative arms."""
+    if "window" not in row:
+        return row["arm"]
+    loops = f" +{row['verify_loops']} loops" if row["verify_loops"] else ""
+    return f"{row['arm']} ({row['window_schedule']}{loops})"
+
+
+def summarize(rows: list[dict]) -> dict[tuple[str, str, str], dict[str, list[float]]]:
+    """{(arm, series, label): {metric: values over seeds}}, in the order the rows came."""
+    summary: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for r in rows:
+        entry = summary.setdefault((r["arm"], series_of(r), r["label"]),
+                                   {k: [] for k in (*METRICS, "nfe", "nfe_causal", "nfe_equivalent", "seconds")})
+        for k in entry:
+            entry[k].append(float(r.get(k, 0.0)))
+    return summary
+
+
+def curve_of(summary: dict, series: str, metric: str) -> list[tuple[float, float, float]]:
+    """[(NFE, metric, seconds)] of one series, means over seeds, sorted by NFE."""
+    return sorted(((mean_std(s["nfe"])[0], mean_std(s[metric])[0], mean_std(s["seconds"])[0])
+                   for (_, name, _), s in summary.items() if name == series), key=lambda point: point[0])
+
+
+def ratio_rows(summary: dict, arms: list[str]) -> list[dict]:
+    """For every speculative row and each of its baselines: NFE and wall-clock ratios at matched validity/FCD."""
+    out = []
+    for (arm, series, label), s in summary.items():
+        for baseline in BASELINES.get(arm, ()):
+            if baseline not in arms:
+                continue
+            for metric, higher in (("validity", True), ("fcd", False)):
+                nfe, quality, seconds = (mean_std(s["nfe"])[0], mean_std(s[metric])[0], mean_std(s["seconds"])[0])
+                equivalent = mean_std(s["nfe_equivalent"])[0]
+                hit = matched(curve_of(summary, baseline, metric), quality, higher)
+                out.append({"arm": arm, "series": series, "baseline": baseline, "label": label, "metric": metric,
+                            "quality": quality, "nfe": nfe, "nfe_equivalent": equivalent,
+                            "baseline_nfe": hit[0] if hit else None, "nfe_ratio": hit[0] / nfe if hit else None,
+                            "nfe_equivalent_ratio": hit[0] / equivalent if hit else None,
+                            "time_ratio": hit[1] / seconds if hit else None})
+    return out
+
+
+def plot(summary: dict, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for series in dict.fromkeys(name for (_, name, _) in summary):
+        points = sorted((s for (_, name, _), s in summary.items() if name == series),
+                        key=lambda s: mean_std(s["nfe"])[0])
+        style = dict(marker="o", capsize=3, label=series, ls="-" if "speculative" in series else "--")
+        xs = [mean_std(s["nfe"])[0] for s in points]
+        for ax, key in zip(axes[:2], ("validity", "fcd"), strict=True):
+            ax.errorbar(xs, [mean_std(s[key])[0] for s in points], yerr=[mean_std(s[key])[1] for s in points],
+                        **style)
+        axes[2].errorbar([mean_std(s["seconds"])[0] for s in points], [mean_std(s["fcd"])[0] for s in points],
+                         yerr=[mean_std(s["fcd"])[1] for s in points], **style)
+    for ax, (xlabel, title) in zip(axes, (("NFE (trunk passes per sequence)", "validity (higher is better)"),
+                                          ("NFE (trunk passes per sequence)", "FCD (lower is better)"),
+                                          ("wall clock for all samples (s)", "FCD against wall clock")),
+                                   strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel=xlabel, title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default=str(ROOT / "runs" / "qm9_base"), help="the base model (run folder)")
+    parser.add_argument("--sc-base", default=None,
+                        help="a self-conditioned post-training of the base (default: runs/selfcond/mask_add@1/seed0 "
+                             "if it exists, else one is post-trained into OUT/sc)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "speculative"), help="post-training runs and row cache")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
+    parser.add_argument("--T", type=int, nargs="+", default=[4, 6, 8, 12, 16, 24, 32, 64],
+                        help="steps of the ancestral / cached baselines")
+    parser.add_argument("--windows", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8, 12, 24],
+                        help="speculative windows W (the largest, for linear / cosine schedules)")
+    parser.add_argument("--schedules", nargs="+", default=["constant", "cosine"],
+                        choices=["constant", "linear", "cosine"])
+    parser.add_argument("--min-window", type=int, default=2, help="W at nothing revealed (linear / cosine)")
+    parser.add_argument("--verify-loops", type=int, default=0, help="extra verifier-only passes per trunk pass")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--post-train-steps", type=int, default=None,
+                        help="verifier post-training steps (default: configs/speculative.yaml)")
+    parser.add_argument("--sc-post-train-steps", type=int, default=None,
+                        help="steps of the self-conditioned post-training, when one is run here (default: "
+                             "configs/selfcond.yaml)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ or benchmarks/results (a trial)")
+    parser.add_argument("overrides", nargs="*", help="verifier post-training overrides, e.g. speculative.head=separate")
+    args = parser.parse_args()
+    command = "python benchmarks/speculative.py " + shlex.join(sys.argv[1:])
+
+    base, out = Path(args.base), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    def steps(n: int | None) -> list[str]:
+        return [] if not n else [f"train.steps={n}", f"train.eval_every={n}", f"train.save_every={n}",
+                                 f"train.warmup_steps={min(50, max(1, n // 10))}"]
+
+    overrides = [*args.overrides, f"train.device={args.device}", *steps(args.post_train_steps)]
+    t0 = time.perf_counter()
+    runs = {"base": base}
+    needed = {ARMS[arm][0] for arm in args.arms}
+    if "spec" in needed:
+        runs["spec"] = post_train(base, out / "spec", "speculative", overrides)
+    if needed & {"sc", "sc_spec"}:
+        default_sc = ROOT / "runs" / "selfcond" / "mask_add@1" / "seed0"
+        if args.sc_base:
+            runs["sc"] = Path(args.sc_base)
+        elif (any((default_sc / "checkpoints").glob("step_*"))  # the ablation's run, if it started from this base
+              and str(base.resolve()) in str(load_checkpoint(default_sc).state.get("init_from", ""))):
+            runs["sc"] = default_sc
+        else:
+            runs["sc"] = post_train(base, out / "sc", "selfcond",
+                                    [f"train.device={args.device}", *steps(args.sc_post_train_steps)])
+        if "sc_spec" in needed:
+            runs["sc_spec"] = post_train(runs["sc"], out / "sc_spec", "speculative", overrides)
+    train_minutes = (time.perf_counter() - t0) / 60
+
+    loaded = {name: load_checkpoint(path, device=args.device) for name, path in runs.items() if name in needed}
+    first = next(iter(loaded.values()))
+    evaluator = evaluator_for(first.config, first.split_info)
+    cache_file = out / "rows.jsonl"
+    cache = {}
+    if cache_file.exists():
+        for line in cache_file.read_text().splitlines():
+            row = json.loads(line)
+            cache[row["key"]] = row
+    rows = []
+    for seed in args.seeds:
+        # interleave the arms per seed, so the wall-clock ratios compare rows measured side by side
+        for arm in args.arms:
+            model_name, sampler = ARMS[arm]
+            for setting in settings(arm, args):
+                label = setting_label(setting)
+                key = json.dumps([arm, label, seed, args.temperature, args.num_samples, str(runs[model_name])])
+                if key not in cache:
+                    sample = SampleConfig(sampler=sampler, num_samples=args.num_samples, batch_size=500,
+                                          temperature=args.temperature, seed=seed, **setting)
+                    ev = sample_and_evaluate(loaded[model_name], evaluator, sample, device=args.device,
+                                             show_progress=False)
+                    m = loaded[model_name].config.model
+                    layers = loaded[model_name].config.speculative.causal_layers
+                    causal = ev.metrics.get("nfe_causal", 0.0)
+                    cache[key] = {"key": key, "arm": arm, "label": label, "seed": seed, "model": str(runs[model_name]),
+                                  "temperature": args.temperature, "num_samples": args.num_samples, **setting,
+                                  **ev.metrics, "nfe_causal": causal,
+                                  "nfe_equivalent": ev.metrics["nfe"] + causal * layers / m.depth,
+                                  "val_nelbo_bits": loaded[model_name].state.get("val_nelbo_bits"),
+                                  "val_target_bits": loaded[model_name].state.get("val_target_bits")}
+                    with cache_file.open("a") as handle:
+                        handle.write(json.dumps(cache[key]) + "\n")
+                    r = cache[key]
+                    print(f"seed={seed} {arm:<15} {label:<24} NFE {r['nfe']:6.2f} (+{causal:5.2f} verifier) "
+                          f"valid {r['validity']:.3f} VUN {r['valid_unique_novel']:.3f} FCD {r['fcd']:.3f} "
+                          f"{r['seconds']:.1f}s", flush=True)
+                rows.append(cache[key])
+
+    summary = summarize(rows)
+    ratios = ratio_rows(summary, args.arms)
+    states = {name: ld.state for name, ld in loaded.items()}
+    payload = {"command": command, "rows": rows, "ratios": ratios, "arms": args.arms, "seeds": args.seeds,
+               "models": {name: str(path) for name, path in runs.items()}, "model_states": states,
+               "train_minutes_this_invocation": train_minutes,
+               "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
+                           "torch": torch.__version__, "device": args.device}}
+    if args.no_docs:
+        (out / "speculative.json").write_text(json.dumps(payload, indent=1))
+        plot(summary, out / "speculative.png")
+        print(markdown(args, summary, ratios, loaded, command))
+        return 0
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "speculative.json").write_text(json.dumps(payload, indent=1))
+    plot(summary, ROOT / "docs" / "speculative.png")
+    section = markdown(args, summary, ratios, loaded, command)
+    write_results_section("speculative", section)
+    print(section)
+    return 0
+
+
+def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded: dict, command: str) -> str:
+    spec = loaded.get("spec") or loaded.get("sc_spec")
+    lines = ["## Self-speculative sampling on QM9: quality against NFE", "", f"Command: `{command}`", ""]
+    if spec is not None:
+        c = spec.config
+        lines += [f"Verifier: {c.speculative.causal_layers} causal layer(s), {c.speculative.head} head, trained "
+                  f"{spec.state.get('step')} steps on the frozen trunk (lr {c.train.lr}, batch {c.train.batch_size}); "
+                  "validation NLL (bits/token, fixed σ and revealed counts): "
+                  + ", ".join(f"{name}: draft {ld.state.get('val_nelbo_bits', float('nan')):.4f} (trainer NELBO), "
+                              f"target {ld.state.get('val_target_bits', float('nan')):.4f}"
+                              for name, ld in loaded.items() if ld.model.speculative) + ".", ""]
+    lines += [f"{args.num_samples} samples per row, sampling seeds {args.seeds} (mean ± std), temperature "
+              f"{args.temperature}, float64 draws. NFE = trunk passes per sequence; `verifier` = verifier-only "
+              "passes per sequence; `equiv.` = NFE + verifier · causal_layers / depth. `seconds` = wall clock for "
+              "all samples of a row, measured in this run.", "",
+              "| arm | setting | NFE | verifier | equiv. | validity | uniqueness | novelty | valid∧unique∧novel | FCD "
+              "| seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for series in dict.fromkeys(name for (_, name, _) in summary):
+        keyed = sorted(((label, s) for (_, name, label), s in summary.items() if name == series),
+                       key=lambda item: mean_std(item[1]["nfe"])[0])
+        for label, s in keyed:
+            lines.append(f"| {series} | {label} | {fmt(s['nfe'], 2)} | {fmt(s['nfe_causal'], 2)} | "
+                         f"{fmt(s['nfe_equivalent'], 2)} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | "
+                         f"{fmt(s['novelty'])} | {fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | "
+                         f"{fmt(s['seconds'], 1)} |")
+    lines += ["", "### NFE and wall-clock ratios at matched quality", "",
+              "For each speculative row: the baseline's NFE at which its curve (mean over seeds, piecewise linear in "
+              "log NFE) first reaches the row's validity or FCD, divided by the row's NFE (`ratio`) and by its "
+              "equivalent NFE (`ratio equiv.`); `time ratio` = the baseline's interpolated seconds over the row's "
+              "seconds. Above 1 = the speculative sampler needs less. – = the baseline never reaches that quality "
+              "in the range of T measured (or already exceeds it at its smallest T).", "",
+              "| arm | setting | baseline | matched on | quality | NFE | baseline NFE | ratio | ratio equiv. "
+              "| time ratio |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in ratios:
+        def cell(value: float | None, digits: int = 2) -> str:
+            return "–" if value is None else f"{value:.{digits}f}"
+
+        lines.append(f"| {r['series']} | {r['label']} | {r['baseline']} | {r['metric']} | {r['quality']:.3f} | "
+                     f"{r['nfe']:.2f} | {cell(r['baseline_nfe'], 1)} | {cell(r['nfe_ratio'])} | "
+                     f"{cell(r['nfe_equivalent_ratio'])} | {cell(r['time_ratio'])} |")
+    lines += ["", "![quality against NFE](speculative.png)"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
