@@ -27,7 +27,7 @@ def test_defaults_validate() -> None:
     assert isinstance(config, Config)
     assert config == Config()
     assert config.validate() is config
-    assert Config.sections() == ("data", "model", "diffusion", "train", "sample", "selfcond")
+    assert Config.sections() == ("data", "model", "diffusion", "train", "sample", "selfcond", "speculative")
     # a few defaults the rest of the code relies on
     assert config.diffusion.schedule in SCHEDULES
     assert config.model.block_type in BLOCK_TYPES
@@ -109,7 +109,7 @@ def test_malformed_overrides_raise(override: str) -> None:
     (["train.warmup_steps=-1"], "train.warmup_steps"),
     (["train.ema_decay=1.0"], "train.ema_decay"),
     (["train.precision=float16"], "train.precision"),
-    (["sample.sampler=foo"], "sample.sampler must be one of ancestral, cached, topk, got 'foo'"),
+    (["sample.sampler=foo"], "sample.sampler must be one of ancestral, cached, topk, speculative, got 'foo'"),
     (["sample.precision=float16"], "sample.precision must be one of float64, float32"),
     (["diffusion.schedule=foo"], "diffusion.schedule must be one of loglinear, cosine, linear"),
     (["diffusion.time_epsilon=0"], "diffusion.time_epsilon"),
