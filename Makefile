@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/scmdm demo --out runs/demo --selfcond-steps 240
+	$(VENV)/bin/scmdm demo --out runs/demo --selfcond-steps 200
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
