@@ -28,7 +28,6 @@ import argparse
 import json
 import platform
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_results_section  # noqa: E402
+from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
@@ -76,18 +75,6 @@ def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides
     print(f"post-training {arm} seed {seed}: {config.train.steps} steps → {run_dir}", flush=True)
     Trainer(config, run_dir, init_from=base).fit()
     return run_dir
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v == v]  # drop NaN (e.g. FCD of an empty set)
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def fmt(values: list[float], digits: int = 3) -> str:
-    m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
 
 def frontier_margin(point: tuple[float, float], control: list[tuple[float, float]]) -> float | None:
@@ -177,11 +164,8 @@ def main() -> int:
     first = next(iter(loaded.values()))
     evaluator = evaluator_for(first.config, first.split_info)
     cache_file = out / "rows.jsonl"
-    cache = {}
-    if cache_file.exists():
-        for line in cache_file.read_text().splitlines():
-            row = json.loads(line)
-            cache[(row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"])] = row
+    cache = {(row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]): row
+             for row in read_rows(cache_file)}
     rows = []
     for T in args.T:
         for tau in args.temperatures:
@@ -198,8 +182,7 @@ def main() -> int:
                                       "num_samples": args.num_samples, **ev.metrics,
                                       "val_nelbo_bits": state.get("val_nelbo_bits"),
                                       "val_nelbo_sc_bits": state.get("val_nelbo_sc_bits")}
-                        with cache_file.open("a") as handle:
-                            handle.write(json.dumps(cache[key]) + "\n")
+                        append_row(cache_file, cache[key])
                         m = cache[key]
                         print(f"T={T:<4} τ={tau:<4} seed={seed} {arm:<18} valid {m['validity']:.3f} "
                               f"VUN {m['valid_unique_novel']:.3f} novel {m['novelty']:.3f} FCD {m['fcd']:.3f} "

@@ -38,7 +38,6 @@ import json
 import math
 import platform
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_results_section  # noqa: E402
+from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
@@ -91,18 +90,6 @@ def setting_label(setting: dict) -> str:
     if setting["window_schedule"] != "constant":
         label += f" {setting['window_schedule']} from {setting['min_window']}"
     return label + (f" +{setting['verify_loops']} loops" if setting["verify_loops"] else "")
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v == v]
-    if not values:
-        return float("nan"), float("nan")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def fmt(values: list[float], digits: int = 3) -> str:
-    m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
 
 def matched(curve: list[tuple[float, float, float]], quality: float,
@@ -256,11 +243,7 @@ def main() -> int:
     first = next(iter(loaded.values()))
     evaluator = evaluator_for(first.config, first.split_info)
     cache_file = out / "rows.jsonl"
-    cache = {}
-    if cache_file.exists():
-        for line in cache_file.read_text().splitlines():
-            row = json.loads(line)
-            cache[row["key"]] = row
+    cache = {row["key"]: row for row in read_rows(cache_file)}
     rows = []
     for seed in args.seeds:
         # interleave the arms per seed, so the wall-clock ratios compare rows measured side by side
@@ -283,8 +266,7 @@ def main() -> int:
                                   "nfe_equivalent": ev.metrics["nfe"] + causal * layers / m.depth,
                                   "val_nelbo_bits": loaded[model_name].state.get("val_nelbo_bits"),
                                   "val_target_bits": loaded[model_name].state.get("val_target_bits")}
-                    with cache_file.open("a") as handle:
-                        handle.write(json.dumps(cache[key]) + "\n")
+                    append_row(cache_file, cache[key])
                     r = cache[key]
                     print(f"seed={seed} {arm:<15} {label:<24} NFE {r['nfe']:6.2f} (+{causal:5.2f} verifier) "
                           f"valid {r['validity']:.3f} VUN {r['valid_unique_novel']:.3f} FCD {r['fcd']:.3f} "

@@ -391,6 +391,9 @@ def test_a_fresh_verifier_costs_nothing_in_the_loss() -> None:
 def test_bad_speculative_values_are_named(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(None, [override])
+
+
+def test_min_window_above_window_is_named() -> None:
     with pytest.raises(ConfigError, match="must not exceed sample.window"):
         load_config(None, ["sample.window=2", "sample.min_window=3", "sample.window_schedule=cosine"])
 
