@@ -95,11 +95,20 @@ class LossOutput:
 
 
 def nelbo_loss(logits_fn: LogitsFn, x0: torch.Tensor, schedule: NoiseSchedule, mask_id: int, *,
-               eps: float = 1e-3, antithetic: bool = True,
-               generator: torch.Generator | None = None) -> LossOutput:
-    """Monte-Carlo estimate of the continuous-time NELBO (nats per canvas token) for a batch x₀."""
-    t = sample_times(x0.shape[0], eps=eps, antithetic=antithetic, generator=generator, device=x0.device)
-    x_t = mask_tokens(x0, t, schedule, mask_id, generator)
+               eps: float = 1e-3, antithetic: bool = True, generator: torch.Generator | None = None,
+               t: torch.Tensor | None = None, x_t: torch.Tensor | None = None) -> LossOutput:
+    """Monte-Carlo estimate of the continuous-time NELBO (nats per canvas token) for a batch x₀.
+
+    The times ``t`` [B] and the noised batch ``x_t`` [B, L] are drawn (in that order) unless both are given —
+    e.g. rows of one draw for a larger batch, as distributed training passes them."""
+    if (t is None) != (x_t is None):
+        raise ValueError("give both t and x_t (pre-drawn noise), or neither")
+    if t is None:
+        t = sample_times(x0.shape[0], eps=eps, antithetic=antithetic, generator=generator, device=x0.device)
+        x_t = mask_tokens(x0, t, schedule, mask_id, generator)
+    elif t.shape != x0.shape[:1] or x_t.shape != x0.shape:
+        raise ValueError(f"pre-drawn noise does not fit the batch {tuple(x0.shape)}: t {tuple(t.shape)}, "
+                         f"x_t {tuple(x_t.shape)}")
     nll = masked_token_nll(logits_fn(x_t, t), x0, x_t, mask_id)
     weighted = schedule.loss_weight(t) * nll
     return LossOutput(loss=weighted.mean() / x0.shape[1], t=t, num_masked=(x_t == mask_id).sum(-1))

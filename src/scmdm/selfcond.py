@@ -26,11 +26,17 @@ Hint corruption (training only): each position's hint is dropped (null) with pro
 (``hint_noise`` = σ). The rate λ: an update is two-pass with probability λ, decided by a coin that
 is a function of (seed, step) alone, so λ = 0 draws nothing from the training RNGs and reproduces
 plain training exactly.
+
+Pre-drawn randomness (``HintDraws``, ``draw_hint_noise``). The random numbers a hint needs — the uniforms
+of the token draw, the Gaussian noise, the dropout uniforms — can be drawn for a whole batch up front, in
+the order the functions below would draw them, and sliced by rows; distributed and gradient-accumulated
+training (``scmdm.training``) use this so that every process sees the rows of one single-process draw.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +44,8 @@ from torch import nn
 
 from scmdm.diffusion import subs_log_probs
 
-__all__ = ["INJECTIONS", "CARRIES", "SelfConditioningInput", "carried_hint", "corrupt_hint", "self_condition_coin",
-           "first_pass_hint", "two_pass_logits"]
+__all__ = ["INJECTIONS", "CARRIES", "SelfConditioningInput", "HintDraws", "draw_hint_noise", "carried_hint",
+           "corrupt_hint", "self_condition_coin", "first_pass_hint", "two_pass_logits"]
 
 INJECTIONS = ("mask_add", "projection", "gated")
 CARRIES = ("distribution", "sharpened", "token")
@@ -79,30 +85,65 @@ class SelfConditioningInput(nn.Module):
         return delta * (x_t == self.mask_id)[..., None].to(delta.dtype)
 
 
+@dataclass
+class HintDraws:
+    """Random numbers for the hints of a batch, drawn up front: ``token`` [B, L, V] float64 uniforms of the
+    token carry, ``normals`` [B, L, V] of the hint noise, ``keep`` [B, L] uniforms of the hint dropout (None
+    when not needed)."""
+
+    token: torch.Tensor | None = None
+    normals: torch.Tensor | None = None
+    keep: torch.Tensor | None = None
+
+    def rows(self, index: slice) -> HintDraws:
+        """The draws of the rows ``index`` of the batch."""
+        return HintDraws(*(None if v is None else v[index] for v in (self.token, self.normals, self.keep)))
+
+
+def draw_hint_noise(shape: tuple[int, int, int], *, carry: str = "distribution", hint_dropout: float = 0.0,
+                    hint_noise: float = 0.0, generator: torch.Generator | None = None,
+                    device: torch.device | str = "cpu") -> HintDraws | None:
+    """The draws ``first_pass_hint`` would make for hints of ``shape`` [B, L, V], in the same order from the
+    same generator (so passing them instead of the generator gives the same hint); None if none are needed."""
+    if carry not in CARRIES:
+        raise ValueError(f"unknown self-conditioning carry {carry!r}; valid: {', '.join(CARRIES)}")
+    draws = HintDraws(
+        token=torch.rand(shape, dtype=torch.float64, generator=generator, device=device) if carry == "token" else None,
+        normals=torch.randn(shape, generator=generator, device=device) if hint_noise > 0 else None,
+        keep=torch.rand(shape[:-1], generator=generator, device=device) if hint_dropout > 0 else None)
+    return None if draws.token is None and draws.normals is None and draws.keep is None else draws
+
+
 def carried_hint(log_probs: torch.Tensor, carry: str = "distribution", *, sharpen_temperature: float = 0.5,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """The hint handed to the next pass, from SUBS log-probabilities [B, L, V] (float32 probabilities)."""
+                 generator: torch.Generator | None = None, uniforms: torch.Tensor | None = None) -> torch.Tensor:
+    """The hint handed to the next pass, from SUBS log-probabilities [B, L, V] (float32 probabilities).
+    The token carry draws its float64 uniforms from ``generator``, or takes them pre-drawn (``uniforms``)."""
     log_probs = log_probs.float()
     if carry == "distribution":
         return log_probs.exp()
     if carry == "sharpened":
         return torch.softmax(log_probs / sharpen_temperature, dim=-1)
     if carry == "token":
-        u = torch.rand(log_probs.shape, dtype=torch.float64, generator=generator, device=log_probs.device)
+        u = uniforms if uniforms is not None else torch.rand(log_probs.shape, dtype=torch.float64, generator=generator,
+                                                             device=log_probs.device)
         draw = (log_probs.double() - torch.log(-torch.log(u))).argmax(-1)
         return F.one_hot(draw, log_probs.shape[-1]).float()
     raise ValueError(f"unknown self-conditioning carry {carry!r}; valid: {', '.join(CARRIES)}")
 
 
 def corrupt_hint(hint: torch.Tensor, *, dropout: float = 0.0, noise: float = 0.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Training-time corruption: Gaussian noise σ on log p (renormalised), then per-position dropout to null."""
+                 generator: torch.Generator | None = None, normals: torch.Tensor | None = None,
+                 keep_uniforms: torch.Tensor | None = None) -> torch.Tensor:
+    """Training-time corruption: Gaussian noise σ on log p (renormalised), then per-position dropout to null.
+    The draws come from ``generator`` unless given (``normals`` [B, L, V], ``keep_uniforms`` [B, L])."""
     if noise > 0:
-        eps = torch.randn(hint.shape, generator=generator, device=hint.device)
+        eps = normals if normals is not None else torch.randn(hint.shape, generator=generator, device=hint.device)
         noisy = torch.softmax(hint.log() + noise * eps, dim=-1)  # log 0 = −∞: tokens without mass keep none
         hint = torch.where(hint.sum(-1, keepdim=True) > 0, noisy, hint)  # an all-zero (dropped) hint stays null
     if dropout > 0:
-        keep = torch.rand(hint.shape[:-1], generator=generator, device=hint.device) >= dropout
+        u = keep_uniforms if keep_uniforms is not None else torch.rand(hint.shape[:-1], generator=generator,
+                                                                       device=hint.device)
+        keep = u >= dropout
         hint = hint * keep[..., None]
     return hint
 
@@ -120,19 +161,24 @@ def self_condition_coin(rate: float, *, seed: int, step: int) -> bool:
 @torch.no_grad()
 def first_pass_hint(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, mask_id: int, *,
                     carry: str = "distribution", sharpen_temperature: float = 0.5, hint_dropout: float = 0.0,
-                    hint_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Pass 1: the null-conditioned prediction at x_t, under no-grad, in carry form (and corrupted if asked)."""
+                    hint_noise: float = 0.0, generator: torch.Generator | None = None,
+                    draws: HintDraws | None = None) -> torch.Tensor:
+    """Pass 1: the null-conditioned prediction at x_t, under no-grad, in carry form (and corrupted if asked).
+    Random numbers come from ``generator``, or pre-drawn from ``draws`` (``draw_hint_noise``)."""
+    draws = draws or HintDraws()
     hint = carried_hint(subs_log_probs(model(x_t, t), x_t, mask_id), carry,
-                        sharpen_temperature=sharpen_temperature, generator=generator)
+                        sharpen_temperature=sharpen_temperature, generator=generator, uniforms=draws.token)
     if hint_dropout > 0 or hint_noise > 0:
-        hint = corrupt_hint(hint, dropout=hint_dropout, noise=hint_noise, generator=generator)
+        hint = corrupt_hint(hint, dropout=hint_dropout, noise=hint_noise, generator=generator,
+                            normals=draws.normals, keep_uniforms=draws.keep)
     return hint
 
 
 def two_pass_logits(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, mask_id: int, *,
                     carry: str = "distribution", sharpen_temperature: float = 0.5, hint_dropout: float = 0.0,
-                    hint_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+                    hint_noise: float = 0.0, generator: torch.Generator | None = None,
+                    draws: HintDraws | None = None) -> torch.Tensor:
     """Pass 1 with the null condition under no-grad → hint p̂; pass 2 conditioned on p̂. Returns pass-2 logits."""
     hint = first_pass_hint(model, x_t, t, mask_id, carry=carry, sharpen_temperature=sharpen_temperature,
-                           hint_dropout=hint_dropout, hint_noise=hint_noise, generator=generator)
+                           hint_dropout=hint_dropout, hint_noise=hint_noise, generator=generator, draws=draws)
     return model(x_t, t, p_prev=hint)
