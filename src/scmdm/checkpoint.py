@@ -7,7 +7,8 @@ A checkpoint is a folder ``<run>/checkpoints/step_XXXXXXX/`` holding
     split.json         the data split (seed, fractions, sizes, SHA-256 of each part)
     model.safetensors  raw weights            ema.safetensors  EMA weights (used for sampling)
     optimizer.safetensors + optimizer.json    AdamW moments and param groups
-    rng.safetensors    torch global RNG, the trainer's noise generator (and CUDA RNG when present)
+    rng.safetensors    torch global RNG, the trainer's noise generator (and CUDA RNG when present);
+                       distributed runs add each other process's (``torch_rank<r>``, ``cuda_rank<r>``)
     state.json         step, tokens seen, elapsed time, last validation NELBO
 
 It is written into a temporary folder ``.tmp_step_XXXXXXX_<pid>`` (every file fsynced), renamed into
@@ -59,9 +60,10 @@ def build_model(config: Config, tokenizer: SmilesTokenizer) -> Transformer:
         causal_layers=config.speculative.causal_layers, causal_head=config.speculative.head))
 
 
-def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state dict into flat tensors (``state.<param>.<key>``) and JSON metadata."""
-    state = optimizer.state_dict()
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer | dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict (or an optimizer's) into flat tensors (``state.<param>.<key>``) and JSON
+    metadata."""
+    state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, entries in state["state"].items():
         for key, value in entries.items():
@@ -123,10 +125,11 @@ def _write_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path
 
 
 def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer: SmilesTokenizer,
-                    split_info: dict, model: torch.nn.Module, ema_state: dict[str, torch.Tensor] | None,
-                    optimizer: torch.optim.Optimizer | None, rng: dict[str, torch.Tensor], state: dict,
-                    keep: int = 2) -> Path:
-    """Write a checkpoint atomically and prune all but the newest ``keep``. Returns its folder."""
+                    split_info: dict, model: torch.nn.Module | dict[str, torch.Tensor],
+                    ema_state: dict[str, torch.Tensor] | None, optimizer: torch.optim.Optimizer | dict | None,
+                    rng: dict[str, torch.Tensor], state: dict, keep: int = 2) -> Path:
+    """Write a checkpoint atomically and prune all but the newest ``keep``. Returns its folder. ``model`` and
+    ``optimizer`` may be given as (full) state dicts, as distributed training gathers them."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(root)
@@ -135,7 +138,8 @@ def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer
         (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
         tokenizer.save(tmp / "tokenizer.json")
         (tmp / "split.json").write_text(json.dumps(split_info, indent=1))
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights = model if isinstance(model, dict) else model.state_dict()
+        weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         save_file(weights, str(tmp / "model.safetensors"))
         if ema_state is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in ema_state.items()},

@@ -16,7 +16,9 @@ from pathlib import Path
 from scmdm.config import ConfigError, apply_overrides, describe_config, load_config
 
 EXAMPLES = {
-    "train": "scmdm train --config qm9_base --out runs/qm9_base train.steps=3000 model.depth=6",
+    "train": "scmdm train --config qm9_base --out runs/qm9_base train.steps=3000 model.depth=6\n  "
+             "torchrun --standalone --nproc_per_node=4 -m scmdm train --config qm9_base --out runs/qm9_base   "
+             "(distributed: README, Distributed training)",
     "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128",
     "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi",
     "demo": "scmdm demo --out runs/demo",
@@ -162,7 +164,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scmdm.training import Trainer
+    from scmdm import distributed
+    from scmdm.training import Trainer, resolve_device
     from scmdm.workflows import resolve_config_path
 
     if args.init_from:
@@ -175,7 +178,11 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.no_resume and any((out / "checkpoints").glob("step_*")):
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")
-    result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from).fit()
+    resolve_device(config.train.device)  # a device that is not there: one line, before joining a process group
+    with distributed.session(config.train.device) as dist:  # under torchrun: one process of the group
+        result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from).fit()
+    if not dist.is_main:
+        return 0
     two_pass = (f", two-pass (self-conditioned) {result.val_nelbo_sc_bits:.4f}"
                 if result.val_nelbo_sc_bits is not None else "")
     if result.val_target_bits is not None:

@@ -126,7 +126,11 @@ class DiffusionConfig:
 @dataclass
 class TrainConfig:
     steps: int = _f(2000, "optimizer steps")
-    batch_size: int = _f(256, "sequences per step")
+    batch_size: int = _f(256, "sequences per optimizer step, over all processes and micro-batches (the global batch)")
+    grad_accum: int = _f(1, "micro-batches per process and step (gradient accumulation): the batch is cut into "
+                            "processes × grad_accum micro-batches, each step's gradient is that of the whole batch")
+    fsdp: bool = _f(False, "shard weights, gradients and optimizer state over the processes (FSDP) instead of a "
+                           "full copy on each (DDP); needs a distributed launch (torchrun)")
     lr: float = _f(1e-3, "peak AdamW learning rate")
     min_lr_ratio: float = _f(0.1, "cosine decay ends at lr * min_lr_ratio (1.0 = constant after warm-up)")
     warmup_steps: int = _f(200, "linear learning-rate warm-up steps")
@@ -147,7 +151,7 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "how many of the newest checkpoints to keep in <run>/checkpoints (>= 1)")
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "val_num_t", "keep_checkpoints"):
+        for name in ("steps", "batch_size", "grad_accum", "val_num_t", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         for name in ("warmup_steps", "eval_every", "save_every", "val_sequences", "weight_decay", "grad_clip",

@@ -26,6 +26,16 @@ without gradient). Validation adds ``val_draft_bits`` and ``val_target_bits`` (`
 
 A non-finite loss or gradient norm stops training with ``FloatingPointError`` before the weights
 are touched; the newest checkpoint on disk is the last good one.
+
+Micro-batches and processes (``train.grad_accum``, ``torchrun``; ``scmdm.distributed``). ``train.batch_size``
+is the global batch B of a step. All random numbers of the step — times and masks (NELBO), generation
+orders and revealed counts (speculative loss), the hint's draws (two-pass updates) — are drawn for the
+whole batch first (``draw_noise``, from the noise generator that every process holds in the same state,
+in the order the losses themselves draw them), and each micro-batch takes its rows. Micro-batch k of
+process r back-propagates W·(b_rk/B)·(its mean loss), so accumulated and reduced gradients equal the
+one-process, one-batch gradient up to float32 round-off (the per-row sums are added in another order).
+Dropout masks are the exception: they come from each process's own global RNG and depend on the
+micro-batch shape, so exact agreement needs ``model.dropout=0``.
 """
 
 from __future__ import annotations
@@ -35,12 +45,16 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from scmdm import distributed
 from scmdm.checkpoint import (
     CheckpointError,
     build_model,
@@ -54,11 +68,13 @@ from scmdm.checkpoint import (
 )
 from scmdm.config import Config, ConfigError
 from scmdm.data import PreparedData, prepare_data
-from scmdm.diffusion import nelbo_loss, validation_nelbo
+from scmdm.diffusion import mask_tokens, nelbo_loss, sample_times, validation_nelbo
 from scmdm.schedules import get_schedule
-from scmdm.selfcond import first_pass_hint, self_condition_coin, two_pass_logits
+from scmdm.selfcond import HintDraws, draw_hint_noise, first_pass_hint, self_condition_coin, two_pass_logits
 from scmdm.speculative import (
     copy_head_into_verifier,
+    sample_orders,
+    sample_revealed,
     set_train_mode,
     speculative_loss,
     trainable_parameters,
@@ -66,7 +82,8 @@ from scmdm.speculative import (
 )
 from scmdm.tokenizers import SmilesTokenizer
 
-__all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device", "plot_metrics", "read_metrics"]
+__all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "StepNoise", "resolve_device", "plot_metrics",
+           "read_metrics"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,8 +129,9 @@ class EMA:
         return self.shadow
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load full tensors (as a checkpoint holds them); under FSDP each process keeps its shard."""
         for k, v in state.items():
-            self.shadow[k].copy_(v)
+            self.shadow[k].copy_(distributed.like(v, self.shadow[k]))
 
 
 def learning_rate(step: int, *, lr: float, warmup: int, total: int, min_ratio: float) -> float:
@@ -207,27 +225,57 @@ class TrainResult:
     val_target_bits: float | None = None  # verifier NLL of a self-speculative model (validation_speculative)
 
 
+@dataclass
+class StepNoise:
+    """Every random number of one update, drawn for the whole global batch: times ``t`` and the noised batch
+    ``x_t`` (NELBO), or generation orders and revealed counts (speculative loss), and the hint draws of a
+    two-pass update. ``rows`` gives a micro-batch's share."""
+
+    t: torch.Tensor | None = None
+    x_t: torch.Tensor | None = None
+    order: torch.Tensor | None = None
+    revealed: torch.Tensor | None = None
+    hint: HintDraws | None = None
+
+    def rows(self, index: slice) -> StepNoise:
+        def cut(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value[index]
+
+        return StepNoise(cut(self.t), cut(self.x_t), cut(self.order), cut(self.revealed),
+                         self.hint.rows(index) if self.hint is not None else None)
+
+
 class Trainer:
     """Trains the masked diffusion model described by ``config`` into ``run_dir``.
 
     If ``run_dir`` already holds a checkpoint, training resumes from it (``resume=True``). Otherwise,
     with ``init_from`` (a run, checkpoint or exported model folder), training starts from that model's
-    (EMA) weights and tokenizer — post-training; the model settings and canvas length must match."""
+    (EMA) weights and tokenizer — post-training; the model settings and canvas length must match.
+
+    Inside a torch.distributed process group (``torchrun ... -m scmdm train``, see ``scmdm.distributed``)
+    every process builds a Trainer with the same arguments; each computes its rows of every global batch and
+    rank 0 alone writes files."""
 
     def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = True,
                  data: PreparedData | None = None, show_progress: bool = True,
                  init_from: str | Path | None = None) -> None:
         self.config = config
-        self.device = resolve_device(config.train.device)  # before anything is written: a bad device leaves nothing
+        self.dist = distributed.info()
+        self.is_main = self.dist.is_main
+        self.device = self._process_device(config.train.device)  # before anything is written: a bad device
+        # leaves nothing
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.show_progress = show_progress
+        self.show_progress = show_progress and self.is_main
         tc = config.train
         if tc.threads:
             torch.set_num_threads(tc.threads)
         torch.manual_seed(tc.seed)
         checkpoints = self.run_dir / "checkpoints"
         resume_from = find_checkpoint(self.run_dir) if resume and any(checkpoints.glob("step_*")) else None
+        if self.dist.enabled:
+            distributed.agree(resume_from.name if resume_from else None, f"the checkpoint in {checkpoints} to resume "
+                              "from", "; the run folder must be on a filesystem every process sees")
         init = None
         tokenizer = None
         if resume_from is not None:
@@ -238,7 +286,7 @@ class Trainer:
             self._check_compatible(init.path, init.config.to_dict(), "initialise from")
             tokenizer = init.tokenizer
         if data is None:
-            data = prepare_data(config.data, tokenizer)
+            data = prepare_data(config.data, tokenizer, quiet=not self.is_main)
         elif tokenizer is not None and data.tokenizer != tokenizer:
             raise CheckpointError(f"vocabulary mismatch: the data's tokenizer ({data.tokenizer.vocab_size} ids) "
                                   f"differs from {(resume_from or init.path) / 'tokenizer.json'} "
@@ -246,12 +294,22 @@ class Trainer:
         self.data = data
         self.tokenizer: SmilesTokenizer = self.data.tokenizer
         self.schedule = get_schedule(config.diffusion.schedule)
-        self.model = build_model(config, self.tokenizer).to(self.device)
+        self.model = build_model(config, self.tokenizer)  # the same initial weights on every process (same seed)
+        if resume_from is not None:
+            self._resume_weights(resume_from)
+        elif init is not None:
+            self._load_initial_weights(init.model.state_dict(), init.weights_file)
+        if config.speculative.freeze_trunk:  # only the verifier learns
+            trainable_parameters(self.model)
+        if not tc.fsdp:
+            self.model.to(self.device)
+        # DDP / FSDP around the loss (FSDP moves the model to the device and shards it: before EMA and optimizer)
+        self.objective = distributed.wrap(self.model, device=self.device, fsdp=tc.fsdp,
+                                          find_unused=self._may_leave_parameters_unused())
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
-        params = (trainable_parameters(self.model) if config.speculative.freeze_trunk  # only the verifier learns
-                  else self.model.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
-        self.noise_generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1)
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=tc.lr,
+                                           betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1)  # alike on every process
         self.train_data = self.data.train.to(self.device)
         n_val = tc.val_sequences or len(self.data.valid)
         self.val_data = self.data.valid[:n_val]
@@ -263,20 +321,43 @@ class Trainer:
         self.last_val_target: float | None = None
         self.metrics_file = self.run_dir / "metrics.jsonl"
         self.init_from = str(init.path) if init is not None else None
-        tmp = self.run_dir / f".config.json.tmp{os.getpid()}"  # atomic: a kill never leaves half a file
-        tmp.write_text(json.dumps(config.to_dict(), indent=1))
-        os.replace(tmp, self.run_dir / "config.json")
+        if self.is_main:
+            tmp = self.run_dir / f".config.json.tmp{os.getpid()}"  # atomic: a kill never leaves half a file
+            tmp.write_text(json.dumps(config.to_dict(), indent=1))
+            os.replace(tmp, self.run_dir / "config.json")
         if resume_from is not None:
             self._resume(resume_from)
-            _truncate_metrics(self.metrics_file, self.step)
-            print(f"resuming from {resume_from} (step {self.step} of {tc.steps})", file=sys.stderr)
-        elif init is not None:
-            self._load_initial_weights(init.model.state_dict(), init.weights_file)
-            if self.ema is not None:
-                self.ema.load_state_dict(self.model.state_dict())
-            print(f"initialised from {init.weights_file}", file=sys.stderr)
-        elif self.metrics_file.exists():  # a fresh start: metrics of an earlier, checkpoint-less attempt go
-            _truncate_metrics(self.metrics_file, 0)
+            if self.is_main:
+                _truncate_metrics(self.metrics_file, self.step)
+                print(f"resuming from {resume_from} (step {self.step} of {tc.steps})", file=sys.stderr)
+        else:
+            if self.dist.rank > 0:  # dropout: a stream of its own for every process
+                torch.manual_seed(self._rank_seed())
+            if init is not None and self.is_main:
+                print(f"initialised from {init.weights_file}", file=sys.stderr)
+            elif init is None and self.is_main and self.metrics_file.exists():
+                _truncate_metrics(self.metrics_file, 0)  # a fresh start: an earlier, checkpoint-less attempt's go
+        distributed.barrier()
+
+    def _process_device(self, name: str) -> torch.device:
+        """``resolve_device``; in a process group CUDA means ``cuda:LOCAL_RANK``."""
+        device = resolve_device(name)
+        if self.dist.enabled and device.type == "cuda":
+            if ":" in name and self.dist.world_size > 1:
+                raise ConfigError(f"train.device={name!r}: in a distributed run every process uses cuda:LOCAL_RANK; "
+                                  "set train.device=cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
+            device = torch.device("cuda", self.dist.local_rank)
+        return device
+
+    def _rank_seed(self) -> int:
+        return self.config.train.seed + 1_000_003 * self.dist.rank + self.step
+
+    def _may_leave_parameters_unused(self) -> bool:
+        """Whether a step may give some trainable parameter no gradient (DDP's ``find_unused_parameters``): the
+        self-conditioning projection on one-pass updates (rate below 1)."""
+        sc = self.model.self_cond
+        return (sc is not None and any(p.requires_grad for p in sc.parameters())
+                and self.config.selfcond.rate < 1.0)
 
     def _load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path | None) -> None:
         """Post-training starts from ``weights``; only the additions (self-conditioning input, causal verifier)
@@ -313,54 +394,82 @@ class Trainer:
 
     # ---- state ----------------------------------------------------------------------------------
     def rng_state(self) -> dict[str, torch.Tensor]:
-        state = {"torch": torch.get_rng_state(), "noise": self.noise_generator.get_state()}
+        """The RNG states a checkpoint keeps: torch's global RNG ("torch", and "cuda"), the noise generator
+        ("noise", alike on every process) and, in a distributed run, every other process's global RNG
+        ("torch_rank<r>", "cuda_rank<r>"; collecting them is a collective)."""
+        own = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state()
+            own["cuda"] = torch.cuda.get_rng_state()
+        state = {**own, "noise": self.noise_generator.get_state()}
+        if self.dist.world_size > 1:
+            for rank, theirs in enumerate(distributed.all_gather_object(own)):
+                if rank > 0:
+                    state.update({f"{k}_rank{rank}": v for k, v in theirs.items()})
         return state
 
-    def _resume(self, folder: Path) -> None:
+    def _resume_weights(self, folder: Path) -> None:
+        """The raw weights of a checkpoint, into the (not yet placed or sharded) model."""
         self.data.split.verify(read_json(folder / "split.json"))
-        try:
+        with _resume_errors(folder):
             self.model.load_state_dict(read_weights(folder / "model.safetensors"))
+
+    def _resume(self, folder: Path) -> None:
+        """EMA, optimizer, RNG and counters of a checkpoint (the weights came first: ``_resume_weights``)."""
+        with _resume_errors(folder):
             if self.ema is not None:
                 self.ema.load_state_dict(read_weights(folder / "ema.safetensors"))
             meta = read_json(folder / "optimizer.json")
-            self.optimizer.load_state_dict(optimizer_from_tensors(read_weights(folder / "optimizer.safetensors"),
-                                                                  meta))
-            rng = read_weights(folder / "rng.safetensors")
-            torch.set_rng_state(rng["torch"])
-            self.noise_generator.set_state(rng["noise"])
-            if "cuda" in rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state(rng["cuda"])
+            saved = optimizer_from_tensors(read_weights(folder / "optimizer.safetensors"), meta)
+            self.optimizer.load_state_dict(distributed.shard_optimizer_state(saved, self.optimizer))
             state = read_json(folder / "state.json")
             self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            if isinstance(err, CheckpointError):
-                raise
-            raise CheckpointError(f"cannot resume from {folder}: {type(err).__name__}: {err}") from None
+            rng = read_weights(folder / "rng.safetensors")
+            suffix = f"_rank{self.dist.rank}" if self.dist.rank > 0 else ""
+            if f"torch{suffix}" in rng:
+                torch.set_rng_state(rng[f"torch{suffix}"])
+            else:  # the checkpoint was written by fewer processes: this one starts a dropout stream of its own
+                torch.manual_seed(self._rank_seed())
+            self.noise_generator.set_state(rng["noise"])
+            if f"cuda{suffix}" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rng[f"cuda{suffix}"])
         self.elapsed, self.last_val = state.get("elapsed", 0.0), state.get("val_nelbo_bits")
         self.last_val_sc = state.get("val_nelbo_sc_bits")
         self.last_val_target = state.get("val_target_bits")
 
     def save(self) -> Path:
-        return save_checkpoint(
-            self.run_dir, step=self.step, config=self.config, tokenizer=self.tokenizer,
-            split_info=self.data.split.info.to_dict(), model=self.model,
-            ema_state=self.ema.state_dict() if self.ema else None, optimizer=self.optimizer,
-            rng=self.rng_state(), keep=self.config.train.keep_checkpoints,
-            state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
-                   **({"val_nelbo_sc_bits": self.last_val_sc} if self.last_val_sc is not None else {}),
-                   **({"val_target_bits": self.last_val_target} if self.last_val_target is not None else {}),
-                   "num_parameters": self.model.num_parameters(),
-                   **({"init_from": self.init_from} if self.init_from else {})})
+        """Write a checkpoint (rank 0; under FSDP every process first helps gather the full tensors)."""
+        fsdp = self.config.train.fsdp
+        weights = distributed.full_state_dict(self.model.state_dict()) if fsdp else self.model
+        ema = self.ema.state_dict() if self.ema else None
+        if fsdp and ema is not None:
+            ema = distributed.full_state_dict(ema)
+        optimizer = distributed.full_optimizer_state(self.optimizer) if fsdp else self.optimizer
+        rng = self.rng_state()
+        folder = self.run_dir / "checkpoints" / f"step_{self.step:07d}"
+        if self.is_main:
+            folder = save_checkpoint(
+                self.run_dir, step=self.step, config=self.config, tokenizer=self.tokenizer,
+                split_info=self.data.split.info.to_dict(), model=weights, ema_state=ema, optimizer=optimizer,
+                rng=rng, keep=self.config.train.keep_checkpoints,
+                state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
+                       **({"val_nelbo_sc_bits": self.last_val_sc} if self.last_val_sc is not None else {}),
+                       **({"val_target_bits": self.last_val_target} if self.last_val_target is not None else {}),
+                       "num_parameters": self.model.num_parameters(),
+                       **({"world_size": self.dist.world_size} if self.dist.world_size > 1 else {}),
+                       **({"init_from": self.init_from} if self.init_from else {})})
+        distributed.barrier()  # nobody reads or prunes checkpoints while rank 0 writes
+        return folder
 
     def _log(self, row: dict) -> None:
+        if not self.is_main:
+            return
         with self.metrics_file.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
 
     # ---- one step ---------------------------------------------------------------------------------
-    def _logits_fn(self, model: torch.nn.Module, *, two_pass: bool = False):
-        """The denoiser the loss sees: one null-conditioned pass, or (self-conditioning) two passes."""
+    def _logits_fn(self, model: torch.nn.Module, *, two_pass: bool = False, draws: HintDraws | None = None):
+        """The denoiser the loss sees: one null-conditioned pass, or (self-conditioning) two passes. While
+        training, the hint's random numbers are the pre-drawn ``draws``; in eval mode there are none."""
         autocast = self.config.train.precision == "bfloat16"
         sc, mask_id = self.config.selfcond, self.tokenizer.mask_id
         training = model.training
@@ -373,11 +482,11 @@ class Trainer:
                                        sharpen_temperature=sc.sharpen_temperature,
                                        hint_dropout=sc.hint_dropout if training else 0.0,
                                        hint_noise=sc.hint_noise if training else 0.0,
-                                       generator=self.noise_generator if training else None)
+                                       draws=draws if training else None)
 
         return logits_fn
 
-    def _hint_fn(self, model: torch.nn.Module, two_pass: bool):
+    def _hint_fn(self, model: torch.nn.Module, two_pass: bool, draws: HintDraws | None = None):
         """For a self-conditioned trunk under the speculative loss: pass 1 (null condition, no gradient) → hint."""
         if not two_pass:
             return None
@@ -388,7 +497,7 @@ class Trainer:
                                    sharpen_temperature=sc.sharpen_temperature,
                                    hint_dropout=sc.hint_dropout if training else 0.0,
                                    hint_noise=sc.hint_noise if training else 0.0,
-                                   generator=self.noise_generator if training else None)
+                                   draws=draws if training else None)
 
         return hint_fn
 
@@ -397,34 +506,72 @@ class Trainer:
         sc = self.config.selfcond
         return sc.injection != "none" and self_condition_coin(sc.rate, seed=self.config.train.seed, step=step)
 
+    def draw_noise(self, x0: torch.Tensor, two_pass: bool) -> StepNoise:
+        """All random numbers of the update of the global batch ``x0``, from the noise generator, in the order
+        the losses would draw them themselves (so one process without accumulation trains exactly as a loss
+        drawing its own noise would)."""
+        g, (batch, length), d = self.noise_generator, x0.shape, self.config.diffusion
+        if self.model.speculative:
+            order = sample_orders(batch, length, generator=g, device=self.device)
+            noise = StepNoise(order=order, revealed=sample_revealed(batch, length, antithetic=d.antithetic,
+                                                                    generator=g, device=self.device))
+        else:
+            t = sample_times(batch, eps=d.time_epsilon, antithetic=d.antithetic, generator=g, device=self.device)
+            noise = StepNoise(t=t, x_t=mask_tokens(x0, t, self.schedule, self.tokenizer.mask_id, g))
+        if two_pass:
+            sc = self.config.selfcond
+            noise.hint = draw_hint_noise((batch, length, self.tokenizer.vocab_size), carry=sc.carry,
+                                         hint_dropout=sc.hint_dropout, hint_noise=sc.hint_noise, generator=g,
+                                         device=self.device)
+        return noise
+
+    def _loss(self, model: torch.nn.Module, x0: torch.Tensor, noise: StepNoise, two_pass: bool) -> tuple:
+        """(loss, draft term, target term) of a micro-batch: the speculative joint loss or the NELBO."""
+        if model.speculative:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.config.train.precision == "bfloat16"):
+                out = speculative_loss(model, x0, self.tokenizer.mask_id, order=noise.order, revealed=noise.revealed,
+                                       freeze_trunk=self.config.speculative.freeze_trunk,
+                                       hint_fn=self._hint_fn(model, two_pass, noise.hint))
+            return out.loss, out.draft, out.target
+        out = nelbo_loss(self._logits_fn(model, two_pass=two_pass, draws=noise.hint), x0, self.schedule,
+                         self.tokenizer.mask_id, eps=self.config.diffusion.time_epsilon, t=noise.t, x_t=noise.x_t)
+        return out.loss, None, None
+
     def train_step(self) -> dict:
+        """One optimizer step on the global batch of this step: this process's micro-batches (``distributed.
+        shard_rows``), each loss scaled by W·(rows/B) so that the reduced gradient is the single-process one."""
         tc = self.config.train
         lr = learning_rate(self.step, lr=tc.lr, warmup=tc.warmup_steps, total=tc.steps, min_ratio=tc.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         idx = batch_indices(self.step, num_examples=len(self.train_data), batch_size=tc.batch_size, seed=tc.seed)
         x0 = self.train_data[idx.to(self.device)]
-        self.model.train()
-        two_pass = self.is_two_pass(self.step)
         if self.model.speculative:
-            frozen = self.config.speculative.freeze_trunk
-            set_train_mode(self.model, frozen)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bfloat16"):
-                out = speculative_loss(self.model, x0, self.tokenizer.mask_id, generator=self.noise_generator,
-                                       antithetic=self.config.diffusion.antithetic, freeze_trunk=frozen,
-                                       hint_fn=self._hint_fn(self.model, two_pass))
+            set_train_mode(self.model, self.config.speculative.freeze_trunk)
         else:
-            out = nelbo_loss(self._logits_fn(self.model, two_pass=two_pass), x0, self.schedule,
-                             self.tokenizer.mask_id, eps=self.config.diffusion.time_epsilon,
-                             antithetic=self.config.diffusion.antithetic, generator=self.noise_generator)
-        loss = out.loss
-        if not torch.isfinite(loss):
-            self._non_finite(f"the training loss became {loss.item()}")
+            self.model.train()
+        two_pass = self.is_two_pass(self.step)
+        noise = self.draw_noise(x0, two_pass)
+        batch, world = x0.shape[0], self.dist.world_size
+        pieces = distributed.shard_rows(batch, rank=self.dist.rank, world_size=world, micro_batches=tc.grad_accum)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, draft, target: this process's share
+        for k, rows in enumerate(pieces):
+            share = (rows.stop - rows.start) / batch
+            with distributed.gradient_sync(self.objective, enabled=k == len(pieces) - 1):
+                loss, draft, target = self.objective(partial(self._loss, x0=x0[rows], noise=noise.rows(rows),
+                                                             two_pass=two_pass))
+                (loss * (share * world)).backward()
+            terms = [loss.detach(), *(v.detach() if v is not None else loss.new_zeros(()) for v in (draft, target))]
+            parts += torch.stack(terms).double() * share
+        loss, draft, target = (distributed.all_reduce_sum(parts) if world > 1 else parts).tolist()
+        if not math.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._non_finite(f"the training loss became {loss}")
         # with grad_clip = 0 the norm is still computed (max_norm = inf scales by exactly 1) to catch inf/NaN
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                   tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+        grad_norm = distributed.full_tensor(torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf")))
         if not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             self._non_finite(f"the gradient norm became {grad_norm.item()}")
@@ -433,9 +580,9 @@ class Trainer:
             self.ema.update(self.model, self.step)
         self.step += 1
         self.tokens_seen += x0.numel()
-        info = {"loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm), "two_pass": two_pass}
-        if getattr(out, "target", None) is not None:  # the speculative loss: its two terms
-            info.update(draft=out.draft.item(), target=out.target.item())
+        info = {"loss": loss, "lr": lr, "grad_norm": float(grad_norm), "two_pass": two_pass}
+        if self.model.speculative:  # the speculative loss: its two terms
+            info.update(draft=draft, target=target)
         return info
 
     def _non_finite(self, what: str) -> None:
@@ -445,12 +592,18 @@ class Trainer:
         raise FloatingPointError(f"{what} at step {self.step}; stopped before updating the weights; {kept}; "
                                  f"try a lower train.lr or train.grad_clip")
 
+    def _eval_weights(self) -> dict[str, torch.Tensor]:
+        """The weights validation uses (EMA if kept), full tensors (under FSDP a collective)."""
+        weights = self.ema.state_dict() if self.ema else self.model.state_dict()
+        return distributed.full_state_dict(weights) if self.config.train.fsdp else weights
+
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Validation NELBO (bits/token) with the EMA weights, under the fixed protocol: ``val_nelbo_bits``
-        (null condition) and, for a self-conditioned model, ``val_nelbo_sc_bits`` (two passes)."""
+    def validate(self, weights: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Validation NELBO (bits/token) with the EMA weights (or ``weights``), under the fixed protocol:
+        ``val_nelbo_bits`` (null condition) and, for a self-conditioned model, ``val_nelbo_sc_bits`` (two
+        passes). A distributed run validates on rank 0 alone (``_validate_and_log``)."""
         model = build_model(self.config, self.tokenizer).to(self.device)
-        model.load_state_dict(self.ema.state_dict() if self.ema else self.model.state_dict())
+        model.load_state_dict(weights if weights is not None else self._eval_weights())
         model.eval()
         kwargs = dict(num_t=self.config.train.val_num_t, seed=0, device=self.device)
         mask_id = self.tokenizer.mask_id
@@ -468,7 +621,8 @@ class Trainer:
         return result
 
     def _validate_and_log(self) -> None:
-        result = self.validate()
+        weights = self._eval_weights()  # every process (gathering FSDP shards takes all of them)
+        result = distributed.broadcast_object(self.validate(weights) if self.is_main else None)
         self.last_val, self.last_val_sc = result["val_nelbo_bits"], result.get("val_nelbo_sc_bits")
         self.last_val_target = result.get("val_target_bits")
         self._log({"step": self.step, **result})
@@ -501,20 +655,34 @@ class Trainer:
                                    if self.last_val_target is not None else {}))
             bar.update(1)
             out_of_time = tc.max_minutes > 0 and (time.perf_counter() - t_start) / 60 > tc.max_minutes
+            if tc.max_minutes > 0 and self.dist.world_size > 1:  # every process stops at the same step
+                out_of_time = distributed.any_rank(out_of_time, self.device)
             if tc.eval_every and self.step % tc.eval_every == 0 and self.step < tc.steps:
                 self._validate_and_log()
             if tc.save_every and self.step % tc.save_every == 0 and self.step < tc.steps and not out_of_time:
                 self.save()
             if out_of_time:
                 stopped_early = True
-                bar.write(f"stopping at step {self.step}: train.max_minutes={tc.max_minutes} reached")
+                if self.is_main:
+                    bar.write(f"stopping at step {self.step}: train.max_minutes={tc.max_minutes} reached")
                 break
         bar.close()
         if self.step > start_step or self.last_val is None:
             self._validate_and_log()
         checkpoint = self.save()
-        if self.metrics_file.exists():
+        if self.is_main and self.metrics_file.exists():
             plot_metrics(self.metrics_file, self.run_dir / "loss_curve.png")
         return TrainResult(run_dir=self.run_dir, checkpoint=checkpoint, step=self.step,
                            val_nelbo_bits=self.last_val, seconds=self.elapsed, stopped_early=stopped_early,
                            val_nelbo_sc_bits=self.last_val_sc, val_target_bits=self.last_val_target)
+
+
+@contextmanager
+def _resume_errors(folder: Path) -> Iterator[None]:
+    """Turn what a damaged or mismatched checkpoint raises while loading into a CheckpointError naming it."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"cannot resume from {folder}: {type(err).__name__}: {err}") from None
