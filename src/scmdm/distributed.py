@@ -3,7 +3,9 @@ them, DistributedDataParallel (or FSDP, ``train.fsdp``) keeps their gradients in
 
     torchrun --standalone --nproc_per_node=N -m scmdm train --config qm9_base --out runs/x
 
-Backends: NCCL when the processes train on CUDA (process r on ``cuda:LOCAL_RANK``), gloo on CPU.
+Backends: NCCL when the processes train on CUDA (process r on ``cuda:LOCAL_RANK``), gloo on CPU. Mixed
+precision is ``train.precision=bfloat16``: autocast inside every process, as on one (weights, gradients and
+their reduction stay float32).
 
 Sharding a step. ``train.batch_size`` = B is the *global* batch, the same index set as on one process
 (``training.batch_indices``). It is cut into n = W·m consecutive pieces (W processes, m = ``train.grad_accum``
@@ -24,10 +26,11 @@ draw (``scmdm.training``). Dropout is the exception: each process draws its own 
 RNG, so runs with ``model.dropout`` > 0 agree in distribution, not number by number.
 
 Rank 0 alone writes: metrics.jsonl, the progress bar, checkpoints (then a barrier), the loss plot. With
-FSDP the weights, EMA and optimizer state are gathered into full tensors for every checkpoint, so a
-checkpoint is the same files whatever the number of processes or FSDP, and a run may resume with a
-different W. Validation runs on rank 0 with the full EMA weights (the others wait and receive the numbers),
-so validation NELBO is the single-process number exactly.
+FSDP the weights, EMA and optimizer state are gathered tensor by tensor into full CPU tensors on rank 0 for
+every checkpoint, so a checkpoint is the same files whatever the number of processes or FSDP, and a run may
+resume with another W or without FSDP. Validation runs on rank 0 with the full EMA weights (the others wait
+and receive the numbers), so validation NELBO is the single-process number exactly; under FSDP that full
+copy of the model has to fit rank 0's device.
 
 Multi-node: the run folder must be on a filesystem every node sees (rank 0 writes checkpoints, every rank
 reads them on resume); ``agree`` turns a node that sees another checkpoint into a clear error, not a hang.
@@ -247,8 +250,16 @@ def full_tensor(value: torch.Tensor) -> torch.Tensor:
 
 
 def full_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``full_tensor`` of every entry, in the dict's order (the same on every process)."""
-    return {k: full_tensor(v) for k, v in state.items()}
+    """The full tensors of a (possibly sharded) state dict on rank 0, in CPU memory, gathered one tensor at a
+    time (a collective: every process calls it; the others get {}). Peak device memory: one full tensor."""
+    main = info().is_main
+    full = {}
+    for k, v in state.items():  # the dict's order is the same on every process
+        if isinstance(v, torch.Tensor):
+            v = full_tensor(v).detach().cpu()
+        if main:
+            full[k] = v
+    return full
 
 
 def like(full: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -261,9 +272,10 @@ def like(full: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
-    """``optimizer.state_dict()`` with sharded moments gathered into full tensors (a collective)."""
+    """``optimizer.state_dict()`` with sharded moments gathered into full CPU tensors, on rank 0 (a collective,
+    like ``full_state_dict``; the others get the param groups and no moments)."""
     state = optimizer.state_dict()
-    return {"state": {i: {k: full_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in entries.items()}
+    return {"state": {i: full_state_dict(entries) if any(_is_dtensor(v) for v in entries.values()) else entries
                       for i, entries in sorted(state["state"].items())},
             "param_groups": state["param_groups"]}
 

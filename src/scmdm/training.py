@@ -262,8 +262,8 @@ class Trainer:
         self.config = config
         self.dist = distributed.info()
         self.is_main = self.dist.is_main
-        self.device = self._process_device(config.train.device)  # before anything is written: a bad device
-        # leaves nothing
+        # the device first: a device that is not there stops here, before anything is written
+        self.device = self._process_device(config.train.device)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.show_progress = show_progress and self.is_main
