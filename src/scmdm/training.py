@@ -556,7 +556,8 @@ class Trainer:
         batch, world = x0.shape[0], self.dist.world_size
         pieces = distributed.shard_rows(batch, rank=self.dist.rank, world_size=world, micro_batches=tc.grad_accum)
         self.optimizer.zero_grad(set_to_none=True)
-        parts = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, draft, target: this process's share
+        # loss, draft and target terms: this process's share of the batch means (MPS has no float64)
+        parts = torch.zeros(3, dtype=torch.float32 if self.device.type == "mps" else torch.float64, device=self.device)
         for k, rows in enumerate(pieces):
             share = (rows.stop - rows.start) / batch
             with distributed.gradient_sync(self.objective, enabled=k == len(pieces) - 1):
@@ -564,7 +565,7 @@ class Trainer:
                                                              two_pass=two_pass))
                 (loss * (share * world)).backward()
             terms = [loss.detach(), *(v.detach() if v is not None else loss.new_zeros(()) for v in (draft, target))]
-            parts += torch.stack(terms).double() * share
+            parts += torch.stack(terms).to(parts.dtype) * share
         loss, draft, target = (distributed.all_reduce_sum(parts) if world > 1 else parts).tolist()
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
