@@ -4,10 +4,11 @@
    sustained FLOP/s = 2·n³·calls / seconds; the peak is the best size. Measured before *and* after the training
    measurements; the fraction uses the higher of the two (the conservative choice).
 2. Training forward+backward of the NELBO loss (scmdm.diffusion.nelbo_loss, null condition) on random-init
-   models of depth --depth and each width in --widths (heads = width / 64), --batch canvases of --length
-   tokens: median seconds over --steps timed steps after two warm-up steps. tokens/s = batch·length / seconds;
-   achieved FLOP/s = scmdm.flops.training_flops / seconds (matmul FLOPs only, analytic, checked against torch's
-   FlopCounterMode in tests/test_flops.py). A second timing adds the AdamW update (the full optimizer step).
+   models of depth --depth and each width in --widths (heads = width / 32, as in the QM9 base model), --batch
+   canvases of --length tokens: median seconds over --steps timed steps after two warm-up steps.
+   tokens/s = batch·length / seconds; achieved FLOP/s = scmdm.flops.training_flops / seconds (matmul FLOPs only,
+   analytic, checked against torch's FlopCounterMode in tests/test_flops.py). A second timing adds the AdamW
+   update (the full optimizer step).
 3. A profile of one forward+backward of the first model of width ≥ 384: the share of time in matmul kernels,
    in the attention kernel and elsewhere, and the largest operators outside matmul — what stands between the
    achieved fraction and 100 %.
@@ -126,7 +127,7 @@ def main() -> int:
     for precision in args.precisions:
         for width in args.widths:
             model = speed_model(device, vocab_size=args.vocab, max_length=args.length, depth=args.depth, width=width,
-                                heads=max(1, width // 64)).train()
+                                heads=max(1, width // 32)).train()
             x0 = torch.randint(0, args.vocab - 1, (args.batch, args.length), device=device)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
             fwd_bwd = train_step_fn(model, x0, precision, None)

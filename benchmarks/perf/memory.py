@@ -44,7 +44,7 @@ def run_case(case: dict, device: torch.device) -> torch.nn.Module:
     if case["kind"] == "train":
         from scmdm.diffusion import nelbo_loss
 
-        model = speed_model(device, width=case["width"], heads=max(1, case["width"] // 64),
+        model = speed_model(device, width=case["width"], heads=max(1, case["width"] // 32),
                             max_length=case["length"]).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x0 = torch.randint(0, model.config.vocab_size - 1, (case["batch"], case["length"]), device=device)

@@ -81,8 +81,8 @@ def markdown(args, info: dict, model, rows: list[dict]) -> str:
              f"Random-init models (depth {c.depth}, width {c.width}, vocabulary {c.vocab_size}, canvas {c.max_length}; "
              f"the same trunk weights), {args.sampler} sampler, {args.batch} sequences, NFE = T for every arm. "
              f"Interleaved rounds, median of {args.repeats}; `ratio` = median / vanilla's median, `range` = the "
-             "smallest and largest per-round ratio. `network` and `outside` split the median run by "
-             "`scmdm.profiling.NetworkTimer`.", "",
+             "smallest and largest per-round ratio. `network s` and `outside s`: medians over the rounds of the time "
+             "inside and outside network calls (`scmdm.profiling.NetworkTimer`).", "",
              "| T | arm | seconds | ratio | range | network s | outside s |", "|---:|---|---:|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['steps']} | {r['arm']} | {r['median_seconds']:.3f} | {r['ratio']:.3f} | "

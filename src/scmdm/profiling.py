@@ -19,7 +19,8 @@ Each call is also a ``torch.profiler.record_function`` range named ``scmdm.netwo
 the same run shows the network calls as ranges: ``profile_outside`` reads the fraction off such a profile
 independently of the timer (the profiler's own clock) and lists the operators that ran outside the ranges.
 
-Counts: ``calls[entry]`` batched calls and ``rows[entry]`` sequences evaluated; for the denoising samplers
+Time an eager model: under ``generate(compile_network=True)`` the wrappers would be traced into the compiled
+graph. Counts: ``calls[entry]`` batched calls and ``rows[entry]`` sequences evaluated; for the denoising samplers
 ``rows["forward"]`` / batch is their NFE, for the speculative sampler ``rows["encode"]`` / batch (trunk passes)
 and ``rows["verify"]`` / batch (verifier passes).
 """
