@@ -31,6 +31,15 @@ float64 by default: float32 noise is bounded (g ≤ −log(−log(1 − 2⁻²�
 tail and lowers the effective temperature (Zheng et al., arXiv 2409.02908). ``precision="float32"``
 reproduces older papers. Temperature τ scales logits (p ∝ exp(logit/τ)); top-p keeps the smallest
 set of tokens holding at least mass p.
+
+Hot path. Every sampler runs under ``torch.inference_mode`` and is vectorized over batch and positions (the
+Python loops are over steps or speculative rounds, never positions). Per-step schedule values are computed on
+the host before the loop; the only device → host reads inside a loop are the ones that decide how much work
+the next pass does (the cached sampler's rows that changed, the speculative sampler's unfinished rows).
+``generate(compile_network=True)`` runs the denoiser's forward through ``torch.compile`` (off by default: it
+changes floating-point rounding, so samples are not bit-identical to eager ones; docs/PERFORMANCE.md measures
+its speed-up).
+Where sampling time goes: ``scmdm.profiling.NetworkTimer``.
 """
 
 from __future__ import annotations
@@ -49,7 +58,8 @@ from scmdm.selfcond import carried_hint
 from scmdm.speculative import NO_VERIFIER, gather_tracks, scatter_tracks, speculative_sample
 
 __all__ = ["gumbel_noise", "sample_categorical", "apply_top_p", "Denoiser", "TrunkPass", "SampleResult",
-           "ancestral_sample", "topk_sample", "generate", "SAMPLER_NAMES", "masked_counts"]
+           "ancestral_sample", "topk_sample", "generate", "SAMPLER_NAMES", "masked_counts",
+           "reveal_probabilities"]
 
 SAMPLER_NAMES = ("ancestral", "cached", "topk", "speculative")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -59,7 +69,7 @@ def gumbel_noise(shape: tuple[int, ...], *, precision: str = "float64", generato
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """Standard Gumbel noise −log(−log u) with u drawn in the given precision."""
     u = torch.rand(shape, dtype=_DTYPES[precision], generator=generator, device=device)
-    return -torch.log(-torch.log(u))
+    return u.log_().neg_().log_().neg_()  # −log(−log u), in place: the same operations, no temporaries
 
 
 def sample_categorical(log_probs: torch.Tensor, *, precision: str = "float64",
@@ -68,7 +78,7 @@ def sample_categorical(log_probs: torch.Tensor, *, precision: str = "float64",
     if precision not in _DTYPES:
         raise ValueError(f"precision must be one of {', '.join(_DTYPES)}, got {precision!r}")
     noise = gumbel_noise(tuple(log_probs.shape), precision=precision, generator=generator, device=log_probs.device)
-    return (log_probs.to(_DTYPES[precision]) + noise).argmax(dim=-1)
+    return noise.add_(log_probs.to(_DTYPES[precision])).argmax(dim=-1)  # log p + g (addition commutes exactly)
 
 
 def apply_top_p(log_probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -142,10 +152,18 @@ class Denoiser:
         self.calls += 1
         self.rows += x_t.shape[0]
         logits = self.model(x_t, t, p_prev=hint).float()
-        next_hint = None
-        if self.self_conditioned:
-            next_hint = carried_hint(subs_log_probs(logits, x_t, self.mask_id), self.carry,
-                                     sharpen_temperature=self.sharpen_temperature, generator=self.generator)
+        return self._outputs(logits, x_t)
+
+    def _outputs(self, logits: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(what the sampler draws from, the next hint) from one pass's logits. At temperature 1 the untempered
+        SUBS distribution the hint is made of is the one drawn from, so it is computed once."""
+        if not self.self_conditioned:
+            return self._log_probs(logits, x_t), None
+        untempered = subs_log_probs(logits, x_t, self.mask_id)
+        next_hint = carried_hint(untempered, self.carry, sharpen_temperature=self.sharpen_temperature,
+                                 generator=self.generator)
+        if self.temperature == 1.0:
+            return apply_top_p(untempered, self.top_p), next_hint
         return self._log_probs(logits, x_t), next_hint
 
     def _log_probs(self, logits: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
@@ -165,12 +183,9 @@ class Denoiser:
         h, cond = self.model.encode(x_t, t, p_prev=hint)
         h, x = gather_tracks(h, order), gather_tracks(x_t, order)
         logits = self.model.output_layer(h, cond).float()
-        next_hint = None
-        if self.self_conditioned:
-            next_hint = scatter_tracks(carried_hint(subs_log_probs(logits, x, self.mask_id), self.carry,
-                                                    sharpen_temperature=self.sharpen_temperature,
-                                                    generator=self.generator), order)
-        return TrunkPass(h=h, cond=cond, order=order, x=x, log_p=self._log_probs(logits, x), next_hint=next_hint)
+        log_p, next_hint = self._outputs(logits, x)
+        next_hint = None if next_hint is None else scatter_tracks(next_hint, order)
+        return TrunkPass(h=h, cond=cond, order=order, x=x, log_p=log_p, next_hint=next_hint)
 
     @torch.inference_mode()
     def verify(self, trunk: TrunkPass, tokens: torch.Tensor) -> torch.Tensor:
@@ -211,13 +226,13 @@ def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size:
     mask_id = denoiser.mask_id
     x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
     grid = _time_grid(steps, device)
+    reveal_ps = reveal_probabilities(schedule, steps)  # host floats: no device → host copy inside the loop
     log_p: torch.Tensor | None = None
     hint: torch.Tensor | None = None  # self-conditioning: the previous step's prediction (None = null)
     stale = torch.ones(batch_size, dtype=torch.bool, device=device)  # rows whose cached output is out of date
     evaluations = 0
     for k in range(steps):
-        t, s = grid[k], grid[k + 1]
-        t_batch = t.float().expand(batch_size)
+        t_batch = grid[k].float().expand(batch_size)
         if not cache or log_p is None:
             log_p, hint = denoiser(x, t_batch, hint)
             evaluations += batch_size
@@ -226,15 +241,20 @@ def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size:
             log_p[rows] = denoiser(x[rows], t_batch[rows])[0]
             evaluations += rows.numel()
         masked = x == mask_id
-        reveal_p = float(schedule.unmask_probability(t, s))
         u = torch.rand((batch_size, length), dtype=torch.float64, generator=generator, device=device)
         draw = sample_categorical(log_p, precision=precision, generator=generator)
-        reveal = masked & (u < reveal_p)
+        reveal = masked & (u < reveal_ps[k])
         x = torch.where(reveal, draw, x)
         stale = reveal.any(dim=1)
         if progress is not None:
             progress.update(1)
     return x, evaluations / batch_size
+
+
+def reveal_probabilities(schedule: NoiseSchedule, steps: int) -> list[float]:
+    """(α(s) − α(t)) / (1 − α(t)) for every step k (t = t_k, s = t_{k+1}), computed on the host in float64."""
+    grid = _time_grid(steps, torch.device("cpu"))
+    return [float(schedule.unmask_probability(grid[k], grid[k + 1])) for k in range(steps)]
 
 
 def masked_counts(schedule: NoiseSchedule, length: int, steps: int) -> list[int]:
@@ -278,11 +298,13 @@ def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_s
              top_p: float = 1.0, precision: str = "float64", seed: int = 0, device: torch.device | str = "cpu",
              show_progress: bool = True, carry: str = "distribution", sharpen_temperature: float = 0.5,
              window: int = 8, min_window: int = 2, window_schedule: str = "constant",
-             verify_loops: int = 0) -> SampleResult:
+             verify_loops: int = 0, compile_network: bool = False) -> SampleResult:
     """Generate ``num_samples`` canvases in batches with the named sampler. ``carry`` and
     ``sharpen_temperature`` matter only for a self-conditioned model (its ``selfcond`` config); ``window``,
     ``min_window``, ``window_schedule`` and ``verify_loops`` only for the speculative sampler (which does not
-    use ``steps``)."""
+    use ``steps``). ``compile_network``: run the model's forward through ``torch.compile`` (ancestral, cached
+    and top-k samplers; the speculative sampler's trunk and verifier stay eager); off by default, see the
+    module docstring."""
     if sampler not in SAMPLER_NAMES:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLER_NAMES)}")
     if num_samples <= 0 or steps <= 0 or batch_size <= 0:
@@ -292,7 +314,8 @@ def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_s
     device = torch.device(device)
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    denoiser = Denoiser(model, mask_id, temperature=temperature, top_p=top_p, carry=carry,
+    network = torch.compile(model) if compile_network else model  # delegates attribute access to the model
+    denoiser = Denoiser(network, mask_id, temperature=temperature, top_p=top_p, carry=carry,
                         sharpen_temperature=sharpen_temperature, generator=generator)
     sizes = [min(batch_size, num_samples - start) for start in range(0, num_samples, batch_size)]
     outputs, nfe_total, causal_total = [], 0.0, 0.0
