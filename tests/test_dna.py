@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from scmdm.data.dna import INSTALL_HINT, genome_files, load_dna, read_genome, resolve_genomes, reverse_complement
+from scmdm.data.dna import (
+    INSTALL_HINT,
+    genome_files,
+    load_dna,
+    read_fasta,
+    read_genome,
+    resolve_genomes,
+    reverse_complement,
+    write_fasta,
+)
 from scmdm.evaluation.dna import (
     DnaEvaluator,
     format_dna_table,
@@ -82,6 +91,17 @@ def test_tokenizer_errors_name_the_problem():
     assert tok.decode_batch(ids) == ["ACG"] and report.too_long == 1
     with pytest.raises(ValueError, match="too_long"):
         tok.encode_many(["ACG"], 3, too_long="drop")
+
+
+def test_fasta_round_trip(tmp_path):
+    path = write_fasta(["ACGT", "NNAC"], tmp_path / "samples.fa")
+    assert path.read_text() == ">sample_1\nACGT\n>sample_2\nNNAC\n"
+    assert read_fasta(path) == [("sample_1", "ACGT"), ("sample_2", "NNAC")]
+    (tmp_path / "wrapped.fa").write_text(">a x\nacg\nTT\n\n>b\nG\n")
+    assert read_fasta(tmp_path / "wrapped.fa") == [("a x", "ACGTT"), ("b", "G")]
+    (tmp_path / "empty.fa").write_text("ACGT\n")
+    with pytest.raises(ValueError, match="holds no FASTA records"):
+        read_fasta(tmp_path / "empty.fa")
 
 
 def test_tokenizer_save_load(tmp_path):

@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RAGOUT_DIR", "KLEBORATE_DIR", "INSTALL_HINT", "genome_files", "resolve_genomes", "read_genome",
-           "windows_of", "reverse_complement", "DnaSplit", "load_dna"]
+__all__ = ["RAGOUT_DIR", "KLEBORATE_DIR", "INSTALL_HINT", "genome_files", "resolve_genomes", "read_fasta",
+           "write_fasta", "read_genome", "windows_of", "reverse_complement", "DnaSplit", "load_dna"]
 
 RAGOUT_DIR = Path("/usr/share/doc/ragout/examples")
 KLEBORATE_DIR = Path("/usr/share/doc/kleborate/examples/data")
@@ -97,21 +97,35 @@ def resolve_genomes(names: str | Sequence[str]) -> list[str]:
     return out
 
 
-def read_genome(name: str) -> list[tuple[str, str]]:
-    """``(header, sequence)`` of every record of genome ``name``, upper-cased."""
-    path = genome_files().get(name)
-    if path is None:
-        raise ValueError(f"unknown genome {name!r}; available: {', '.join(genome_files())}")
-    opener = gzip.open if path.suffix == ".gz" else lzma.open
+def read_fasta(path: str | Path) -> list[tuple[str, str]]:
+    """``(header, sequence)`` of every record of a FASTA file (plain, ``.gz`` or ``.xz``), sequences upper-cased
+    with line breaks removed."""
+    path = Path(path)
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
     with opener(path, "rt", encoding="ascii") as handle:
         text = handle.read()
     records = []
     for chunk in text.split(">")[1:]:
         header, _, body = chunk.partition("\n")
-        records.append((header.strip(), body.replace("\n", "").replace("\r", "").upper()))
+        records.append((header.strip(), "".join(body.split()).upper()))
     if not records:
-        raise ValueError(f"{path} holds no FASTA records")
+        raise ValueError(f"{path} holds no FASTA records (no line starting with '>')")
     return records
+
+
+def write_fasta(sequences: Sequence[str], path: str | Path, *, prefix: str = "sample") -> Path:
+    """One record per sequence, headers ``>{prefix}_1``, ``>{prefix}_2``, …, the sequence on one line."""
+    path = Path(path)
+    path.write_text("".join(f">{prefix}_{i}\n{s}\n" for i, s in enumerate(sequences, 1)), encoding="ascii")
+    return path
+
+
+def read_genome(name: str) -> list[tuple[str, str]]:
+    """``(header, sequence)`` of every record of genome ``name``, upper-cased."""
+    path = genome_files().get(name)
+    if path is None:
+        raise ValueError(f"unknown genome {name!r}; available: {', '.join(genome_files())}")
+    return read_fasta(path)
 
 
 def reverse_complement(sequence: str) -> str:
