@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP   = $(VENV)/.installed-v1
 
-.PHONY: install demo test lint benchmark clean
+.PHONY: install install-data-dna-images demo test lint benchmark clean
 
 install: $(STAMP)
 
@@ -16,9 +16,23 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[molecules,test]"
+	$(PIP) -e ".[molecules,dna,images,test]"
 	$(PIP) --no-deps qm9pack==1.0.3 fcd-torch==1.0.7
 	touch $(STAMP)
+
+# The DNA genomes and Fashion-MNIST are Debian packages (root, or sudo, and apt-get needed); skipped when present.
+DNA_IMAGE_DATA = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+                 /usr/share/doc/ragout/examples/E.Coli/references/MG1655-K12.fasta.gz \
+                 /usr/share/doc/kleborate/examples/data/NTUH-K2044.fna.xz
+install-data-dna-images:
+	@missing=0; for f in $(DNA_IMAGE_DATA); do test -e $$f || missing=1; done; \
+	if [ $$missing = 0 ]; then echo "DNA and image data: already installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "DNA and image data: apt-get is not available; install the Debian packages dataset-fashion-mnist," \
+	       "ragout-examples and kleborate-examples by other means (their tests are skipped until then)"; \
+	else sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -q && $$sudo apt-get install -y -q dataset-fashion-mnist && \
+	  $$sudo apt-get install -y -q --no-install-recommends ragout-examples kleborate-examples; fi
 
 demo: $(STAMP)
 	$(VENV)/bin/scmdm demo --out runs/demo --selfcond-steps 200
@@ -26,7 +40,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test: $(STAMP) lint
+test: $(STAMP) install-data-dna-images lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 benchmark: $(STAMP)

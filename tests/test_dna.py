@@ -1,0 +1,260 @@
+"""DNA domain: tokenizer, windows and splits of the real genomes, and the evaluator's formulas by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scmdm.data.dna import (
+    INSTALL_HINT,
+    genome_files,
+    load_dna,
+    read_fasta,
+    read_genome,
+    resolve_genomes,
+    reverse_complement,
+    write_fasta,
+)
+from scmdm.evaluation.dna import (
+    DnaEvaluator,
+    format_dna_table,
+    gc_fractions,
+    js_divergence,
+    kmer_counts,
+    nearest_identity,
+)
+from scmdm.evaluation.dna import codes as base_codes
+from scmdm.tokenizers import TokenizerError
+from scmdm.tokenizers_dna import DnaTokenizer
+
+
+def have_genomes() -> bool:
+    try:
+        return bool(genome_files())
+    except FileNotFoundError:
+        return False
+
+
+requires_genomes = pytest.mark.skipif(not have_genomes(), reason=f"the bacterial genomes are not installed: "
+                                                                   f"{INSTALL_HINT}")
+ECOLI = "E.Coli/MG1655-K12"
+
+
+@pytest.fixture(scope="module")
+def ecoli():
+    if not have_genomes():
+        pytest.skip(f"the bacterial genomes are not installed: {INSTALL_HINT}")
+    return load_dna(ECOLI, window=256)
+
+
+@pytest.fixture(scope="module")
+def evaluator(ecoli):
+    return DnaEvaluator.from_split(ecoli)
+
+
+# ---- tokenizer ----------------------------------------------------------------------------------
+
+def test_tokenizer_layout_and_round_trip():
+    tok = DnaTokenizer()
+    assert (tok.pad_id, tok.eos_id, tok.mask_id, tok.vocab_size) == (0, 1, 6, 7)
+    ids, report = tok.encode_many(["ACGT", "TTGA"], 4)
+    assert ids.tolist() == [[2, 3, 4, 5], [5, 5, 4, 2]]
+    assert report.total == 2 and report.too_long == 0
+    assert tok.decode_batch(ids) == ["ACGT", "TTGA"]
+    # PAD, EOS and MASK decode to N: a sample never changes length
+    assert tok.decode_batch(torch.tensor([[0, 1, 6, 2]])) == ["NNNA"]
+
+
+@requires_genomes
+def test_tokenizer_round_trip_on_real_windows(ecoli):
+    tok = DnaTokenizer()
+    windows = ecoli.test[:200]
+    ids, _ = tok.encode_many(windows, 256)
+    assert ids.shape == (200, 256) and ids.min() >= 2 and ids.max() <= 5
+    assert tok.decode_batch(ids) == windows
+
+
+def test_tokenizer_errors_name_the_problem():
+    tok = DnaTokenizer()
+    with pytest.raises(TokenizerError, match=r"1 of 2 DNA windows contain characters other than A, C, G, T: \['N'\]"):
+        tok.encode_many(["ACGT", "ACNT"], 4)
+    with pytest.raises(TokenizerError, match="shorter than the 4-base canvas"):
+        tok.encode_many(["ACG"], 4)
+    with pytest.raises(TokenizerError, match="longer than the 3-base canvas"):
+        tok.encode_many(["ACGT"], 3)
+    ids, report = tok.encode_many(["ACGT", "ACG"], 3, too_long="truncate")
+    assert tok.decode_batch(ids) == ["ACG", "ACG"] and report.too_long == 1
+    ids, report = tok.encode_many(["ACGT", "ACG"], 3, too_long="skip")
+    assert tok.decode_batch(ids) == ["ACG"] and report.too_long == 1
+    with pytest.raises(ValueError, match="too_long"):
+        tok.encode_many(["ACG"], 3, too_long="drop")
+
+
+def test_fasta_round_trip(tmp_path):
+    path = write_fasta(["ACGT", "NNAC"], tmp_path / "samples.fa")
+    assert path.read_text() == ">sample_1\nACGT\n>sample_2\nNNAC\n"
+    assert read_fasta(path) == [("sample_1", "ACGT"), ("sample_2", "NNAC")]
+    (tmp_path / "wrapped.fa").write_text(">a x\nacg\nTT\n\n>b\nG\n")
+    assert read_fasta(tmp_path / "wrapped.fa") == [("a x", "ACGTT"), ("b", "G")]
+    (tmp_path / "empty.fa").write_text("ACGT\n")
+    with pytest.raises(ValueError, match="holds no FASTA records"):
+        read_fasta(tmp_path / "empty.fa")
+
+
+def test_tokenizer_save_load(tmp_path):
+    tok = DnaTokenizer()
+    tok.save(tmp_path / "tokenizer.json")
+    assert DnaTokenizer.load(tmp_path / "tokenizer.json") == tok
+    with pytest.raises(ValueError, match="kind 'smiles' is not 'dna'"):
+        DnaTokenizer.from_dict({"kind": "smiles", "itos": []})
+
+
+# ---- formulas by hand ---------------------------------------------------------------------------
+
+def test_kmer_counts_by_hand():
+    counts = kmer_counts(["ACGTA"], 2)  # AC CG GT TA; index = 4·first + second with A0 C1 G2 T3
+    assert counts.sum() == 4
+    assert {int(i): int(c) for i, c in enumerate(counts) if c} == {1: 1, 6: 1, 11: 1, 12: 1}
+    # k-mers holding a non-base are skipped; k-mers never span two sequences
+    assert np.flatnonzero(kmer_counts(["ACNGT"], 2)).tolist() == [1, 11]
+    assert np.flatnonzero(kmer_counts(["AC", "GT"], 2)).tolist() == [1, 11]
+    assert kmer_counts(["ACG"], 3)[0 * 16 + 1 * 4 + 2] == 1
+
+
+def test_js_divergence_by_hand():
+    assert js_divergence(np.array([1, 0]), np.array([0, 1])) == pytest.approx(math.log(2))
+    # P = (1, 0), Q = (½, ½): M = (¾, ¼); ½·ln(4/3) + ½·(½ ln(2/3) + ½ ln 2) = ¾ ln(4/3)
+    assert js_divergence(np.array([2, 0]), np.array([5, 5])) == pytest.approx(0.75 * math.log(4 / 3))
+    assert js_divergence(np.array([3, 1]), np.array([6, 2])) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_gc_and_identity_by_hand():
+    assert gc_fractions(["GGCA", "NNGC", "ATAT"]).tolist() == [0.75, 1.0, 0.0]
+    samples = np.stack([base_codes("ACGT"), base_codes("ACGN")])
+    train = np.stack([base_codes("ACGA"), base_codes("TTTT")])
+    assert nearest_identity(samples, train).tolist() == [0.75, 0.75]  # N never matches
+    # 70 positions span two 64-bit words
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 4, size=(50, 70)).astype(np.uint8)
+    query = train[[7]].copy()
+    query[0, [0, 63, 64, 69]] = (query[0, [0, 63, 64, 69]] + 1) % 4
+    expected = max((query[0] == row).mean() for row in train)
+    assert nearest_identity(query, train)[0] == pytest.approx(expected) == pytest.approx(66 / 70)
+
+
+# ---- windows and splits of the real genomes -----------------------------------------------------
+
+@requires_genomes
+def test_genome_catalogue():
+    names = list(genome_files())
+    assert len(names) == 20 and ECOLI in names
+    assert resolve_genomes("E.Coli") == ["E.Coli/DH1", ECOLI]
+    assert resolve_genomes("MG1655-K12") == [ECOLI]
+    assert len(resolve_genomes("all")) == 20
+    with pytest.raises(ValueError, match="unknown genome 'E.Colo'; available: .*E.Coli/DH1"):
+        resolve_genomes("E.Colo")
+
+
+@requires_genomes
+def test_region_holdout_windows(ecoli):
+    (_, genome), = read_genome(ECOLI)
+    n = len(genome)  # 4,641,652 bases
+    n_test = n_valid = math.ceil(n * 0.05)
+    n_train = n - n_test - n_valid
+    sizes = ecoli.info()["sizes"]
+    assert sizes == {"train": n_train // 256, "valid": n_valid // 256, "test": n_test // 256}
+    test_region = genome[n - n_test:]
+    assert set(ecoli.test) == {test_region[i:i + 256] for i in range(0, n_test - 255, 256)}
+    assert all(len(w) == 256 and not w.strip("ACGT") for w in ecoli.train[:500])
+    assert not set(ecoli.train) & set(ecoli.test)
+    # deterministic, and verify() notices a different split
+    again = load_dna(ECOLI, window=256)
+    assert again.info() == ecoli.info()
+    again.verify(ecoli.info())
+    with pytest.raises(ValueError, match="differs from the one saved"):
+        load_dna(ECOLI, window=256, seed=1).verify(ecoli.info())  # same windows, another order
+
+
+@requires_genomes
+def test_reverse_complement_and_strain_holdout():
+    split = load_dna(ECOLI, window=1024, reverse_complement_train=True)
+    plain = load_dna(ECOLI, window=1024)
+    assert len(split.train) == 2 * len(plain.train) and split.test == plain.test and split.valid == plain.valid
+    assert reverse_complement("AACGT") == "ACGTT"
+    assert set(split.train) == set(plain.train) | {reverse_complement(w) for w in plain.train}
+    strain = load_dna(ECOLI, window=1024, holdout="strain", test_genomes="E.Coli/DH1", valid_fraction=0.1)
+    (_, dh1), = read_genome("E.Coli/DH1")
+    assert len(strain.test) == len(dh1) // 1024 and strain.test[0] in dh1
+    assert strain.info()["test_fraction"] == 0.0
+    with pytest.raises(ValueError, match="both in training and held out"):
+        load_dna("E.Coli", holdout="strain", test_genomes="DH1")
+    with pytest.raises(ValueError, match="only used with holdout='strain'"):
+        load_dna(ECOLI, test_genomes="DH1")
+
+
+@requires_genomes
+def test_windows_with_ambiguity_codes_are_dropped():
+    split = load_dna("V.Cholerae/O1_Inaba", window=256)  # 2,102 N in its sequence
+    assert sum(split.info()["dropped_non_acgt"].values()) > 0
+    assert not any(w.strip("ACGT") for w in split.train + split.valid + split.test)
+
+
+# ---- the evaluator on real E. coli --------------------------------------------------------------
+
+@requires_genomes
+def test_held_out_dna_scores_far_better_than_shuffled(evaluator, ecoli):
+    real = evaluator.reference_row(n=1000)
+    rows = dict(evaluator.baseline_rows(n=1000))
+    shuffled, uniform = rows["shuffled held-out windows"], rows["uniform random bases"]
+    assert real.n_samples == len(ecoli.valid) == 906 == shuffled.n_samples
+    # DATA.md: k = 6 held-out ~0.002-0.005 (depends on the sample size), shuffled 0.041, uniform 0.042
+    assert real.js_6 < 0.008 and shuffled.js_6 > 0.035 and uniform.js_6 > 0.035
+    assert all(getattr(real, f"js_{k}") * 5 < getattr(shuffled, f"js_{k}") for k in (3, 4, 5, 6))
+    # shuffling keeps each window's GC, so the GC columns cannot tell it apart: a k-mer column must
+    assert shuffled.gc == pytest.approx(real.gc) and shuffled.gc_w1 == pytest.approx(real.gc_w1)
+    assert real.valid == 1.0 and 0.3 < real.nearest_identity < 0.45 and real.near_copies < 0.05
+    table = format_dna_table([("real", real), *rows.items()])
+    assert "| real" in table and "js_6" in table and "nats" in table
+
+
+@requires_genomes
+def test_nearest_window_identity(evaluator, ecoli):
+    copied = evaluator.evaluate(ecoli.train[:100])
+    assert copied.nearest_identity == 1.0 and copied.near_copies == 1.0
+    rng = np.random.default_rng(3)
+    random_windows = ["".join(rng.choice(list("ACGT"), 256)) for _ in range(100)]
+    uniform = evaluator.evaluate(random_windows)
+    # the best of ~16k aligned comparisons: 0.25 expected per window, about +4 standard deviations for the best
+    assert 0.3 < uniform.nearest_identity < 0.42 and uniform.near_copies == 0.0
+    # a sample with N or of the wrong length is not valid
+    broken = evaluator.evaluate(["N" + ecoli.train[0][1:], ecoli.train[1][:100], ecoli.train[2]])
+    assert broken.valid == pytest.approx(1 / 3) and broken.nearest_identity == 1.0
+
+
+@requires_genomes
+def test_identity_approximation_finds_near_copies_exactly(ecoli):
+    # 300 training windows searched exhaustively; the block index must still find any near-copy of the others
+    small = DnaEvaluator(ecoli.train, ecoli.test, max_train=300, seed=0)
+    full = DnaEvaluator(ecoli.train, ecoli.test)
+    rng = np.random.default_rng(0)
+    mutated = []
+    for w in ecoli.train[1000:1050]:
+        w = list(w)
+        for i in rng.choice(256, size=10, replace=False):  # 10 mismatches < 16 blocks
+            w[i] = "ACGT"[("ACGT".index(w[i]) + 1) % 4]
+        mutated.append("".join(w))
+    approx, exact = small.nearest_training_identity(mutated), full.nearest_training_identity(mutated)
+    assert np.allclose(approx, 246 / 256) and np.allclose(exact, 246 / 256)
+    held_out = ecoli.test[:50]  # below the near-copy range the subset gives a lower bound
+    assert (small.nearest_training_identity(held_out) <= full.nearest_training_identity(held_out) + 1e-12).all()
+
+
+@requires_genomes
+def test_markov_baseline_matches_short_kmers(evaluator):
+    samples = evaluator.markov_samples(300, order=3, seed=0)
+    assert len(samples) == 300 and all(len(s) == 256 and not s.strip("ACGT") for s in samples)
+    metrics = evaluator.evaluate(samples)
+    assert metrics.js_3 < 0.003 and metrics.js_6 > metrics.js_3
