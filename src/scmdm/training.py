@@ -64,7 +64,6 @@ from scmdm.speculative import (
     trainable_parameters,
     validation_speculative,
 )
-from scmdm.tokenizers import SmilesTokenizer
 
 __all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "resolve_device", "plot_metrics", "read_metrics"]
 
@@ -244,7 +243,7 @@ class Trainer:
                                   f"differs from {(resume_from or init.path) / 'tokenizer.json'} "
                                   f"({tokenizer.vocab_size} ids)")
         self.data = data
-        self.tokenizer: SmilesTokenizer = self.data.tokenizer
+        self.tokenizer = self.data.tokenizer  # the domain's tokenizer (scmdm.domains)
         self.schedule = get_schedule(config.diffusion.schedule)
         self.model = build_model(config, self.tokenizer).to(self.device)
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
@@ -345,7 +344,7 @@ class Trainer:
     def save(self) -> Path:
         return save_checkpoint(
             self.run_dir, step=self.step, config=self.config, tokenizer=self.tokenizer,
-            split_info=self.data.split.info.to_dict(), model=self.model,
+            split_info=self.data.split_info, model=self.model,
             ema_state=self.ema.state_dict() if self.ema else None, optimizer=self.optimizer,
             rng=self.rng_state(), keep=self.config.train.keep_checkpoints,
             state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
