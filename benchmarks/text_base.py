@@ -134,9 +134,11 @@ Validation NELBO (EMA weights, all {n_valid} validation windows, K = 16 midpoint
 {n} samples per row, seed 0, float64 draws, temperature 1. `gen_ppl` and `scorer_bpc` are the perplexity per
 scorer token and the bits per character of the samples under {SCORER_NAME} — not GPT-2, so read them only against
 the real-text row of this table; `entropy_bits` is the mean per-sample unigram entropy of the scorer tokens
-(repetitive samples score low); `nelbo_bpc` is the validation NELBO above; `nfe` is network evaluations per
-sequence, `seconds` the wall clock for all samples. The n-gram rows are samples of the model's own tokens fitted
-on the training books: a model that does not beat them has learned nothing beyond token pair statistics.
+(repetitive samples score low); `nelbo_bpc` is the checkpoint's own validation NELBO per character (first
+{c.train.val_sequences} validation windows, K = {c.train.val_num_t}, as logged in training); `nfe` is network
+evaluations per sequence, `seconds` the wall clock for all samples. The n-gram rows are samples of the model's
+own tokens fitted on the training books: a model that does not beat them has learned nothing beyond token pair
+statistics.
 
 {table}
 

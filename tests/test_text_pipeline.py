@@ -97,6 +97,7 @@ def test_eval_through_the_cli_prints_the_reference_beside_the_model(text_run, te
                  "sample.num_samples=6", "sample.steps=8"]) == 0
     table = capsys.readouterr().out
     assert "real held-out text (n=6)" in table and "bigram samples (char tokens" in table and "gen_ppl" in table
+    assert "not GPT-2" in table
     data = json.loads(metrics.read_text())
     model, reference = data["model"], data["reference"]
     # a 6-step model writes near-gibberish: worse per character than real text (per scorer token it need not be,

@@ -257,6 +257,8 @@ def _eval(args: argparse.Namespace) -> int:
         baselines = {label: m.as_dict() for label, m in evaluator.baseline_rows(n=n)}
         rows += list(baselines.items())
     print(format_table([*rows, (name, metrics)], columns=domain.table_columns))
+    if domain.table_note:
+        print(domain.table_note)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": metrics, "reference": reference,
                                                **({"baselines": baselines} if baselines else {})}, indent=1))

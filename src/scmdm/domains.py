@@ -48,6 +48,7 @@ class Domain:
     reference_label: str  # the row of real held-out data
     table_columns: tuple[str, ...]
     validate: Callable[[Any], None] = lambda data: None  # domain-specific checks of DataConfig (raise ConfigError)
+    table_note: str = ""  # printed under every metrics table of this domain
     format_samples: Callable[[Sequence[Any]], str] | None = None  # samples → the text of a samples file
     parse_samples: Callable[[str], list[Any]] | None = None  # and back
     writer: Callable[[Sequence[Any], Path], None] | None = None  # for samples that are not text (a .png grid)
@@ -170,7 +171,11 @@ DOMAINS: dict[str, Domain] = {
         evaluator=_text_evaluator, format_samples=_text_format, parse_samples=_text_parse, sample_suffix=".txt",
         item_name="text windows", reference_label="real held-out text",
         table_columns=("gen_ppl", "scorer_bpc", "entropy_bits", "nelbo_bpc", "chars", "nfe", "seconds"),
-        validate=_text_validate),
+        validate=_text_validate,
+        table_note="gen_ppl and scorer_bpc: the samples' perplexity per scorer token and bits per character under "
+                   "SmolLM2-135M (not GPT-2: compare only with the real held-out text row); entropy_bits: mean "
+                   "per-sample unigram entropy of the scorer tokens; nelbo_bpc: the model's validation NELBO in bits "
+                   "per character."),
 }
 
 

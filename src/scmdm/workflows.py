@@ -183,6 +183,8 @@ def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", o
         indent=1))
     print()
     print(table)
+    if domain.table_note:
+        print(f"\n{domain.table_note}")
     if domain.name == "molecule":
         print(f"\nFCD is against {evaluator.n_reference} held-out test molecules; uniqueness is among valid samples, "
               f"novelty among unique valid ones (against the training split).")
