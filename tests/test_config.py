@@ -120,7 +120,10 @@ def test_malformed_overrides_raise(override: str) -> None:
     (["model.width=18", "model.heads=6"], r"model.width \(18\)"),  # head dim 3 is odd
     (["model.block_type=dit"], "model.block_type must be one of prenorm, adaln"),
     (["model.dropout=1"], "model.dropout"),
-    (["data.domain=text"], "data.domain"),
+    (["data.domain=protein"], "data.domain must be one of molecule, text, dna, image, got 'protein'"),
+    (["data.domain=dna"], "data.domain='dna' is not wired in this build"),
+    (["data.domain=text", "data.tokenizer=words"], "data.tokenizer must be one of char, bpe"),
+    (["data.domain=text", "data.tokenizer=bpe", "data.vocab_size=100"], "data.vocab_size must be at least 259"),
     (["data.max_length=1"], "data.max_length"),
 ])
 def test_invalid_values_raise(overrides: list[str], pattern: str) -> None:

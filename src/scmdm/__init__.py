@@ -1,8 +1,8 @@
 """scmdm: masked (absorbing-state) discrete diffusion models — train, sample, evaluate.
 
 Importing the package is cheap; the modules are ``schedules``, ``diffusion``, ``backbone``,
-``tokenizers``, ``data``, ``training``, ``checkpoint``, ``sampling``, ``selfcond``, ``speculative``,
-``evaluation``, ``cli``;
+``tokenizers``, ``tokenizers_text``, ``domains``, ``data``, ``training``, ``checkpoint``, ``sampling``,
+``selfcond``, ``speculative``, ``evaluation``, ``cli``, ``cache``;
 ``scmdm.load(path)`` loads a trained model.
 """
 

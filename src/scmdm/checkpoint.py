@@ -30,13 +30,14 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from scmdm.backbone import BackboneConfig, Transformer
 from scmdm.config import Config, ConfigError
-from scmdm.tokenizers import SmilesTokenizer
+from scmdm.domains import DOMAINS, tokenizer_classes
 
 __all__ = ["build_model", "save_checkpoint", "find_checkpoint", "load_checkpoint", "LoadedCheckpoint",
            "optimizer_to_tensors", "optimizer_from_tensors", "CheckpointError", "read_json", "read_weights",
@@ -44,14 +45,15 @@ __all__ = ["build_model", "save_checkpoint", "find_checkpoint", "load_checkpoint
 
 CHECKPOINT_GLOB = "step_*"
 LEFTOVER_GLOBS = (".tmp_step_*", ".old_step_*")
-DOMAIN_TOKENIZERS = {"molecule": SmilesTokenizer}  # data.domain → the tokenizer class its checkpoints use
+#: data.domain → {tokenizer kind → class} its checkpoints may hold (from the registry, scmdm.domains)
+DOMAIN_TOKENIZERS: dict[str, dict[str, type]] = {name: domain.tokenizers() for name, domain in DOMAINS.items()}
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or incompatible; the message names the file."""
 
 
-def build_model(config: Config, tokenizer: SmilesTokenizer) -> Transformer:
+def build_model(config: Config, tokenizer: Any) -> Transformer:
     m = config.model
     return Transformer(BackboneConfig(
         vocab_size=tokenizer.vocab_size, max_length=config.data.max_length, depth=m.depth, width=m.width,
@@ -124,7 +126,7 @@ def _write_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path
     return final
 
 
-def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer: SmilesTokenizer,
+def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer: Any,
                     split_info: dict, model: torch.nn.Module | dict[str, torch.Tensor],
                     ema_state: dict[str, torch.Tensor] | None, optimizer: torch.optim.Optimizer | dict | None,
                     rng: dict[str, torch.Tensor], state: dict, keep: int = 2) -> Path:
@@ -179,7 +181,7 @@ def find_checkpoint(path: str | Path) -> Path:
 class LoadedCheckpoint:
     path: Path
     config: Config
-    tokenizer: SmilesTokenizer
+    tokenizer: Any
     split_info: dict
     model: Transformer
     state: dict  # step, tokens_seen, val_nelbo_bits, ... ({} when unknown)
@@ -223,14 +225,18 @@ def read_config(path: Path) -> Config:
         raise CheckpointError(f"invalid config in checkpoint: {message}") from None
 
 
-def read_tokenizer(path: Path, config: Config) -> SmilesTokenizer:
+def read_tokenizer(path: Path, config: Config) -> Any:
     """The tokenizer in ``path``, checked to belong to ``config.data.domain``."""
     data = read_json(path)
-    expected = DOMAIN_TOKENIZERS[config.data.domain]
-    if data.get("kind") != expected.kind:
+    try:
+        classes = DOMAIN_TOKENIZERS.get(config.data.domain) or tokenizer_classes(config.data.domain)
+    except ValueError as err:
+        raise CheckpointError(f"{path.parent / 'config.json'}: {err}") from None
+    expected = classes.get(data.get("kind"))
+    if expected is None:
         raise CheckpointError(f"{path}: tokenizer kind {data.get('kind')!r} does not match data.domain="
-                              f"{config.data.domain!r} in config.json (expects {expected.kind!r}); this checkpoint "
-                              f"is from another domain or its files were mixed up")
+                              f"{config.data.domain!r} in config.json (expects {' or '.join(map(repr, classes))}); "
+                              f"this checkpoint is from another domain or its files were mixed up")
     try:
         return expected.from_dict(data)
     except (KeyError, TypeError, ValueError) as err:
@@ -238,7 +244,7 @@ def read_tokenizer(path: Path, config: Config) -> SmilesTokenizer:
 
 
 def _check_weights(weights: dict[str, torch.Tensor], model: Transformer, weights_file: Path,
-                   tokenizer: SmilesTokenizer) -> None:
+                   tokenizer: Any) -> None:
     folder = weights_file.parent
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(weights), set(weights) - set(expected)
@@ -341,6 +347,7 @@ def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str 
         rows.append(("initialised from", f"`{state['init_from']}`"))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     exported_with = f"\nExported with: `{command}`\n" if command else ""
+    suffix = DOMAINS[c.data.domain].sample_suffix if c.data.domain in DOMAINS else ".txt"
     return f"""# {out.name} — a masked diffusion model exported by scmdm
 
 | | |
@@ -348,12 +355,12 @@ def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str 
 {table}
 
 The full training configuration is in `config.json`; `split.json` holds the SHA-256 of each data split,
-so `scmdm eval` can check that it evaluates against molecules the model did not see.
+so `scmdm eval` can check that it evaluates against {c.data.domain} data the model did not see.
 {exported_with}
 ## Use it
 
 ```bash
-scmdm sample {out} --out samples.smi sample.steps=64 sample.num_samples=1000
+scmdm sample {out} --out samples{suffix} sample.steps=64 sample.num_samples=1000
 scmdm eval {out} sample.steps=64
 ```
 

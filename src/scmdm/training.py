@@ -80,7 +80,6 @@ from scmdm.speculative import (
     trainable_parameters,
     validation_speculative,
 )
-from scmdm.tokenizers import SmilesTokenizer
 
 __all__ = ["EMA", "learning_rate", "batch_indices", "Trainer", "StepNoise", "resolve_device", "plot_metrics",
            "read_metrics"]
@@ -292,7 +291,7 @@ class Trainer:
                                   f"differs from {(resume_from or init.path) / 'tokenizer.json'} "
                                   f"({tokenizer.vocab_size} ids)")
         self.data = data
-        self.tokenizer: SmilesTokenizer = self.data.tokenizer
+        self.tokenizer = self.data.tokenizer  # the domain's tokenizer (scmdm.domains)
         self.schedule = get_schedule(config.diffusion.schedule)
         self.model = build_model(config, self.tokenizer)  # the same initial weights on every process (same seed)
         if resume_from is not None:
@@ -449,7 +448,7 @@ class Trainer:
         if self.is_main:
             folder = save_checkpoint(
                 self.run_dir, step=self.step, config=self.config, tokenizer=self.tokenizer,
-                split_info=self.data.split.info.to_dict(), model=weights, ema_state=ema, optimizer=optimizer,
+                split_info=self.data.split_info, model=weights, ema_state=ema, optimizer=optimizer,
                 rng=rng, keep=self.config.train.keep_checkpoints,
                 state={"tokens_seen": self.tokens_seen, "elapsed": self.elapsed, "val_nelbo_bits": self.last_val,
                        **({"val_nelbo_sc_bits": self.last_val_sc} if self.last_val_sc is not None else {}),

@@ -1,6 +1,8 @@
 """The jobs the command line runs, as functions: sample a checkpoint, evaluate samples, the demo.
 
-Kept apart from argument parsing so that benchmarks and tests call exactly what users run.
+Kept apart from argument parsing so that benchmarks and tests call exactly what users run. Every function
+works for every data domain; what differs per domain (evaluator, sample files, table columns) comes from the
+registry in ``scmdm.domains``.
 """
 
 from __future__ import annotations
@@ -9,19 +11,20 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
 from scmdm.config import Config, SampleConfig, load_config
-from scmdm.data.molecules import load_molecules, split_molecules
-from scmdm.evaluation import MoleculeEvaluator, format_table
+from scmdm.domains import get_domain
+from scmdm.evaluation import format_table
 from scmdm.sampling import SampleResult, generate
 from scmdm.schedules import get_schedule
 from scmdm.training import Trainer, resolve_device
 
 __all__ = ["sample_checkpoint", "evaluator_for", "SampledEvaluation", "sample_and_evaluate", "run_demo",
-           "resolve_config_path", "post_train_config"]
+           "resolve_config_path", "post_train_config", "table_columns", "TABLE_COLUMNS"]
 
 CONFIG_DIRS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
 
@@ -50,8 +53,9 @@ def post_train_config(init_from: str | Path, overrides: list[str] | None = None,
 
 
 def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device: str | torch.device = "cpu",
-                      show_progress: bool = True) -> tuple[list[str], SampleResult]:
-    """Sample SMILES from a loaded checkpoint with the settings in ``sample``."""
+                      show_progress: bool = True) -> tuple[list[Any], SampleResult]:
+    """Sample from a loaded checkpoint with the settings in ``sample``; the canvases decoded by its tokenizer
+    (SMILES, text windows, ...)."""
     sample.validate()
     model = loaded.model.to(device)
     result = generate(model, get_schedule(loaded.config.diffusion.schedule), mask_id=loaded.tokenizer.mask_id,
@@ -65,29 +69,35 @@ def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device:
     return loaded.tokenizer.decode_batch(result.tokens), result
 
 
-def evaluator_for(config: Config, split_info: dict | None = None, *, max_reference: int = 10000) -> MoleculeEvaluator:
-    """The evaluator of a run: novelty against its training split, FCD against its test split.
-    With ``split_info`` (from a checkpoint) the re-derived split is verified against it."""
-    d = config.data
-    split = split_molecules(load_molecules(d.source), source=d.source, seed=d.split_seed,
-                            valid_fraction=d.valid_fraction, test_fraction=d.test_fraction)
-    if split_info is not None:
-        split.verify(split_info)
-    return MoleculeEvaluator(split.train, split.test, max_reference=max_reference)
+def evaluator_for(config: Config, split_info: dict | None = None, *, tokenizer: Any = None,
+                  max_reference: int = 10000, **options: Any) -> Any:
+    """The evaluator of a run's domain (``scmdm.domains``): molecules — novelty against its training split, FCD
+    against its test split; text — the scorer's perplexity, reference windows from its test books, n-gram baselines
+    from its training books, in the tokens of ``tokenizer`` (the checkpoint's; rebuilt from the config if not given).
+    With ``split_info`` (from a checkpoint) the re-derived split is verified against it. ``options`` go to the
+    domain's factory (text: ``device``, ``batch_size``, ``show_progress``)."""
+    return get_domain(config.data.domain).evaluator(config, split_info, tokenizer, max_reference=max_reference,
+                                                    **options)
 
 
 @dataclass
 class SampledEvaluation:
     name: str
-    smiles: list[str]
-    metrics: dict  # MoleculeMetrics fields + nfe, seconds, sampler, steps, temperature
+    samples: list[Any]
+    metrics: dict  # the evaluator's metrics + nfe, seconds, sampler, steps, temperature (+ checkpoint metrics)
+
+    @property
+    def smiles(self) -> list[Any]:  # the name it had when molecules were the only domain
+        return self.samples
 
 
-def sample_and_evaluate(loaded: LoadedCheckpoint, evaluator: MoleculeEvaluator, sample: SampleConfig, *,
+def sample_and_evaluate(loaded: LoadedCheckpoint, evaluator: Any, sample: SampleConfig, *,
                         name: str | None = None, device: str | torch.device = "cpu",
                         show_progress: bool = True) -> SampledEvaluation:
-    smiles, result = sample_checkpoint(loaded, sample, device=device, show_progress=show_progress)
-    metrics = evaluator.evaluate(smiles).as_dict()
+    samples, result = sample_checkpoint(loaded, sample, device=device, show_progress=show_progress)
+    metrics = evaluator.evaluate(samples).as_dict()
+    if hasattr(evaluator, "checkpoint_metrics"):  # model-only columns, e.g. text's NELBO in bits per character
+        metrics.update(evaluator.checkpoint_metrics(loaded.state))
     metrics.update(nfe=result.nfe, seconds=result.seconds, sampler=sample.sampler, steps=sample.steps,
                    temperature=sample.temperature)
     default_name = f"{sample.sampler} T={sample.steps}"
@@ -95,15 +105,21 @@ def sample_and_evaluate(loaded: LoadedCheckpoint, evaluator: MoleculeEvaluator, 
         metrics.update(nfe_causal=result.nfe_causal, window=sample.window, min_window=sample.min_window,
                        window_schedule=sample.window_schedule, verify_loops=sample.verify_loops)
         default_name = f"speculative W={sample.window} ({sample.window_schedule})"
-    return SampledEvaluation(name=name or default_name, smiles=smiles, metrics=metrics)
+    return SampledEvaluation(name=name or default_name, samples=samples, metrics=metrics)
 
 
-TABLE_COLUMNS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd", "qed", "sa", "nfe", "seconds")
+def table_columns(domain: str) -> tuple[str, ...]:
+    """The metric columns printed for ``domain``."""
+    return get_domain(domain).table_columns
+
+
+TABLE_COLUMNS = table_columns("molecule")  # kept for the molecule benchmarks
 
 
 def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", overrides: list[str] | None = None,
              show_progress: bool = True, selfcond_steps: int = 0) -> str:
-    """Train the demo model, sample it and print the metrics table next to real held-out molecules.
+    """Train the demo model, sample it and print the metrics table next to real held-out data (QM9 molecules
+    with the default config; any domain's config works).
 
     With ``selfcond_steps`` > 0 the trained model is then post-trained twice for that many steps — the
     compute-matched vanilla continuation (``selfcond.injection=none``) and self-conditioning
@@ -116,9 +132,11 @@ def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", o
         raise ValueError("the self-conditioning comparison needs sample.sampler=ancestral or topk: the cached sampler "
                          "refuses self-conditioned models")
     phases = 4 if selfcond_steps else 3
+    domain = get_domain(config.data.domain)
     started = time.perf_counter()
     print(f"[1/{phases}] training a {config.model.depth}-layer, width-{config.model.width} masked diffusion model on "
-          f"QM9 ({config.train.steps} steps, at most {config.train.max_minutes or '∞'} min) → {out_dir}")
+          f"{'QM9' if config.data.resolved_source == 'qm9' else config.data.resolved_source} "
+          f"({config.train.steps} steps, at most {config.train.max_minutes or '∞'} min) → {out_dir}")
     result = Trainer(config, out_dir, show_progress=show_progress).fit()
     print(f"      validation NELBO {result.val_nelbo_bits:.4f} bits/token after {result.step} steps "
           f"({result.seconds / 60:.1f} min); loss curve: {out_dir / 'loss_curve.png'}")
@@ -142,13 +160,14 @@ def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", o
         models = [(f"vanilla continuation {s.sampler} T={s.steps}", arms[0][1]),
                   (f"self-conditioned ({sc.injection}, λ={sc.rate:g}) {s.sampler} T={s.steps}", arms[1][1])]
     device = resolve_device(config.train.device)
-    print(f"[{phases - 1}/{phases}] preparing the evaluator (ChemNet statistics of held-out test molecules)")
+    print(f"[{phases - 1}/{phases}] preparing the evaluator" + (" (ChemNet statistics of held-out test molecules)"
+                                                                 if domain.name == "molecule" else ""))
     first = load_checkpoint(models[0][1], use_ema=s.use_ema, device=device)
-    evaluator = evaluator_for(first.config, first.split_info)
-    print(f"[{phases}/{phases}] sampling {s.num_samples} molecules per model ({s.sampler}, T={s.steps}, "
+    evaluator = evaluator_for(first.config, first.split_info, tokenizer=first.tokenizer)
+    print(f"[{phases}/{phases}] sampling {s.num_samples} {domain.item_name} per model ({s.sampler}, T={s.steps}, "
           f"{s.precision} draws) and evaluating")
     reference = evaluator.reference_row(n=s.num_samples).as_dict()
-    rows = [(f"real held-out molecules (n={s.num_samples})", reference)]
+    rows = [(f"{domain.reference_label} (n={s.num_samples})", reference)]
     evaluations = {}
     for name, checkpoint in models:
         loaded = load_checkpoint(checkpoint, use_ema=s.use_ema, device=device)
@@ -156,19 +175,23 @@ def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", o
         rows.append((name, evaluation.metrics))
         evaluations[name] = evaluation
         stem = "samples" if checkpoint == result.checkpoint else f"samples_{Path(checkpoint).parents[1].name}"
-        (out_dir / f"{stem}.smi").write_text("\n".join(evaluation.smiles) + "\n")
-    table = format_table(rows, columns=TABLE_COLUMNS)
+        domain.write_samples(evaluation.samples, out_dir / f"{stem}{domain.sample_suffix}")
+    table = format_table(rows, columns=domain.table_columns)
     (out_dir / "metrics.json").write_text(json.dumps({
         "models": {name: ev.metrics for name, ev in evaluations.items()}, "reference": reference,
         "val_nelbo_bits": result.val_nelbo_bits, "train_steps": result.step, "selfcond_steps": selfcond_steps},
         indent=1))
     print()
     print(table)
-    print(f"\nFCD is against {evaluator.n_reference} held-out test molecules; uniqueness is among valid samples, "
-          f"novelty among unique valid ones (against the training split).")
-    if selfcond_steps:
+    if domain.table_note:
+        print(f"\n{domain.table_note}")
+    if domain.name == "molecule":
+        print(f"\nFCD is against {evaluator.n_reference} held-out test molecules; uniqueness is among valid samples, "
+              f"novelty among unique valid ones (against the training split).")
+    if selfcond_steps and domain.name == "molecule":
         print("Both post-trained models spent the same steps and sample with the same NFE; a gain in validity alone "
               "can be mere sharpening (lower temperature does that too): see valid_unique_novel, and "
               "benchmarks/selfcond_ablation.py for the temperature sweep.")
-    print(f"Samples: {out_dir}/samples*.smi   total time {(time.perf_counter() - started) / 60:.1f} min")
+    minutes = (time.perf_counter() - started) / 60
+    print(f"Samples: {out_dir}/samples*{domain.sample_suffix}   total time {minutes:.1f} min")
     return table

@@ -21,15 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scmdm.cache import cache_dir  # re-exported: it lived here before it served every domain
+
 __all__ = ["qm9_csv_files", "load_qm9_smiles", "load_smiles_file", "canonicalize", "load_molecules",
            "Split", "SplitInfo", "split_molecules", "cache_dir"]
-
-
-def cache_dir() -> Path:
-    """Where derived data is cached: ``$SCMDM_CACHE`` or ``~/.cache/scmdm``."""
-    path = Path(os.environ.get("SCMDM_CACHE", Path.home() / ".cache" / "scmdm"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def qm9_csv_files() -> list[Path]:

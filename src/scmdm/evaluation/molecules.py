@@ -277,13 +277,13 @@ class MoleculeEvaluator:
 
 
 def _cached_reference_stats(canonical: list[str], device: str) -> tuple[np.ndarray, np.ndarray]:
-    """ChemNet (μ, Σ) of the reference molecules, cached on disk (``scmdm.data.molecules.cache_dir``) under
+    """ChemNet (μ, Σ) of the reference molecules, cached on disk (``scmdm.cache.cache_dir``) under
     the SHA-256 of the canonical list: the statistics are a pure function of it, and ChemNet on ~10k
     molecules costs tens of seconds on a CPU. Stored as .npz, read with ``allow_pickle=False``."""
     import hashlib
     import os
 
-    from scmdm.data.molecules import cache_dir
+    from scmdm.cache import cache_dir
 
     digest = hashlib.sha256("\n".join(canonical).encode()).hexdigest()[:32]
     path = cache_dir() / f"fcd_reference_{digest}.npz"

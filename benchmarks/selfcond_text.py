@@ -1,0 +1,187 @@
+"""Self-conditioned post-training ablation on text: control vs λ = 0.5 vs λ = 1 (DESIGN.md §2), ≥ 3 seeds.
+
+The same arms, post-training and caching as benchmarks/selfcond_ablation.py (whose ``post_train`` and arm
+syntax this script uses: ``control``, ``INJ@RATE``, ``INJ@RATEx2``, ``base``), on a text base model from
+benchmarks/text_base.py, judged by the text evaluator: the samples' bits per character and perplexity under
+SmolLM2-135M, their unigram entropy, next to real held-out text. Self-conditioning can look better merely by
+sharpening, so every arm is sampled over a temperature sweep and compared on the quality–diversity frontier:
+``margin`` = the control's scorer bits/char at the same entropy (interpolated between its temperatures) minus the
+arm's — positive means beyond the control's frontier.
+
+    python benchmarks/selfcond_text.py                                  # base runs/text_kjv, 3 seeds
+    python benchmarks/selfcond_text.py --seeds 0 --T 64 --temperatures 1.0 --num-samples 50   # a pilot
+
+Rows are cached in OUT/rows.jsonl (an interrupted run continues). Writes benchmarks/results/selfcond_text.json
+and the ``selfcond_text`` section of docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
+from selfcond_ablation import post_train  # noqa: E402
+
+from scmdm.checkpoint import load_checkpoint  # noqa: E402
+from scmdm.config import SampleConfig  # noqa: E402
+from scmdm.evaluation.lm_scorer import SCORER_NAME  # noqa: E402
+from scmdm.workflows import evaluator_for, sample_and_evaluate  # noqa: E402
+
+METRICS = ("gen_ppl", "scorer_bpc", "entropy_bits", "chars")
+
+
+def frontier_margin(point: tuple[float, float], control: list[tuple[float, float]]) -> float | None:
+    """``point`` = (entropy, bits/char): the control's bits/char at that entropy (linear interpolation between its
+    temperatures) minus the point's; None outside the control's entropy range. Positive = better than control."""
+    pts = sorted(control)
+    for (e0, b0), (e1, b1) in zip(pts, pts[1:], strict=False):
+        if e0 <= point[0] <= e1:
+            w = 0.0 if e1 == e0 else (point[0] - e0) / (e1 - e0)
+            return (b0 + w * (b1 - b0)) - point[1]
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default=str(ROOT / "runs" / "text_kjv"), help="the base text model (run folder)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "selfcond_text"), help="post-training runs, row cache")
+    parser.add_argument("--arms", nargs="+", default=["base", "control", "mask_add@0.5", "mask_add@1"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=320, help="post-training steps per arm (x2 arms: twice)")
+    parser.add_argument("--T", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.9, 1.0])
+    parser.add_argument("--num-samples", type=int, default=200)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ or benchmarks/results/ (a trial)")
+    parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
+    args = parser.parse_args()
+    command = "python benchmarks/selfcond_text.py " + shlex.join(sys.argv[1:])
+
+    base, out = Path(args.base), Path(args.out)
+    if load_checkpoint(base).config.data.domain != "text":
+        parser.error(f"{base} is not a text model; benchmarks/selfcond_ablation.py is the molecule ablation")
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = [*args.overrides, f"train.device={args.device}"]
+    t0 = time.perf_counter()
+    runs = {(arm, seed): base if arm == "base" else post_train(base, out, arm, seed, args.steps, overrides)
+            for seed in args.seeds for arm in args.arms}
+    train_minutes = (time.perf_counter() - t0) / 60
+    loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
+    first = loaded[next(iter(loaded))]
+    evaluator = evaluator_for(first.config, first.split_info, tokenizer=first.tokenizer, device=args.device)
+    cache_file = out / "rows.jsonl"
+    cache = {(r["arm"], r["seed"], r["T"], r["temperature"], r["num_samples"]): r for r in read_rows(cache_file)}
+    reference_key = ("real held-out text", -1, 0, 0.0, args.num_samples)
+    if reference_key not in cache:
+        cache[reference_key] = {"arm": "real held-out text", "seed": -1, "T": 0, "temperature": 0.0,
+                                "num_samples": args.num_samples,
+                                **evaluator.reference_row(n=args.num_samples).as_dict()}
+        append_row(cache_file, cache[reference_key])
+    reference = cache[reference_key]
+    rows = []
+    for T in args.T:
+        for tau in args.temperatures:
+            for seed in args.seeds:
+                for arm in args.arms:  # interleaved, so that sampling-time ratios are measured side by side
+                    key = (arm, seed, T, tau, args.num_samples)
+                    if key not in cache:
+                        sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
+                                              batch_size=250, temperature=tau, seed=seed)
+                        ev = sample_and_evaluate(loaded[(arm, seed)], evaluator, sample, device=args.device,
+                                                 show_progress=False)
+                        state = loaded[(arm, seed)].state
+                        cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
+                                      "num_samples": args.num_samples, **ev.metrics,
+                                      "val_nelbo_bits": state.get("val_nelbo_bits"),
+                                      "val_nelbo_sc_bits": state.get("val_nelbo_sc_bits")}
+                        append_row(cache_file, cache[key])
+                        m = cache[key]
+                        print(f"T={T:<4} τ={tau:<4} seed={seed} {arm:<14} bits/char {m['scorer_bpc']:.3f} "
+                              f"gen PPL {m['gen_ppl']:.1f} entropy {m['entropy_bits']:.3f} {m['seconds']:.1f}s",
+                              flush=True)
+                    rows.append(cache[key])
+
+    summary: dict[tuple[str, int, float], dict[str, list[float]]] = {}
+    for r in rows:
+        entry = summary.setdefault((r["arm"], r["T"], r["temperature"]), {k: [] for k in (*METRICS, "seconds")})
+        for k in (*METRICS, "seconds"):
+            entry[k].append(float(r[k]))
+    payload = {"command": command, "rows": rows, "reference": reference, "arms": args.arms, "seeds": args.seeds,
+               "post_train_steps": args.steps, "base_state": load_checkpoint(base).state,
+               "train_minutes_this_invocation": train_minutes,
+               "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
+                           "torch": torch.__version__, "device": args.device}}
+    section = markdown(args, summary, loaded, reference, command, payload["base_state"], evaluator.chars_per_token)
+    print(section)
+    if args.no_docs:
+        (out / "selfcond_text.json").write_text(json.dumps(payload, indent=1))
+        return 0
+    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "selfcond_text.json").write_text(json.dumps(payload, indent=1))
+    write_results_section("selfcond_text", section)
+    return 0
+
+
+def markdown(args, summary, loaded, reference: dict, command: str, base_state: dict, cpt: float) -> str:
+    temps, Ts = sorted(args.temperatures), sorted(args.T)
+    tau = 1.0 if 1.0 in temps else max(temps)
+    post_trained = [key for key in loaded if key[0] != "base"] or list(loaded)
+    sc_config = loaded[post_trained[0]].config
+    lines = [
+        "## Self-conditioned post-training: ablation on text", "",
+        f"Command: `{command}`", "",
+        f"Base: `{args.base}` (step {base_state.get('step')}, validation NELBO "
+        f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token). Every arm is post-trained {args.steps} "
+        f"steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with `configs/selfcond.yaml` (lr "
+        f"{sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds {args.seeds} (post-training seed = 100 + s, "
+        f"sampling seed = s); {args.num_samples} samples per row, ancestral sampler, float64 draws; mean ± std over "
+        f"seeds. Scorer: {SCORER_NAME} (not GPT-2). Real held-out text ({args.num_samples} windows): gen PPL "
+        f"{reference['gen_ppl']:.1f}, {reference['scorer_bpc']:.3f} bits/char, entropy "
+        f"{reference['entropy_bits']:.3f} bits. NELBO columns: the post-trained EMA weights' validation NELBO in bits "
+        "per character (trainer protocol), with the null condition and with two passes.", "",
+        f"### Against T (temperature {tau})", "",
+        "| arm | T | scorer bits/char | gen PPL | entropy | NELBO null | NELBO two-pass | time / control |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for T in Ts:
+        for arm in args.arms:
+            s, c = summary.get((arm, T, tau)), summary.get(("control", T, tau))
+            if s is None:
+                continue
+            states = [loaded[(arm, seed)].state for seed in args.seeds if (arm, seed) in loaded]
+            null = [st["val_nelbo_bits"] / cpt for st in states if st.get("val_nelbo_bits") is not None]
+            two = [st["val_nelbo_sc_bits"] / cpt for st in states if st.get("val_nelbo_sc_bits") is not None]
+            ratio = f"{mean_std(s['seconds'])[0] / mean_std(c['seconds'])[0]:.2f}×" if c else "–"
+            lines.append(f"| {arm} | {T} | {fmt(s['scorer_bpc'])} | {fmt(s['gen_ppl'], 1)} | {fmt(s['entropy_bits'])} "
+                         f"| {fmt(null, 4) if null else '–'} | {fmt(two, 4) if two else '–'} | {ratio} |")
+    lines += ["", "### The quality–diversity frontier (temperature sweep)", "",
+              "`margin` = the control's scorer bits/char at the same entropy (interpolated between its temperatures) "
+              "minus the arm's; positive = beyond the control's frontier, – outside the control's entropy range.", "",
+              "| T | arm | temperature | scorer bits/char | entropy | gen PPL | margin |",
+              "|---:|---|---:|---:|---:|---:|---:|"]
+    for T in Ts:
+        control = [(mean_std(c["entropy_bits"])[0], mean_std(c["scorer_bpc"])[0])
+                   for c in (summary.get(("control", T, t)) for t in temps) if c is not None]
+        for arm in args.arms:
+            for t in temps:
+                s = summary.get((arm, T, t))
+                if s is None:
+                    continue
+                point = (mean_std(s["entropy_bits"])[0], mean_std(s["scorer_bpc"])[0])
+                margin = frontier_margin(point, control) if arm != "control" and len(control) > 1 else None
+                lines.append(f"| {T} | {arm} | {t} | {fmt(s['scorer_bpc'])} | {fmt(s['entropy_bits'])} | "
+                             f"{fmt(s['gen_ppl'], 1)} | {'–' if margin is None else f'{margin:+.3f}'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
