@@ -20,13 +20,12 @@ from scmdm.domains import DOMAIN_NAMES
 EXAMPLES = {
     "train": "scmdm train --config qm9_base --out runs/qm9_base train.steps=3000 model.depth=6\n  "
              "torchrun --standalone --nproc_per_node=4 -m scmdm train --config qm9_base --out runs/qm9_base   "
-             "(distributed: README, Distributed training)",
-             "  scmdm train --domain text --out runs/kjv data.source=kjv data.tokenizer=bpe data.max_length=64",
+             "(distributed: README, Distributed training)\n  "
+             "scmdm train --domain text --out runs/kjv data.source=kjv data.tokenizer=bpe data.max_length=64",
     "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128   (text: "
               "samples.txt, one sample after another, each followed by a line holding only %)",
     "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi\n  "
             "scmdm eval runs/kjv sample.num_samples=200 --baselines",
-
     "demo": "scmdm demo --out runs/demo",
     "posttrain": "scmdm posttrain --from runs/qm9_base --out runs/qm9_sc selfcond.injection=projection "
                  "selfcond.rate=1   (selfcond.injection=none: the compute-matched vanilla continuation)\n  "
