@@ -63,10 +63,16 @@ BASELINES = {"speculative": ("ancestral", "cached"), "sc-speculative": ("sc-ance
 METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
 
 
-def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list[str]) -> Path:
-    """Post-train ``init_from`` into ``run_dir`` with configs/<config_name>.yaml, unless already done."""
+def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list[str], *,
+               cached_only: bool = False) -> Path:
+    """Post-train ``init_from`` into ``run_dir`` with configs/<config_name>.yaml, unless already done (or
+    ``cached_only``: the run must exist)."""
     config = post_train_config(init_from, overrides, config_name)
     state_file = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
+    if cached_only:
+        if not state_file:
+            raise SystemExit(f"--cached-only: {run_dir} has no checkpoint; run without --cached-only first")
+        return run_dir
     if state_file and json.loads(state_file[-1].read_text())["step"] >= config.train.steps:
         return run_dir
     print(f"post-training ({config_name}) {init_from} → {run_dir}: {config.train.steps} steps", flush=True)
@@ -209,6 +215,9 @@ def main() -> int:
                              "configs/selfcond.yaml)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ or benchmarks/results (a trial)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="tabulate only the rows already in OUT/rows.jsonl: no post-training, no sampling; a "
+                             "missing (arm, setting, seed) is left out and the `seeds` column says how many each has")
     parser.add_argument("overrides", nargs="*", help="verifier post-training overrides, e.g. speculative.head=separate")
     args = parser.parse_args()
     command = "python benchmarks/speculative.py " + shlex.join(sys.argv[1:])
@@ -224,7 +233,7 @@ def main() -> int:
     runs = {"base": base}
     needed = {ARMS[arm][0] for arm in args.arms}
     if "spec" in needed:
-        runs["spec"] = post_train(base, out / "spec", "speculative", overrides)
+        runs["spec"] = post_train(base, out / "spec", "speculative", overrides, cached_only=args.cached_only)
     if needed & {"sc", "sc_spec"}:
         default_sc = ROOT / "runs" / "selfcond" / "mask_add@1" / "seed0"
         if args.sc_base:
@@ -234,9 +243,11 @@ def main() -> int:
             runs["sc"] = default_sc
         else:
             runs["sc"] = post_train(base, out / "sc", "selfcond",
-                                    [f"train.device={args.device}", *steps(args.sc_post_train_steps)])
+                                    [f"train.device={args.device}", *steps(args.sc_post_train_steps)],
+                                    cached_only=args.cached_only)
         if "sc_spec" in needed:
-            runs["sc_spec"] = post_train(runs["sc"], out / "sc_spec", "speculative", overrides)
+            runs["sc_spec"] = post_train(runs["sc"], out / "sc_spec", "speculative", overrides,
+                                          cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
 
     loaded = {name: load_checkpoint(path, device=args.device) for name, path in runs.items() if name in needed}
@@ -252,6 +263,8 @@ def main() -> int:
             for setting in settings(arm, args):
                 label = setting_label(setting)
                 key = json.dumps([arm, label, seed, args.temperature, args.num_samples, str(runs[model_name])])
+                if key not in cache and args.cached_only:
+                    continue
                 if key not in cache:
                     sample = SampleConfig(sampler=sampler, num_samples=args.num_samples, batch_size=500,
                                           temperature=args.temperature, seed=seed, **setting)
@@ -307,17 +320,17 @@ def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded
                   + ", ".join(f"{name}: draft {ld.state.get('val_nelbo_bits', float('nan')):.4f} (trainer NELBO), "
                               f"target {ld.state.get('val_target_bits', float('nan')):.4f}"
                               for name, ld in loaded.items() if ld.model.speculative) + ".", ""]
-    lines += [f"{args.num_samples} samples per row, sampling seeds {args.seeds} (mean ± std), temperature "
-              f"{args.temperature}, float64 draws. NFE = trunk passes per sequence; `verifier` = verifier-only "
-              "passes per sequence; `equiv.` = NFE + verifier · causal_layers / depth. `seconds` = wall clock for "
-              "all samples of a row, measured in this run.", "",
-              "| arm | setting | NFE | verifier | equiv. | validity | uniqueness | novelty | valid∧unique∧novel | FCD "
-              "| seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"{args.num_samples} samples per row, sampling seeds {args.seeds} (mean ± std over the `seeds` a row "
+              f"has), temperature {args.temperature}, float64 draws. NFE = trunk passes per sequence; `verifier` = "
+              "verifier-only passes per sequence; `equiv.` = NFE + verifier · causal_layers / depth. `seconds` = "
+              "wall clock for all samples of a row, measured in this run.", "",
+              "| arm | setting | seeds | NFE | verifier | equiv. | validity | uniqueness | novelty "
+              "| valid∧unique∧novel | FCD | seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for series in dict.fromkeys(name for (_, name, _) in summary):
         keyed = sorted(((label, s) for (_, name, label), s in summary.items() if name == series),
                        key=lambda item: mean_std(item[1]["nfe"])[0])
         for label, s in keyed:
-            lines.append(f"| {series} | {label} | {fmt(s['nfe'], 2)} | {fmt(s['nfe_causal'], 2)} | "
+            lines.append(f"| {series} | {label} | {len(s['nfe'])} | {fmt(s['nfe'], 2)} | {fmt(s['nfe_causal'], 2)} | "
                          f"{fmt(s['nfe_equivalent'], 2)} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | "
                          f"{fmt(s['novelty'])} | {fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | "
                          f"{fmt(s['seconds'], 1)} |")
