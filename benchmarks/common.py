@@ -51,3 +51,102 @@ def fmt(values: list[float], digits: int = 3) -> str:
     """'mean ± std' over seeds, or the one value."""
     m, s = mean_std(values)
     return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+# ---- the base-model benchmarks of every domain (text_base.py, dna_base.py, image_base.py) ----------------------
+def base_parser(doc: str, default_config: str, default_samplers: tuple[str, ...] = ("ancestral",)):
+    """The arguments every base-model benchmark takes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=default_config, help="a config name in configs/ or a YAML path")
+    parser.add_argument("--out", help="run folder (default runs/<config>)")
+    parser.add_argument("--skip-train", action="store_true", help="re-evaluate the run folder's newest checkpoint")
+    parser.add_argument("--num-samples", type=int, help="samples per row (default: the config's sample.num_samples)")
+    parser.add_argument("--steps", type=int, nargs="+", help="sampling steps T (default: the config's, and its half)")
+    parser.add_argument("--samplers", nargs="+", default=list(default_samplers))
+    parser.add_argument("--root", default=str(ROOT), help="where docs/ and benchmarks/results/ are written "
+                                                           "(another folder for a trial run)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.steps=3000")
+    return parser
+
+
+def benchmark_config(parser, args, domain: str):
+    """(name, config, run folder, root) of a base-model benchmark; an error if the config is of another domain."""
+    from scmdm.config import load_config
+    from scmdm.workflows import resolve_config_path
+
+    config_path = resolve_config_path(args.config)
+    name = Path(config_path).stem
+    config = load_config(config_path, args.overrides)
+    if config.data.domain != domain:
+        parser.error(f"{config_path} is a {config.data.domain} config; this benchmark is for {domain}")
+    out = Path(args.out) if args.out else ROOT / "runs" / name
+    return name, config, out, Path(args.root)
+
+
+def train_and_load(config, out: Path, skip_train: bool):
+    """Train (resuming if ``out`` holds a checkpoint) unless ``skip_train``; the newest checkpoint, EMA weights."""
+    from scmdm.checkpoint import load_checkpoint
+    from scmdm.training import Trainer
+
+    if not skip_train:
+        result = Trainer(config, out).fit()
+        print(f"trained {result.step} steps in {result.seconds / 60:.1f} min, val NELBO {result.val_nelbo_bits:.4f}")
+    return load_checkpoint(out)
+
+
+def validation_bits(loaded, num_t: int = 16, limit: int = 0):
+    """Validation NELBO of a loaded checkpoint over every validation canvas (the first ``limit`` when > 0; K =
+    ``num_t`` midpoint times, seed 0), in bits per token, and the canvases it was measured on."""
+    from scmdm.data import prepare_data
+    from scmdm.diffusion import validation_nelbo
+    from scmdm.schedules import get_schedule
+
+    data = prepare_data(loaded.config.data, tokenizer=loaded.tokenizer, quiet=True)
+    valid = data.valid[:limit] if limit else data.valid
+    bits = validation_nelbo(lambda x, t: loaded.model(x, t), valid, get_schedule(loaded.config.diffusion.schedule),
+                            loaded.tokenizer.mask_id, num_t=num_t, seed=0)
+    return bits, valid
+
+
+def model_rows(loaded, evaluator, samplers, steps, n: int, batch_size: int, show=print):
+    """Sample ``n`` items per (sampler, T) with seed 0 and float64 draws, evaluate them; ``show(name, metrics)``
+    after each row. Returns the ``SampledEvaluation`` of every row."""
+    from scmdm.config import SampleConfig
+    from scmdm.workflows import sample_and_evaluate
+
+    evaluations = []
+    for sampler in samplers:
+        for t in steps:
+            sample = SampleConfig(sampler=sampler, steps=t, num_samples=n, batch_size=batch_size, seed=0)
+            evaluation = sample_and_evaluate(loaded, evaluator, sample, show_progress=True)
+            show(evaluation.name, evaluation.metrics)
+            evaluations.append(evaluation)
+    return evaluations
+
+
+def machine() -> dict:
+    import platform
+
+    import torch
+
+    return {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def save_run_files(root: Path, name: str, payload: dict, run_dir: Path) -> str:
+    """Write benchmarks/results/<name>.json and copy the run's loss curve to docs/<name>_loss_curve.png (returned)."""
+    import shutil
+
+    (root / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
+    (root / "docs").mkdir(parents=True, exist_ok=True)
+    (root / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(payload, indent=1))
+    curve = f"{name}_loss_curve.png"
+    if (run_dir / "loss_curve.png").exists():
+        shutil.copyfile(run_dir / "loss_curve.png", root / "docs" / curve)
+    return curve
+
+
+def row_line(domain, label: str, metrics: dict, evaluator=None) -> str:
+    """One table row in ``domain``'s format (``scmdm.domains.Domain.table``), to print as rows are measured."""
+    return domain.table([(label, metrics)], evaluator).splitlines()[2]

@@ -25,7 +25,8 @@ from scmdm.schedules import SCHEDULES
 def test_defaults_validate() -> None:
     config = load_config()
     assert isinstance(config, Config)
-    assert config == Config()
+    assert Config().data.max_length == 0 and config.data.max_length == 24  # 0 = the domain's canvas, resolved
+    assert config == Config().validate()
     assert config.validate() is config
     assert Config.sections() == ("data", "model", "diffusion", "train", "sample", "selfcond", "speculative")
     # a few defaults the rest of the code relies on
@@ -121,10 +122,24 @@ def test_malformed_overrides_raise(override: str) -> None:
     (["model.block_type=dit"], "model.block_type must be one of prenorm, adaln"),
     (["model.dropout=1"], "model.dropout"),
     (["data.domain=protein"], "data.domain must be one of molecule, text, dna, image, got 'protein'"),
-    (["data.domain=dna"], "data.domain='dna' is not wired in this build"),
+    (["data.domain=dna", "data.holdout=species"], "data.holdout must be one of region, strain for DNA, got 'species'"),
+    (["data.domain=dna", "data.holdout=strain"], "data.holdout=strain needs data.test_genomes"),
+    (["data.domain=dna", "data.test_genomes=E.Coli/DH1"], "data.test_genomes='E.Coli/DH1' is only used with "
+                                                          "data.holdout=strain"),
+    (["data.domain=dna", "data.stride=-1"], "data.stride must be >= 0"),
+    (["data.domain=image", "data.source=cifar10"], "data.source must be one of fashion_mnist, digits for images, "
+                                                    "got 'cifar10'"),
+    (["data.domain=image", "data.levels=8"], "data.levels must be one of 2, 4, 16, 256 for data.source=fashion_mnist, "
+                                             "got 8"),
+    (["data.domain=image", "data.source=digits", "data.levels=256"], "data.levels must be one of 2, 4, 16 for "
+                                                                     "data.source=digits, got 256"),
+    (["data.domain=image", "data.max_length=100"], "data.max_length must be H·W = 28·28 = 784 for "
+                                                   "data.source=fashion_mnist"),
+    (["data.domain=image", "data.source=digits", "data.max_length=784"], "data.max_length must be H·W = 8·8 = 64"),
     (["data.domain=text", "data.tokenizer=words"], "data.tokenizer must be one of char, bpe"),
     (["data.domain=text", "data.tokenizer=bpe", "data.vocab_size=100"], "data.vocab_size must be at least 259"),
     (["data.max_length=1"], "data.max_length"),
+    (["data.max_length=-3"], r"data.max_length must be at least 2 \(or 0: the domain's default\), got -3"),
 ])
 def test_invalid_values_raise(overrides: list[str], pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
@@ -169,7 +184,7 @@ def test_yaml_file_values_are_validated(tmp_path: Path) -> None:
 def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("", encoding="utf-8")
-    assert load_config(path) == Config()
+    assert load_config(path) == Config().validate()
 
 
 @pytest.mark.parametrize(("text", "pattern"), [

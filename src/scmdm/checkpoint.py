@@ -325,8 +325,8 @@ def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str 
         ("architecture", f"{c.model.depth} × {c.model.block_type} transformer blocks, width {c.model.width}, "
                          f"{c.model.heads} heads, MLP ratio {c.model.mlp_ratio}, time conditioning "
                          f"{c.model.time_conditioning}"),
-        ("canvas", f"{c.data.max_length} tokens (EOS included); vocabulary {loaded.tokenizer.vocab_size} ids "
-                   f"(MASK included)"),
+        ("canvas", f"{c.data.max_length} tokens{' (EOS included)' if c.data.domain == 'molecule' else ''}; "
+                   f"vocabulary {loaded.tokenizer.vocab_size} ids (MASK included)"),
         ("domain / tokenizer", f"{c.data.domain} / {loaded.tokenizer.kind}"),
         ("noise schedule", c.diffusion.schedule),
         ("self-conditioning", "none" if c.selfcond.injection == "none" else
@@ -339,7 +339,8 @@ def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str 
         ("tokens seen", f"{tokens:,} canvas tokens" if isinstance(tokens, int) else "unknown"),
         ("validation NELBO", (f"{val:.4f} bits/token (K = {c.train.val_num_t} midpoint rule, EMA weights)"
                               if isinstance(val, int | float) else "unknown")),
-        ("data", f"source {split.get('source', c.data.source)!r}, split seed {split.get('seed')}, "
+        ("data", f"source {split.get('source') or split.get('genomes') or c.data.source!r}, split seed "
+                 f"{split.get('seed')}, "
                  f"sizes {split.get('sizes')}"),
         ("exported from", f"`{info['exported_from']}`"),
     ]

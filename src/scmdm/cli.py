@@ -21,11 +21,15 @@ EXAMPLES = {
     "train": "scmdm train --config qm9_base --out runs/qm9_base train.steps=3000 model.depth=6\n  "
              "torchrun --standalone --nproc_per_node=4 -m scmdm train --config qm9_base --out runs/qm9_base   "
              "(distributed: README, Distributed training)\n  "
-             "scmdm train --domain text --out runs/kjv data.source=kjv data.tokenizer=bpe data.max_length=64",
+             "scmdm train --domain text --out runs/kjv data.source=kjv data.tokenizer=bpe data.max_length=64\n  "
+             "scmdm train --domain dna --out runs/ecoli data.source=E.Coli/MG1655-K12 data.max_length=256\n  "
+             "scmdm train --domain image --out runs/fmnist data.source=fashion_mnist data.levels=16",
     "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128   (text: "
-              "samples.txt, one sample after another, each followed by a line holding only %)",
+              "samples.txt, one sample after another, each followed by a line holding only %; dna: samples.fa "
+              "(FASTA); images: samples.pgm (raw PGM, every sample) and samples.png (a grid of the first 100))",
     "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi\n  "
-            "scmdm eval runs/kjv sample.num_samples=200 --baselines",
+            "scmdm eval runs/kjv sample.num_samples=200 --baselines   |   scmdm eval runs/fmnist --samples "
+            "samples.pgm --baselines",
     "demo": "scmdm demo --out runs/demo",
     "posttrain": "scmdm posttrain --from runs/qm9_base --out runs/qm9_sc selfcond.injection=projection "
                  "selfcond.rate=1   (selfcond.injection=none: the compute-matched vanilla continuation)\n  "
@@ -78,19 +82,25 @@ def _parser() -> argparse.ArgumentParser:
 
     sample = command("sample", "Sample sequences from a checkpoint.", ("sample",))
     sample.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
-    sample.add_argument("--out", help="write samples here, one per line (default: print them)")
+    sample.add_argument("--out", help="write samples to this file, in the domain's format: .smi, .txt, .fa, .pgm "
+                                      "(default: print them; images need --out)")
     sample.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     sample.add_argument("--domain", choices=DOMAIN_NAMES, help="check that the checkpoint is of this domain")
 
     evaluate = command("eval", "Evaluate samples of a checkpoint next to real held-out data, with its domain's "
                                "evaluator: molecules — validity, uniqueness, novelty, FCD, QED, SA; text — "
-                               "generative perplexity under SmolLM2-135M, unigram entropy, NELBO in bits/char.",
+                               "generative perplexity under SmolLM2-135M, unigram entropy, NELBO in bits/char; "
+                               "dna — k-mer spectrum JS divergence (k = 3..6), GC content, nearest-training-window "
+                               "identity; images — Fréchet distance in scmdm's own CNN features (not Inception "
+                               "FID), classifier score.",
                        ("sample",))
     evaluate.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
     evaluate.add_argument("--samples", help="evaluate this samples file (as `scmdm sample --out` writes it) instead "
                                             "of sampling")
     evaluate.add_argument("--baselines", action="store_true",
-                          help="also evaluate the domain's trivial baselines (text: unigram and bigram samples)")
+                          help="also evaluate the domain's trivial baselines (text: unigram and bigram samples; dna: "
+                               "shuffled held-out windows, uniform bases, a 3rd-order Markov chain; images: "
+                               "pixel-independent samples)")
     evaluate.add_argument("--domain", choices=DOMAIN_NAMES, help="check that the checkpoint is of this domain")
     evaluate.add_argument("--json", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -216,7 +226,7 @@ def _sample(args: argparse.Namespace) -> int:
     domain = get_domain(loaded.config.data.domain)
     samples, result = sample_checkpoint(loaded, sample, device=args.device, show_progress=not args.no_progress)
     if args.out:
-        domain.write_samples(samples, Path(args.out))
+        domain.write_samples(samples, Path(args.out), loaded.tokenizer)
         print(f"wrote {len(samples)} samples to {args.out} (NFE {result.nfe:.1f}, {result.seconds:.1f} s)",
               file=sys.stderr)
     elif domain.format_samples is not None:
@@ -240,7 +250,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from scmdm.domains import get_domain
-    from scmdm.evaluation import format_table
     from scmdm.workflows import evaluator_for, sample_and_evaluate
 
     loaded, sample = _load_for_sampling(args)
@@ -248,7 +257,7 @@ def _eval(args: argparse.Namespace) -> int:
     evaluator = evaluator_for(loaded.config, loaded.split_info, tokenizer=loaded.tokenizer, device=args.device,
                               show_progress=not args.no_progress)
     if args.samples:
-        samples = domain.read_samples(Path(args.samples))
+        samples = domain.read_samples(Path(args.samples), loaded.tokenizer)
         name, metrics = Path(args.samples).name, evaluator.evaluate(samples).as_dict()
     else:
         evaluation = sample_and_evaluate(loaded, evaluator, sample, device=args.device,
@@ -263,9 +272,7 @@ def _eval(args: argparse.Namespace) -> int:
             raise ValueError(f"the {domain.name} evaluator has no baseline rows")
         baselines = {label: m.as_dict() for label, m in evaluator.baseline_rows(n=n)}
         rows += list(baselines.items())
-    print(format_table([*rows, (name, metrics)], columns=domain.table_columns))
-    if domain.table_note:
-        print(domain.table_note)
+    print(domain.table([*rows, (name, metrics)], evaluator))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": metrics, "reference": reference,
                                                **({"baselines": baselines} if baselines else {})}, indent=1))

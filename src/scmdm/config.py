@@ -61,16 +61,23 @@ def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - 'help' reads 
 @dataclass
 class DataConfig:
     domain: str = _f("molecule", f"data domain: {' | '.join(DOMAIN_NAMES)} (scmdm.domains)")
-    source: str = _f("auto", "auto (the domain's default: qm9 for molecules, kjv for text) | molecule: 'qm9' (the "
-                             "qm9pack wheel) or a file with one SMILES per line | text: kjv | austen | a UTF-8 text "
-                             "file")
-    max_length: int = _f(24, "canvas length in tokens: molecules, EOS included (QM9's longest canonical SMILES is 22 "
-                             "tokens); text, the window length (packed, no EOS)")
-    split_seed: int = _f(0, "seed of the deterministic train/valid/test permutation (molecules)")
-    valid_fraction: float = _f(0.05, "fraction held out for validation (molecules; the end of a text file)")
+    source: str = _f("auto", "auto (the domain's default: qm9 for molecules, kjv for text, E.Coli/MG1655-K12 for DNA, "
+                             "fashion_mnist for images) | molecule: 'qm9' (the qm9pack wheel) or a file with one "
+                             "SMILES per line | text: kjv | austen | a UTF-8 text file | dna: comma-separated genomes "
+                             "(E.Coli/MG1655-K12), species (E.Coli) or all | image: fashion_mnist | digits")
+    max_length: int = _f(0, "canvas length in tokens; 0 = the domain's default (24 for molecules and text, 256 for "
+                            "DNA, H·W for images). Molecules: EOS included (QM9's longest canonical SMILES is 22 "
+                            "tokens); text: the window length (packed, no EOS); dna: the window length in bases; "
+                            "image: must be H·W of the source (784 fashion_mnist, 64 digits)")
+    split_seed: int = _f(0, "seed of the deterministic train/valid/test permutation (molecules, digits, "
+                            "Fashion-MNIST's validation images) or of the order of the DNA windows")
+    valid_fraction: float = _f(0.05, "fraction held out for validation (molecules; the end of a text file; dna: the "
+                                     "region before the test region of each record; images: of the training images)")
     test_fraction: float = _f(0.05, "fraction held out for testing (molecules: the FCD reference, novelty is against "
-                                    "train; text file: its last part)")
-    subset: int = _f(0, "use only the first N training molecules / text windows (0 = all); for quick experiments")
+                                    "train; text file: its last part; dna, holdout=region: the end of each record; "
+                                    "digits; Fashion-MNIST keeps its official test set)")
+    subset: int = _f(0, "use only the first N training molecules / text windows / DNA windows / images (0 = all); "
+                        "for quick experiments")
     too_long: str = _f("error", "molecules longer than the canvas: error | skip (drop them) | truncate (cut to "
                                 "the canvas; truncated SMILES are usually invalid); counts are reported")
     tokenizer: str = _f("char", "text: char (one id per character) | bpe (byte-level BPE trained on the training "
@@ -80,6 +87,12 @@ class DataConfig:
                                   "Josh,Heb (kjv), northangerabbey (austen)")
     test_books: str = _f("auto", "text (kjv, austen): comma-separated books held out for testing (the evaluation "
                                  "reference); auto = Job,Acts (kjv), persuasion (austen)")
+    stride: int = _f(0, "dna: a window starts every N bases (0 = the window length: non-overlapping windows)")
+    holdout: str = _f("region", "dna: what is held out: region (the end of every record: data.valid_fraction, "
+                                "data.test_fraction) | strain (the genomes in data.test_genomes are the test split)")
+    test_genomes: str = _f("", "dna, holdout=strain: comma-separated genomes held out for testing (e.g. E.Coli/DH1)")
+    reverse_complement: bool = _f(False, "dna: add the reverse complement of every training window (augmentation)")
+    levels: int = _f(16, "image: grey levels K the images are quantised to: 2 | 4 | 16 | 256 (digits: at most 16)")
 
     @property
     def resolved_source(self) -> str:
@@ -99,11 +112,13 @@ class DataConfig:
             domain = get_domain(self.domain)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if self.max_length == 0:  # auto: the domain's canvas, written into the config (and config.json) from here on
+            self.max_length = domain.default_length(self)
         if self.too_long not in TOO_LONG:
             raise ConfigError(f"data.too_long must be one of {', '.join(TOO_LONG)}, got {self.too_long!r}")
         _check_seed("data.split_seed", self.split_seed)
         if self.max_length < 2:
-            raise ConfigError(f"data.max_length must be at least 2, got {self.max_length}")
+            raise ConfigError(f"data.max_length must be at least 2 (or 0: the domain's default), got {self.max_length}")
         if self.subset < 0:
             raise ConfigError(f"data.subset must be >= 0, got {self.subset}")
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1

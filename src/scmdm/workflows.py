@@ -18,7 +18,6 @@ import torch
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
 from scmdm.config import Config, SampleConfig, load_config
 from scmdm.domains import get_domain
-from scmdm.evaluation import format_table
 from scmdm.sampling import SampleResult, generate
 from scmdm.schedules import get_schedule
 from scmdm.training import Trainer, resolve_device
@@ -73,9 +72,11 @@ def evaluator_for(config: Config, split_info: dict | None = None, *, tokenizer: 
                   max_reference: int = 10000, **options: Any) -> Any:
     """The evaluator of a run's domain (``scmdm.domains``): molecules — novelty against its training split, FCD
     against its test split; text — the scorer's perplexity, reference windows from its test books, n-gram baselines
-    from its training books, in the tokens of ``tokenizer`` (the checkpoint's; rebuilt from the config if not given).
+    from its training books, in the tokens of ``tokenizer`` (the checkpoint's; rebuilt from the config if not given);
+    dna — k-mer spectra against its test windows, memorisation against its training windows; images — the CNN
+    Fréchet distance against its test images.
     With ``split_info`` (from a checkpoint) the re-derived split is verified against it. ``options`` go to the
-    domain's factory (text: ``device``, ``batch_size``, ``show_progress``)."""
+    domain's factory (text: ``device``, ``batch_size``, ``show_progress``; images: ``show_progress``)."""
     return get_domain(config.data.domain).evaluator(config, split_info, tokenizer, max_reference=max_reference,
                                                     **options)
 
@@ -175,16 +176,14 @@ def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", o
         rows.append((name, evaluation.metrics))
         evaluations[name] = evaluation
         stem = "samples" if checkpoint == result.checkpoint else f"samples_{Path(checkpoint).parents[1].name}"
-        domain.write_samples(evaluation.samples, out_dir / f"{stem}{domain.sample_suffix}")
-    table = format_table(rows, columns=domain.table_columns)
+        domain.write_samples(evaluation.samples, out_dir / f"{stem}{domain.sample_suffix}", loaded.tokenizer)
+    table = domain.table(rows, evaluator)
     (out_dir / "metrics.json").write_text(json.dumps({
         "models": {name: ev.metrics for name, ev in evaluations.items()}, "reference": reference,
         "val_nelbo_bits": result.val_nelbo_bits, "train_steps": result.step, "selfcond_steps": selfcond_steps},
         indent=1))
     print()
     print(table)
-    if domain.table_note:
-        print(f"\n{domain.table_note}")
     if domain.name == "molecule":
         print(f"\nFCD is against {evaluator.n_reference} held-out test molecules; uniqueness is among valid samples, "
               f"novelty among unique valid ones (against the training split).")

@@ -35,6 +35,11 @@ default) or a strain of a species absent from training.
 training windows are a random sample.
 ``info()`` gives the settings, sizes and a SHA-256 of each split, saved with a checkpoint and compared by
 ``verify``.
+
+As an scmdm data domain (``data.domain=dna``, :func:`prepare_dna`): ``data.source`` names the genomes,
+``data.max_length`` is the window, and ``data.stride``, ``data.holdout``, ``data.test_genomes``,
+``data.reverse_complement``, ``data.valid_fraction``, ``data.test_fraction`` and ``data.split_seed`` are the
+arguments of :func:`load_dna`. Samples are written as FASTA (:func:`format_fasta`).
 """
 
 from __future__ import annotations
@@ -44,19 +49,23 @@ import hashlib
 import lzma
 import math
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["RAGOUT_DIR", "KLEBORATE_DIR", "INSTALL_HINT", "genome_files", "resolve_genomes", "read_fasta",
-           "write_fasta", "read_genome", "windows_of", "reverse_complement", "DnaSplit", "load_dna"]
+__all__ = ["RAGOUT_DIR", "KLEBORATE_DIR", "INSTALL_HINT", "DEFAULT_GENOME", "genome_files", "resolve_genomes",
+           "parse_fasta", "read_fasta", "format_fasta", "write_fasta", "read_genome", "windows_of",
+           "reverse_complement", "DnaSplit", "load_dna", "dna_split", "prepare_dna"]
 
 RAGOUT_DIR = Path("/usr/share/doc/ragout/examples")
 KLEBORATE_DIR = Path("/usr/share/doc/kleborate/examples/data")
 INSTALL_HINT = ("apt-get install -y --no-install-recommends ragout-examples kleborate-examples "
                 "(or `make install-data-dna-images`)")
+DEFAULT_GENOME = "E.Coli/MG1655-K12"
 _NOT_ACGT = re.compile(r"[^ACGT]")
 _COMPLEMENT = str.maketrans("ACGT", "TGCA")
 
@@ -97,26 +106,35 @@ def resolve_genomes(names: str | Sequence[str]) -> list[str]:
     return out
 
 
+def parse_fasta(text: str, *, where: str = "FASTA text") -> list[tuple[str, str]]:
+    """``(header, sequence)`` of every record of a FASTA text, sequences upper-cased with line breaks removed."""
+    records = []
+    for chunk in text.split(">")[1:]:
+        header, _, body = chunk.partition("\n")
+        records.append((header.strip(), "".join(body.split()).upper()))
+    if not records:
+        raise ValueError(f"{where} holds no FASTA records (no line starting with '>')")
+    return records
+
+
 def read_fasta(path: str | Path) -> list[tuple[str, str]]:
     """``(header, sequence)`` of every record of a FASTA file (plain, ``.gz`` or ``.xz``), sequences upper-cased
     with line breaks removed."""
     path = Path(path)
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
     with opener(path, "rt", encoding="ascii") as handle:
-        text = handle.read()
-    records = []
-    for chunk in text.split(">")[1:]:
-        header, _, body = chunk.partition("\n")
-        records.append((header.strip(), "".join(body.split()).upper()))
-    if not records:
-        raise ValueError(f"{path} holds no FASTA records (no line starting with '>')")
-    return records
+        return parse_fasta(handle.read(), where=str(path))
+
+
+def format_fasta(sequences: Sequence[str], *, prefix: str = "sample") -> str:
+    """One record per sequence, headers ``>{prefix}_1``, ``>{prefix}_2``, …, the sequence on one line."""
+    return "".join(f">{prefix}_{i}\n{s}\n" for i, s in enumerate(sequences, 1))
 
 
 def write_fasta(sequences: Sequence[str], path: str | Path, *, prefix: str = "sample") -> Path:
-    """One record per sequence, headers ``>{prefix}_1``, ``>{prefix}_2``, …, the sequence on one line."""
+    """:func:`format_fasta` written to ``path``."""
     path = Path(path)
-    path.write_text("".join(f">{prefix}_{i}\n{s}\n" for i, s in enumerate(sequences, 1)), encoding="ascii")
+    path.write_text(format_fasta(sequences, prefix=prefix), encoding="ascii")
     return path
 
 
@@ -174,7 +192,7 @@ class DnaSplit:
                              "so held-out windows may have been trained on")
 
 
-def load_dna(genomes: str | Sequence[str] = "E.Coli/MG1655-K12", *, window: int = 256, stride: int | None = None,
+def load_dna(genomes: str | Sequence[str] = DEFAULT_GENOME, *, window: int = 256, stride: int | None = None,
              holdout: str = "region", test_genomes: str | Sequence[str] | None = None, valid_fraction: float = 0.05,
              test_fraction: float = 0.05, reverse_complement_train: bool = False, seed: int = 0) -> DnaSplit:
     """Windows of ``genomes`` split into train/valid/test (see the module docstring for every rule)."""
@@ -229,3 +247,53 @@ def load_dna(genomes: str | Sequence[str] = "E.Coli/MG1655-K12", *, window: int 
                 "reverse_complement_train": reverse_complement_train, "seed": seed}
     return DnaSplit(train=parts["train"], valid=parts["valid"], test=parts["test"], settings=settings,
                     dropped_non_acgt=dropped)
+
+
+def dna_split(config: Any) -> DnaSplit:
+    """:func:`load_dna` with the settings of a ``DataConfig`` (``data.source`` = the genomes, ``data.max_length`` =
+    the window, ``data.stride`` (0 = the window), ``data.holdout``, ``data.test_genomes``,
+    ``data.valid_fraction``, ``data.test_fraction``, ``data.reverse_complement``, ``data.split_seed``); errors
+    name the config key."""
+    try:
+        return load_dna(config.resolved_source, window=config.max_length, stride=config.stride or None,
+                        holdout=config.holdout, test_genomes=config.test_genomes or None,
+                        valid_fraction=config.valid_fraction, test_fraction=config.test_fraction,
+                        reverse_complement_train=config.reverse_complement, seed=config.split_seed)
+    except ValueError as err:
+        where = f"data.source={config.resolved_source!r}"
+        if config.holdout == "strain":
+            where += f", data.test_genomes={config.test_genomes!r}"
+        raise ValueError(f"{where}: {err}") from None
+
+
+def prepare_dna(config: Any, tokenizer: Any = None, *, quiet: bool = False) -> Any:
+    """``prepare_data`` for ``data.domain=dna``: the windows of :func:`dna_split` on canvases of exactly
+    ``data.max_length`` bases (:class:`scmdm.tokenizers_dna.DnaTokenizer`); ``data.subset`` keeps the first N
+    training windows (a random sample: the windows are shuffled)."""
+    from scmdm.data import PreparedData
+    from scmdm.tokenizers_dna import DnaTokenizer
+
+    if tokenizer is None:
+        tokenizer = DnaTokenizer()
+    elif not isinstance(tokenizer, DnaTokenizer):
+        raise ValueError(f"a DNA model needs a DNA tokenizer, got {tokenizer!r}")
+    split = dna_split(config)
+    tensors = {}
+    for name in ("train", "valid", "test"):
+        windows = getattr(split, name)
+        if name == "train" and config.subset:
+            windows = windows[:config.subset]
+        if not windows:
+            raise ValueError(f"the {name} split of data.source={config.resolved_source!r} has no windows of "
+                             f"{config.max_length} bases (data.valid_fraction={config.valid_fraction}, "
+                             f"data.test_fraction={config.test_fraction}, data.holdout={config.holdout})")
+        tensors[name], _ = tokenizer.encode_many(windows, config.max_length, where=f"data.source={config.source}")
+    dropped = sum(split.dropped_non_acgt.values())
+    notes = [f"{', '.join(split.settings['genomes'])}: {', '.join(f'{k} {len(v)}' for k, v in tensors.items())} "
+             f"windows of {config.max_length} bases (stride {split.settings['stride']}, held-out {config.holdout}"
+             f"{', reverse complements added' if config.reverse_complement else ''}; {dropped} windows with non-ACGT "
+             "letters dropped)"]
+    if not quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    return PreparedData(tokenizer=tokenizer, split=split, notes=notes, **tensors)

@@ -23,6 +23,15 @@ Splits. Fashion-MNIST keeps its official test set as the test split; the validat
 ⌈N·test_fraction⌉ images in test, the next ⌈N·valid_fraction⌉ in validation, the rest in training (the rule of
 :func:`scmdm.data.molecules.split_molecules`). ``info()`` gives the settings, sizes and a SHA-256 of each
 split's pixels and labels, saved with a checkpoint and compared by ``verify``.
+
+As an scmdm data domain (``data.domain=image``, :func:`prepare_images`): ``data.source`` is the source,
+``data.levels`` is K (2, 4, 16 or 256), ``data.max_length`` must be H·W (0 derives it), ``data.valid_fraction``,
+``data.test_fraction`` and ``data.split_seed`` are the split arguments of :func:`load_images`.
+
+Samples file: *raw PGM* (netpbm ``P5``), one image after another in one file, as the netpbm format allows: for
+each image the header ``P5\n<W> <H>\n<K−1>\n`` and then H·W bytes, the grey levels row by row (maxval K − 1, so
+the levels are stored exactly; :func:`write_pgm` / :func:`read_pgm`). No pickle, no ``.npy``; netpbm's
+``pamsplit`` splits such a file into single images.
 """
 
 from __future__ import annotations
@@ -30,18 +39,26 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["FASHION_MNIST_DIR", "SOURCES", "FASHION_HINT", "read_idx", "load_fashion_mnist", "load_sklearn_digits",
-           "quantize", "to_unit", "ImageSplit", "load_images"]
+__all__ = ["FASHION_MNIST_DIR", "SOURCES", "SHAPES", "LEVELS", "FASHION_HINT", "read_idx", "load_fashion_mnist",
+           "load_sklearn_digits", "quantize", "to_unit", "ImageSplit", "load_images", "image_split", "prepare_images",
+           "format_pgm", "parse_pgm", "write_pgm", "read_pgm"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_HINT = "apt-get install dataset-fashion-mnist (or `make install-data-dna-images`)"
 #: source name -> number of intensities M of its pixels
 SOURCES = {"fashion_mnist": 256, "digits": 17}
+#: source name -> (H, W)
+SHAPES = {"fashion_mnist": (28, 28), "digits": (8, 8)}
+#: the grey levels K a run may use (``data.levels``)
+LEVELS = (2, 4, 16, 256)
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
               0x0E: np.dtype(">f8")}
 
@@ -194,3 +211,132 @@ def load_images(source: str = "fashion_mnist", *, levels: int = 16, valid_fracti
         split_labels = {k: labels[v] for k, v in parts.items()}
         settings = {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed}
     return ImageSplit(arrays=arrays, labels=split_labels, source=source, levels=levels, settings=settings)
+
+
+def image_split(config: Any) -> ImageSplit:
+    """:func:`load_images` with the settings of a ``DataConfig`` (``data.source``, ``data.levels``,
+    ``data.valid_fraction``, ``data.test_fraction``, ``data.split_seed``)."""
+    try:
+        return load_images(config.resolved_source, levels=config.levels, valid_fraction=config.valid_fraction,
+                           test_fraction=config.test_fraction, seed=config.split_seed)
+    except ValueError as err:
+        raise ValueError(f"data.source={config.resolved_source!r}, data.levels={config.levels}: {err}") from None
+
+
+def prepare_images(config: Any, tokenizer: Any = None, *, quiet: bool = False) -> Any:
+    """``prepare_data`` for ``data.domain=image``: :func:`image_split`, raster-scan canvases of H·W levels
+    (:class:`scmdm.tokenizers_images.ImageTokenizer`); ``data.subset`` keeps the first N training images (a random
+    sample: the split order is a seeded permutation)."""
+    from scmdm.data import PreparedData
+    from scmdm.tokenizers_images import ImageTokenizer
+
+    split = image_split(config)
+    expected = ImageTokenizer(config.levels, *split.shape)
+    if tokenizer is None:
+        tokenizer = expected
+    elif tokenizer != expected:
+        raise ValueError(f"the model's tokenizer is {tokenizer!r} but data.source={split.source!r} with "
+                         f"data.levels={config.levels} needs {expected!r}")
+    tensors = {}
+    for name in ("train", "valid", "test"):
+        images = split.arrays[name]
+        if name == "train" and config.subset:
+            images = images[:config.subset]
+        if not len(images):
+            raise ValueError(f"the {name} split of data.source={split.source!r} is empty (data.valid_fraction="
+                             f"{config.valid_fraction}, data.test_fraction={config.test_fraction})")
+        tensors[name], _ = tokenizer.encode_many(images, config.max_length, where=f"data.source={split.source}")
+    height, width = split.shape
+    notes = [f"{split.source}: {', '.join(f'{k} {len(v)}' for k, v in tensors.items())} images of {height}x{width} "
+             f"pixels, {config.levels} grey levels (canvas {height * width} tokens, vocabulary {tokenizer.vocab_size})"]
+    if not quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    return PreparedData(tokenizer=tokenizer, split=split, notes=notes, **tensors)
+
+
+# ---- the samples file: raw PGM, one image after another ----------------------------------------------------
+def format_pgm(images: Sequence[np.ndarray] | np.ndarray, levels: int) -> bytes:
+    """Raw PGM (``P5``) bytes of ``images`` ((H, W) level arrays, levels 0 … K−1), maxval K − 1, one image after
+    another."""
+    if not 2 <= levels <= 256:
+        raise ValueError(f"a PGM samples file holds 2..256 grey levels, got {levels}")
+    chunks = []
+    for index, image in enumerate(images):
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise ValueError(f"image #{index + 1} has shape {image.shape}, not (H, W)")
+        if image.size and (image.min() < 0 or image.max() >= levels):
+            raise ValueError(f"image #{index + 1} holds levels {image.min()}..{image.max()}, outside 0..{levels - 1}")
+        height, width = image.shape
+        chunks.append(f"P5\n{width} {height}\n{levels - 1}\n".encode("ascii") + image.astype(np.uint8).tobytes())
+    return b"".join(chunks)
+
+
+def parse_pgm(data: bytes, *, where: str = "PGM data") -> tuple[list[np.ndarray], int]:
+    """The images of raw PGM bytes (one or more ``P5`` images, maxval <= 255; ``#`` comments in headers are
+    allowed) and their maxval (all images must share it)."""
+    images: list[np.ndarray] = []
+    maxvals: set[int] = set()
+    position, n = 0, len(data)
+
+    def token() -> bytes:
+        nonlocal position
+        while position < n:
+            if data[position:position + 1].isspace():
+                position += 1
+            elif data[position:position + 1] == b"#":
+                end = data.find(b"\n", position)
+                position = n if end < 0 else end + 1
+            else:
+                break
+        start = position
+        while position < n and not data[position:position + 1].isspace() and data[position:position + 1] != b"#":
+            position += 1
+        return data[start:position]
+
+    while True:
+        while position < n and data[position:position + 1].isspace():
+            position += 1
+        if position >= n:
+            break
+        number = len(images) + 1
+        magic = token()
+        if magic != b"P5":
+            raise ValueError(f"{where}: image #{number} does not start with the raw PGM magic P5 (found "
+                             f"{magic[:8]!r}); scmdm writes image samples as raw PGM")
+        try:
+            width, height, maxval = (int(token()) for _ in range(3))
+        except ValueError:
+            raise ValueError(f"{where}: image #{number} has a malformed PGM header") from None
+        if not (width > 0 and height > 0 and 0 < maxval < 256):
+            raise ValueError(f"{where}: image #{number} has width {width}, height {height}, maxval {maxval} "
+                             "(need positive sizes and a maxval below 256)")
+        position += 1  # the single whitespace character after maxval
+        end = position + width * height
+        if end > n:
+            raise ValueError(f"{where}: image #{number} is truncated ({n - position} of {width * height} bytes)")
+        image = np.frombuffer(data, dtype=np.uint8, count=width * height, offset=position).reshape(height, width)
+        if image.max() > maxval:
+            raise ValueError(f"{where}: image #{number} holds {image.max()}, above its maxval {maxval}")
+        images.append(image.copy())
+        maxvals.add(maxval)
+        position = end
+    if not images:
+        raise ValueError(f"{where} holds no images")
+    if len(maxvals) > 1:
+        raise ValueError(f"{where}: the images have different maxvals {sorted(maxvals)}")
+    return images, maxvals.pop()
+
+
+def write_pgm(images: Sequence[np.ndarray] | np.ndarray, path: str | Path, levels: int) -> Path:
+    """:func:`format_pgm` written to ``path``."""
+    path = Path(path)
+    path.write_bytes(format_pgm(images, levels))
+    return path
+
+
+def read_pgm(path: str | Path) -> tuple[list[np.ndarray], int]:
+    """:func:`parse_pgm` of the file ``path``."""
+    path = Path(path)
+    return parse_pgm(path.read_bytes(), where=str(path))

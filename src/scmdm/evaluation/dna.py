@@ -355,9 +355,10 @@ def _from_codes(code_matrix: np.ndarray) -> list[str]:
     return [text[i * width:(i + 1) * width] for i in range(code_matrix.shape[0])]
 
 
-def format_dna_table(rows: Sequence[tuple[str, DnaMetrics | dict]]) -> str:
+def format_dna_table(rows: Sequence[tuple[str, DnaMetrics | dict]], columns: Sequence[str] = COLUMNS) -> str:
     """Markdown table of ``[(name, metrics), ...]`` with 3 significant digits (JS divergences of good models
-    are ~1e-3, which the fixed 3 decimals of ``format_table`` would round to zero)."""
+    are ~1e-3, which the fixed 3 decimals of ``format_table`` would round to zero), in ``columns`` (e.g. with
+    the sampler's ``nfe`` and ``seconds`` added)."""
     from scmdm.evaluation.molecules import format_table
 
     def cell(value: object) -> object:
@@ -367,7 +368,7 @@ def format_dna_table(rows: Sequence[tuple[str, DnaMetrics | dict]]) -> str:
 
     shown = [(name, {k: cell(v) for k, v in (m.as_dict() if isinstance(m, DnaMetrics) else m).items()})
              for name, m in rows]
-    return (format_table(shown, columns=COLUMNS)
+    return (format_table(shown, columns=columns)
             + "\n\njs_k: k-mer spectrum Jensen-Shannon divergence to the held-out test windows (nats); "
               "gc_abs_diff / gc_w1: |mean GC difference| / Wasserstein-1 distance of per-window GC; "
               "nearest_identity: identity to the closest training window (near_copies: >= 0.95).")

@@ -374,9 +374,11 @@ class ImageEvaluator:
                 f"{self.test_accuracy:.3f}); classifier_score: exp E[KL(p(y|x) || p(y))] with the same CNN.")
 
 
-def format_image_table(rows: Sequence[tuple[str, ImageMetrics | dict]], note: str = FD_NOTE) -> str:
-    """Markdown table of ``[(name, metrics), ...]``, followed by ``note`` (which says that ``fd_cnn`` is not
-    Inception FID; pass :meth:`ImageEvaluator.note` to add the classifier's accuracy)."""
+def format_image_table(rows: Sequence[tuple[str, ImageMetrics | dict]], note: str = FD_NOTE,
+                       columns: Sequence[str] = COLUMNS) -> str:
+    """Markdown table of ``[(name, metrics), ...]`` in ``columns`` (4 significant digits), followed by ``note``
+    (which says that ``fd_cnn`` is not Inception FID; pass :meth:`ImageEvaluator.note` to add the classifier's
+    accuracy)."""
     from scmdm.evaluation.molecules import format_table
 
     def cell(value: object) -> object:
@@ -386,4 +388,4 @@ def format_image_table(rows: Sequence[tuple[str, ImageMetrics | dict]], note: st
              for name, m in rows]
     if FD_NOTE not in note:
         note = f"{note} ({FD_NOTE})"
-    return format_table(shown, columns=COLUMNS) + "\n\n" + note
+    return format_table(shown, columns=columns) + "\n\n" + note
