@@ -1,8 +1,9 @@
-"""Self-speculative sampling on QM9: quality against NFE (issue: self-speculative MDM; DESIGN.md §3).
+"""Self-speculative sampling: quality against NFE, on any domain (issue: self-speculative MDM; DESIGN.md §3).
 
 Models (post-training is skipped when its run folder already holds the final checkpoint):
 
-    base      --base (runs/qm9_base, written by benchmarks/qm9_base.py)
+    base      --base (runs/qm9_base, written by benchmarks/qm9_base.py; runs/text_kjv by benchmarks/text_base.py
+              for text: the domain is the base model's)
     spec      base + a causal verifier trained on the frozen trunk (configs/speculative.yaml) → OUT/spec
     sc        a self-conditioned post-training of the base: --sc-base, by default the mask_add λ = 1 run of
               benchmarks/selfcond_ablation.py (runs/selfcond/mask_add@1/seed0) when it exists, otherwise
@@ -26,9 +27,14 @@ measured in the same run. Rows are cached in OUT/rows.jsonl, so an interrupted r
 
     python benchmarks/speculative.py                             # everything (CPU hours, see docs/SPECULATIVE.md)
     python benchmarks/speculative.py --arms ancestral speculative --seeds 0 --T 8 16 32 --windows 2 4 8
+    python benchmarks/speculative.py --base runs/text_kjv --arms ancestral speculative --num-samples 100 \
+        --batch-size 100 --T 16 32 64 128 --windows 2 4 8 16 --schedules constant   # text (see docs/SPECULATIVE.md)
 
-Writes benchmarks/results/speculative.json, docs/speculative.png and the ``speculative`` section of
-docs/RESULTS.md (``--no-docs``: only OUT/speculative.json, for trial runs).
+Quality is the domain's (QUALITY below): molecules are matched on validity and FCD, text on the generative
+perplexity under SmolLM2-135M (its unigram entropy is plotted beside it: a sampler that buys perplexity with
+repetition shows there). Writes benchmarks/results/NAME.json, docs/NAME.png and the ``NAME`` section of
+docs/RESULTS.md, NAME = ``speculative`` for molecules and ``speculative_<domain>`` otherwise (``--no-docs``:
+only OUT/NAME.json, for trial runs); OUT defaults to runs/NAME.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_sec
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
+from scmdm.domains import get_domain  # noqa: E402
 from scmdm.training import Trainer  # noqa: E402
 from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
 
@@ -60,7 +67,25 @@ ARMS = {  # arm → (model, sampler)
     "sc-speculative": ("sc_spec", "speculative"),
 }
 BASELINES = {"speculative": ("ancestral", "cached"), "sc-speculative": ("sc-ancestral",)}
-METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
+# domain → (metric, higher is better, matched on: the NFE ratio is read at its value) of the plots and ratios
+QUALITY = {
+    "molecule": (("validity", True, True), ("fcd", False, True)),
+    "text": (("gen_ppl", False, True), ("entropy_bits", True, False)),
+    "dna": (("js_6", False, True), ("gc_abs_diff", False, True)),
+    "image": (("fd_cnn", False, True), ("classifier_score", True, True)),
+}
+DOMAIN_TITLES = {"molecule": "QM9", "text": "text", "dna": "DNA", "image": "images"}
+HEADERS = {"valid_unique_novel": "valid∧unique∧novel", "fcd": "FCD"}  # table headers that differ from the key
+NOT_QUALITY = {"n_samples", "nfe", "seconds", "chars", "nelbo_bpc", "qed", "sa", "gc", "valid"}
+
+
+def metric_columns(domain: str) -> tuple[str, ...]:
+    """The sample-quality columns of a domain's metrics table (what the rows of this benchmark average)."""
+    return tuple(c for c in get_domain(domain).table_columns if c not in NOT_QUALITY)
+
+
+def results_name(domain: str) -> str:
+    return "speculative" if domain == "molecule" else f"speculative_{domain}"
 
 
 def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list[str], *,
@@ -123,12 +148,12 @@ def series_of(row: dict) -> str:
     return f"{row['arm']} ({row['window_schedule']}{loops})"
 
 
-def summarize(rows: list[dict]) -> dict[tuple[str, str, str], dict[str, list[float]]]:
+def summarize(rows: list[dict], metrics: tuple[str, ...]) -> dict[tuple[str, str, str], dict[str, list[float]]]:
     """{(arm, series, label): {metric: values over seeds}}, in the order the rows came."""
     summary: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in rows:
         entry = summary.setdefault((r["arm"], series_of(r), r["label"]),
-                                   {k: [] for k in (*METRICS, "nfe", "nfe_causal", "nfe_equivalent", "seconds")})
+                                   {k: [] for k in (*metrics, "nfe", "nfe_causal", "nfe_equivalent", "seconds")})
         for k in entry:
             entry[k].append(float(r.get(k, 0.0)))
     return summary
@@ -140,14 +165,15 @@ def curve_of(summary: dict, series: str, metric: str) -> list[tuple[float, float
                    for (_, name, _), s in summary.items() if name == series), key=lambda point: point[0])
 
 
-def ratio_rows(summary: dict, arms: list[str]) -> list[dict]:
-    """For every speculative row and each of its baselines: NFE and wall-clock ratios at matched validity/FCD."""
+def ratio_rows(summary: dict, arms: list[str], quality_metrics: tuple[tuple[str, bool, bool], ...]) -> list[dict]:
+    """For every speculative row and each of its baselines: NFE and wall-clock ratios at matched quality, for each
+    metric of ``quality_metrics`` that is matched on."""
     out = []
     for (arm, series, label), s in summary.items():
         for baseline in BASELINES.get(arm, ()):
             if baseline not in arms:
                 continue
-            for metric, higher in (("validity", True), ("fcd", False)):
+            for metric, higher in ((m, h) for m, h, matched_on in quality_metrics if matched_on):
                 nfe, quality, seconds = (mean_std(s["nfe"])[0], mean_std(s[metric])[0], mean_std(s["seconds"])[0])
                 equivalent = mean_std(s["nfe_equivalent"])[0]
                 hit = matched(curve_of(summary, baseline, metric), quality, higher)
@@ -159,26 +185,29 @@ def ratio_rows(summary: dict, arms: list[str]) -> list[dict]:
     return out
 
 
-def plot(summary: dict, out_png: Path) -> None:
+def plot(summary: dict, out_png: Path, quality: tuple[tuple[str, bool, bool], ...]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    (first, *_), second = quality[0], quality[1][0]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for series in dict.fromkeys(name for (_, name, _) in summary):
         points = sorted((s for (_, name, _), s in summary.items() if name == series),
                         key=lambda s: mean_std(s["nfe"])[0])
         style = dict(marker="o", capsize=3, label=series, ls="-" if "speculative" in series else "--")
         xs = [mean_std(s["nfe"])[0] for s in points]
-        for ax, key in zip(axes[:2], ("validity", "fcd"), strict=True):
+        for ax, key in zip(axes[:2], (first, second), strict=True):
             ax.errorbar(xs, [mean_std(s[key])[0] for s in points], yerr=[mean_std(s[key])[1] for s in points],
                         **style)
-        axes[2].errorbar([mean_std(s["seconds"])[0] for s in points], [mean_std(s["fcd"])[0] for s in points],
-                         yerr=[mean_std(s["fcd"])[1] for s in points], **style)
-    for ax, (xlabel, title) in zip(axes, (("NFE (trunk passes per sequence)", "validity (higher is better)"),
-                                          ("NFE (trunk passes per sequence)", "FCD (lower is better)"),
-                                          ("wall clock for all samples (s)", "FCD against wall clock")),
+        wall_metric = first if quality[0][2] and not quality[1][2] else second  # a matched metric
+        axes[2].errorbar([mean_std(s["seconds"])[0] for s in points], [mean_std(s[wall_metric])[0] for s in points],
+                         yerr=[mean_std(s[wall_metric])[1] for s in points], **style)
+    better = {m: "higher" if h else "lower" for m, h, _ in quality}
+    for ax, (xlabel, title) in zip(axes, (("NFE (trunk passes per sequence)", f"{first} ({better[first]} is better)"),
+                                          ("NFE (trunk passes per sequence)", f"{second} ({better[second]} is better)"),
+                                          ("wall clock for all samples (s)", f"{wall_metric} against wall clock")),
                                    strict=True):
         ax.set_xscale("log", base=2)
         ax.set(xlabel=xlabel, title=title)
@@ -195,7 +224,7 @@ def main() -> int:
     parser.add_argument("--sc-base", default=None,
                         help="a self-conditioned post-training of the base (default: runs/selfcond/mask_add@1/seed0 "
                              "if it exists, else one is post-trained into OUT/sc)")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "speculative"), help="post-training runs and row cache")
+    parser.add_argument("--out", default=None, help="post-training runs and row cache (default runs/NAME)")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
     parser.add_argument("--T", type=int, nargs="+", default=[4, 6, 8, 12, 16, 24, 32, 64],
@@ -208,6 +237,7 @@ def main() -> int:
     parser.add_argument("--verify-loops", type=int, default=0, help="extra verifier-only passes per trunk pass")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=500, help="samples per sampler batch")
     parser.add_argument("--post-train-steps", type=int, default=None,
                         help="verifier post-training steps (default: configs/speculative.yaml)")
     parser.add_argument("--sc-post-train-steps", type=int, default=None,
@@ -222,8 +252,12 @@ def main() -> int:
     args = parser.parse_args()
     command = "python benchmarks/speculative.py " + shlex.join(sys.argv[1:])
 
-    base, out = Path(args.base), Path(args.out)
+    base = Path(args.base)
+    domain = load_checkpoint(base).config.data.domain
+    name, quality, metrics = results_name(domain), QUALITY[domain], metric_columns(domain)
+    out = Path(args.out) if args.out else ROOT / "runs" / name
     out.mkdir(parents=True, exist_ok=True)
+
     def steps(n: int | None) -> list[str]:
         return [] if not n else [f"train.steps={n}", f"train.eval_every={n}", f"train.save_every={n}",
                                  f"train.warmup_steps={min(50, max(1, n // 10))}"]
@@ -252,7 +286,7 @@ def main() -> int:
 
     loaded = {name: load_checkpoint(path, device=args.device) for name, path in runs.items() if name in needed}
     first = next(iter(loaded.values()))
-    evaluator = evaluator_for(first.config, first.split_info)
+    evaluator = evaluator_for(first.config, first.split_info, tokenizer=first.tokenizer)
     cache_file = out / "rows.jsonl"
     cache = {row["key"]: row for row in read_rows(cache_file)}
     rows = []
@@ -266,7 +300,7 @@ def main() -> int:
                 if key not in cache and args.cached_only:
                     continue
                 if key not in cache:
-                    sample = SampleConfig(sampler=sampler, num_samples=args.num_samples, batch_size=500,
+                    sample = SampleConfig(sampler=sampler, num_samples=args.num_samples, batch_size=args.batch_size,
                                           temperature=args.temperature, seed=seed, **setting)
                     ev = sample_and_evaluate(loaded[model_name], evaluator, sample, device=args.device,
                                              show_progress=False)
@@ -281,37 +315,41 @@ def main() -> int:
                                   "val_target_bits": loaded[model_name].state.get("val_target_bits")}
                     append_row(cache_file, cache[key])
                     r = cache[key]
-                    print(f"seed={seed} {arm:<15} {label:<24} NFE {r['nfe']:6.2f} (+{causal:5.2f} verifier) "
-                          f"valid {r['validity']:.3f} VUN {r['valid_unique_novel']:.3f} FCD {r['fcd']:.3f} "
+                    shown = " ".join(f"{k} {r[k]:.4g}" for k in metrics)
+                    print(f"seed={seed} {arm:<15} {label:<24} NFE {r['nfe']:6.2f} (+{causal:5.2f} verifier) {shown} "
                           f"{r['seconds']:.1f}s", flush=True)
                 rows.append(cache[key])
 
-    summary = summarize(rows)
-    ratios = ratio_rows(summary, args.arms)
+    summary = summarize(rows, metrics)
+    ratios = ratio_rows(summary, args.arms, quality)
     states = {name: ld.state for name, ld in loaded.items()}
-    payload = {"command": command, "rows": rows, "ratios": ratios, "arms": args.arms, "seeds": args.seeds,
+    payload = {"command": command, "domain": domain, "rows": rows, "ratios": ratios, "arms": args.arms,
+               "seeds": args.seeds,
                "models": {name: str(path) for name, path in runs.items()}, "model_states": states,
                "train_minutes_this_invocation": train_minutes,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                            "torch": torch.__version__, "device": args.device}}
     if args.no_docs:
-        (out / "speculative.json").write_text(json.dumps(payload, indent=1))
-        plot(summary, out / "speculative.png")
-        print(markdown(args, summary, ratios, loaded, command))
+        (out / f"{name}.json").write_text(json.dumps(payload, indent=1))
+        plot(summary, out / f"{name}.png", quality)
+        print(markdown(args, summary, ratios, loaded, command, domain))
         return 0
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "speculative.json").write_text(json.dumps(payload, indent=1))
-    plot(summary, ROOT / "docs" / "speculative.png")
-    section = markdown(args, summary, ratios, loaded, command)
-    write_results_section("speculative", section)
+    (results / f"{name}.json").write_text(json.dumps(payload, indent=1))
+    plot(summary, ROOT / "docs" / f"{name}.png", quality)
+    section = markdown(args, summary, ratios, loaded, command, domain)
+    write_results_section(name, section)
     print(section)
     return 0
 
 
-def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded: dict, command: str) -> str:
+def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded: dict, command: str,
+             domain: str = "molecule") -> str:
     spec = loaded.get("spec") or loaded.get("sc_spec")
-    lines = ["## Self-speculative sampling on QM9: quality against NFE", "", f"Command: `{command}`", ""]
+    metrics, name = metric_columns(domain), results_name(domain)
+    lines = [f"## Self-speculative sampling on {DOMAIN_TITLES[domain]}: quality against NFE", "",
+             f"Command: `{command}`", ""]
     if spec is not None:
         c = spec.config
         lines += [f"Verifier: {c.speculative.causal_layers} causal layer(s), {c.speculative.head} head, trained "
@@ -324,19 +362,21 @@ def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded
               f"has), temperature {args.temperature}, float64 draws. NFE = trunk passes per sequence; `verifier` = "
               "verifier-only passes per sequence; `equiv.` = NFE + verifier · causal_layers / depth. `seconds` = "
               "wall clock for all samples of a row, measured in this run.", "",
-              "| arm | setting | seeds | NFE | verifier | equiv. | validity | uniqueness | novelty "
-              "| valid∧unique∧novel | FCD | seconds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| arm | setting | seeds | NFE | verifier | equiv. | " + " | ".join(HEADERS.get(k, k) for k in metrics)
+              + " | seconds |",
+              "|---|---|---:|---:|---:|---:|" + "---:|" * (len(metrics) + 1)]
     for series in dict.fromkeys(name for (_, name, _) in summary):
         keyed = sorted(((label, s) for (_, name, label), s in summary.items() if name == series),
                        key=lambda item: mean_std(item[1]["nfe"])[0])
         for label, s in keyed:
             lines.append(f"| {series} | {label} | {len(s['nfe'])} | {fmt(s['nfe'], 2)} | {fmt(s['nfe_causal'], 2)} | "
-                         f"{fmt(s['nfe_equivalent'], 2)} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | "
-                         f"{fmt(s['novelty'])} | {fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | "
-                         f"{fmt(s['seconds'], 1)} |")
+                         f"{fmt(s['nfe_equivalent'], 2)} | "
+                         + " | ".join(fmt(s[k], 2 if mean_std(s[k])[0] > 10 or k == "fcd" else 3) for k in metrics)
+                         + f" | {fmt(s['seconds'], 1)} |")
     lines += ["", "### NFE and wall-clock ratios at matched quality", "",
               "For each speculative row: the baseline's NFE at which its curve (mean over seeds, piecewise linear in "
-              "log NFE) first reaches the row's validity or FCD, divided by the row's NFE (`ratio`) and by its "
+              "log NFE) first reaches the row's "
+              f"{' or '.join(m for m, _, on in QUALITY[domain] if on)}, divided by the row's NFE (`ratio`) and by its "
               "equivalent NFE (`ratio equiv.`); `time ratio` = the baseline's interpolated seconds over the row's "
               "seconds. Above 1 = the speculative sampler needs less. – = the baseline never reaches that quality "
               "in the range of T measured (or already exceeds it at its smallest T).", "",
@@ -349,7 +389,7 @@ def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded
         lines.append(f"| {r['series']} | {r['label']} | {r['baseline']} | {r['metric']} | {r['quality']:.3f} | "
                      f"{r['nfe']:.2f} | {cell(r['baseline_nfe'], 1)} | {cell(r['nfe_ratio'])} | "
                      f"{cell(r['nfe_equivalent_ratio'])} | {cell(r['time_ratio'])} |")
-    lines += ["", "![quality against NFE](speculative.png)"]
+    lines += ["", f"![quality against NFE]({name}.png)"]
     return "\n".join(lines)
 
 
