@@ -15,7 +15,7 @@ TINY = ["model.depth=1", "model.width=32", "model.heads=2", "data.subset=512", "
 
 
 @requires_qm9
-def test_train_sample_eval(tmp_path, capsys) -> None:
+def test_train_sample_eval(tmp_path, capsys, monkeypatch) -> None:
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--no-progress", *TINY]) == 0
     assert "trained to step 4" in capsys.readouterr().out
@@ -23,6 +23,11 @@ def test_train_sample_eval(tmp_path, capsys) -> None:
     assert main(["sample", str(run), "--out", str(out), "--no-progress", "sample.num_samples=20",
                  "sample.steps=8", "sample.sampler=cached"]) == 0
     assert len(out.read_text().splitlines()) == 20
+    compiled = []  # sample.compile=true reaches torch.compile (the compiled sampling itself: test_sampling_hot_paths)
+    monkeypatch.setattr("torch.compile", lambda model, **kw: compiled.append(model) or model)
+    assert main(["sample", str(run), "--out", str(tmp_path / "c.smi"), "--no-progress", "sample.num_samples=4",
+                 "sample.steps=4", "sample.compile=true"]) == 0
+    assert len(compiled) == 1 and len((tmp_path / "c.smi").read_text().splitlines()) == 4
     metrics = tmp_path / "m.json"
     assert main(["eval", str(run), "--samples", str(out), "--json", str(metrics)]) == 0
     table = capsys.readouterr().out

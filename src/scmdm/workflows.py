@@ -64,7 +64,7 @@ def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device:
                       show_progress=show_progress, carry=loaded.config.selfcond.carry,
                       sharpen_temperature=loaded.config.selfcond.sharpen_temperature, window=sample.window,
                       min_window=sample.min_window, window_schedule=sample.window_schedule,
-                      verify_loops=sample.verify_loops)
+                      verify_loops=sample.verify_loops, compile_network=sample.compile)
     return loaded.tokenizer.decode_batch(result.tokens), result
 
 
