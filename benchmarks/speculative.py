@@ -15,6 +15,9 @@ Arms (rows = arm × setting × sampling seed):
     ancestral        base, ancestral sampler, T in --T               (NFE = T)
     cached           base, cached ancestral sampler, T in --T        (same samples as ancestral, fewer NFE)
     speculative      spec, speculative sampler, W in --windows for each --schedules
+    draft-only       spec with its verifier's output projection zeroed, so q = p and every draft is accepted:
+                     W tokens of σ per trunk pass, drawn independently from the draft (the control that says
+                     how much of the speculative gain is verification, not the fixed number revealed per pass)
     sc-ancestral     sc, ancestral sampler                            (carries p_prev)
     sc-speculative   sc_spec, speculative sampler                     (carries p_prev between trunk passes)
 
@@ -56,6 +59,7 @@ from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_sec
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.domains import get_domain  # noqa: E402
+from scmdm.speculative import copy_head_into_verifier  # noqa: E402
 from scmdm.training import Trainer  # noqa: E402
 from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
 
@@ -63,10 +67,11 @@ ARMS = {  # arm → (model, sampler)
     "ancestral": ("base", "ancestral"),
     "cached": ("base", "cached"),
     "speculative": ("spec", "speculative"),
+    "draft-only": ("spec_zero", "speculative"),
     "sc-ancestral": ("sc", "ancestral"),
     "sc-speculative": ("sc_spec", "speculative"),
 }
-BASELINES = {"speculative": ("ancestral", "cached"), "sc-speculative": ("sc-ancestral",)}
+BASELINES = {"speculative": ("ancestral", "cached", "draft-only"), "sc-speculative": ("sc-ancestral",)}
 # domain → (metric, higher is better, matched on: the NFE ratio is read at its value) of the plots and ratios
 QUALITY = {
     "molecule": (("validity", True, True), ("fcd", False, True)),
@@ -103,6 +108,23 @@ def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list
     print(f"post-training ({config_name}) {init_from} → {run_dir}: {config.train.steps} steps", flush=True)
     Trainer(config, run_dir, init_from=init_from).fit()
     return run_dir
+
+
+def verifier_validation(checkpoint: Path) -> dict:
+    """The last validation row of a verifier's run that has ``val_target_bits`` (with ``val_draft_bits``, the
+    draft measured on the same σ and revealed counts), from the run's metrics.jsonl; {} if none."""
+    metrics = Path(checkpoint).resolve().parents[1] / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    return next((r for r in reversed(rows) if "val_target_bits" in r), {})
+
+
+def zero_verifier(model: torch.nn.Module) -> None:
+    """Zero the verifier's contribution c_k (its output projection): q = p, and every draft is accepted
+    (scmdm/speculative.py; tests/test_speculative.py (c))."""
+    with torch.no_grad():
+        model.causal.out_proj.weight.zero_()
+        model.causal.out_proj.bias.zero_()
+    copy_head_into_verifier(model)  # a separate verifier head becomes the trunk's again
 
 
 def settings(arm: str, args: argparse.Namespace) -> list[dict]:
@@ -266,7 +288,7 @@ def main() -> int:
     t0 = time.perf_counter()
     runs = {"base": base}
     needed = {ARMS[arm][0] for arm in args.arms}
-    if "spec" in needed:
+    if needed & {"spec", "spec_zero"}:
         runs["spec"] = post_train(base, out / "spec", "speculative", overrides, cached_only=args.cached_only)
     if needed & {"sc", "sc_spec"}:
         default_sc = ROOT / "runs" / "selfcond" / "mask_add@1" / "seed0"
@@ -284,7 +306,11 @@ def main() -> int:
                                           cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
 
+    if "spec_zero" in needed:
+        runs["spec_zero"] = runs["spec"]
     loaded = {name: load_checkpoint(path, device=args.device) for name, path in runs.items() if name in needed}
+    if "spec_zero" in loaded:
+        zero_verifier(loaded["spec_zero"].model)
     first = next(iter(loaded.values()))
     evaluator = evaluator_for(first.config, first.split_info, tokenizer=first.tokenizer)
     cache_file = out / "rows.jsonl"
@@ -354,10 +380,13 @@ def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded
         c = spec.config
         lines += [f"Verifier: {c.speculative.causal_layers} causal layer(s), {c.speculative.head} head, trained "
                   f"{spec.state.get('step')} steps on the frozen trunk (lr {c.train.lr}, batch {c.train.batch_size}); "
-                  "validation NLL (bits/token, fixed σ and revealed counts): "
-                  + ", ".join(f"{name}: draft {ld.state.get('val_nelbo_bits', float('nan')):.4f} (trainer NELBO), "
-                              f"target {ld.state.get('val_target_bits', float('nan')):.4f}"
-                              for name, ld in loaded.items() if ld.model.speculative) + ".", ""]
+                  "validation NLL (bits/token, the same σ and revealed counts for both; the trainer's own NELBO, "
+                  "another estimator, in brackets): "
+                  + ", ".join(f"{name}: draft {bits.get('val_draft_bits', float('nan')):.4f}, target "
+                              f"{bits.get('val_target_bits', float('nan')):.4f} "
+                              f"({ld.state.get('val_nelbo_bits', float('nan')):.4f})"
+                              for name, ld in loaded.items() if ld.model.speculative and name != "spec_zero"
+                              for bits in [verifier_validation(ld.path)]) + ".", ""]
     lines += [f"{args.num_samples} samples per row, sampling seeds {args.seeds} (mean ± std over the `seeds` a row "
               f"has), temperature {args.temperature}, float64 draws. NFE = trunk passes per sequence; `verifier` = "
               "verifier-only passes per sequence; `equiv.` = NFE + verifier · causal_layers / depth. `seconds` = "
