@@ -41,7 +41,8 @@ def tiny_model(seed: int = 0, *, head: str = "shared", trained_verifier: bool = 
                self_conditioning: str = "none") -> Transformer:
     """A real (untrained) transformer with a verifier. The output head is scaled so that drafts are far from
     uniform, and the verifier's zero-initialised output projection is drawn at random so that its target
-    differs from the draft (TV ≈ 0.56 over the 27 outcomes of test (b)) and depends on earlier tokens."""
+    differs from the draft (test (b) checks that the draft's law is far from the target's) and depends on earlier
+    tokens."""
     torch.manual_seed(seed)
     model = Transformer(BackboneConfig(vocab_size=REAL + 1, max_length=L, depth=1, width=16, heads=2, causal_layers=1,
                                        causal_head=head, self_conditioning=self_conditioning))
@@ -242,7 +243,7 @@ def test_one_round_commits_exact_samples_of_the_target_chain(revealed: int) -> N
     x_sigma, committed = verify_window(denoiser, batch, x_sigma, start, torch.full((N,), 3), generator=gen)
     assert committed.min() >= 1 and committed.max() <= 3
     assert (x_sigma[:, :n] == 1).all() and (x_sigma[:, n + 3:] == MASK).all()
-    assert 0.2 < (committed == 3).float().mean() < 0.8  # both acceptance and rejection are exercised
+    assert 0.1 < (committed == 3).float().mean() < 0.9  # both acceptance and rejection are exercised
     for k in range(n, n + 3):  # complete what the round left with the target chain
         todo = k >= n + committed
         log_q = denoiser.verify(batch, torch.where(x_sigma == MASK, 0, x_sigma))
@@ -449,6 +450,39 @@ def test_posttrain_speculative_freezes_the_trunk(tmp_path, tiny_data, capsys) ->
     metrics = json.loads(json_out.read_text())["model"]
     assert metrics["nfe"] <= tiny_data.train.shape[1] and metrics["nfe_causal"] >= metrics["nfe"]
     assert "speculative W=3" in capsys.readouterr().out
+
+
+def test_state_norm_makes_the_verifier_blind_to_the_scale_of_trunk_states() -> None:
+    """u_k reads LN(h): scaling the trunk states by 50 (a prenorm residual stream has norm ~200) leaves the
+    verifier's contribution unchanged, so the track tokens are not drowned; without the norm it changes."""
+    torch.manual_seed(0)
+    h, order = torch.randn(2, L, 16), torch.stack([torch.randperm(L) for _ in range(2)])
+    tokens = torch.randint(0, REAL, (2, L))
+    for norm in (True, False):
+        model = tiny_model()
+        if not norm:
+            model.causal.state_norm = None
+        c = model.causal(h, None, order, tokens, model.rotary)
+        c_scaled = model.causal(50.0 * h, None, order, tokens, model.rotary)
+        assert torch.allclose(c, c_scaled, atol=1e-4) == norm
+
+
+@requires_qm9
+def test_a_verifier_saved_before_state_norm_loads_without_it(tmp_path, tiny_data) -> None:
+    """A verifier checkpoint whose config.json has no speculative.state_norm (written before the option) loads
+    with state_norm=false: the model it was trained as, its weights fit."""
+    from scmdm.checkpoint import load_checkpoint, read_weights
+
+    result = _train(tmp_path / "spec", tiny_data, ["speculative.causal_layers=1", "speculative.state_norm=false"])
+    config_file = result.checkpoint / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["speculative"].pop("state_norm") is False
+    config_file.write_text(json.dumps(config))
+    loaded = load_checkpoint(result.checkpoint)
+    assert loaded.config.speculative.state_norm is False and loaded.model.causal.state_norm is None
+    assert not any(".state_norm." in k for k in read_weights(result.checkpoint / "model.safetensors"))
+    fresh = _train(tmp_path / "new", tiny_data, ["speculative.causal_layers=1"])
+    assert load_checkpoint(fresh.checkpoint).model.causal.state_norm is not None  # on by default
 
 
 @requires_qm9

@@ -52,6 +52,7 @@ class BackboneConfig:
     self_conditioning: str = "none"  # "none" or an injection of scmdm.selfcond (mask_add, projection, gated)
     causal_layers: int = 0  # causal verifier layers over σ-ordered tracks (scmdm.speculative); 0 = none
     causal_head: str = "shared"  # the verifier's output head: "shared" (the trunk's) or "separate"
+    causal_state_norm: bool = True  # LayerNorm on the trunk states entering the verifier (scmdm.speculative)
 
     def __post_init__(self) -> None:
         if self.block_type not in BLOCK_TYPES:

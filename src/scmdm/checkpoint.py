@@ -59,7 +59,8 @@ def build_model(config: Config, tokenizer: Any) -> Transformer:
         vocab_size=tokenizer.vocab_size, max_length=config.data.max_length, depth=m.depth, width=m.width,
         heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, block_type=m.block_type,
         time_conditioning=m.time_conditioning, cond_dim=m.cond_dim, self_conditioning=config.selfcond.injection,
-        causal_layers=config.speculative.causal_layers, causal_head=config.speculative.head))
+        causal_layers=config.speculative.causal_layers, causal_head=config.speculative.head,
+        causal_state_norm=config.speculative.state_norm))
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer | dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -218,8 +219,12 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_config(path: Path) -> Config:
+    data = read_json(path)
+    speculative = data.get("speculative") if isinstance(data, dict) else None
+    if isinstance(speculative, dict) and "state_norm" not in speculative:
+        speculative["state_norm"] = False  # a verifier saved before the option existed reads raw trunk states
     try:
-        return Config.from_dict(read_json(path), where=str(path)).validate()
+        return Config.from_dict(data, where=str(path)).validate()
     except ConfigError as err:
         message = str(err) if str(path) in str(err) else f"{path}: {err}"
         raise CheckpointError(f"invalid config in checkpoint: {message}") from None

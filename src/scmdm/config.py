@@ -249,6 +249,10 @@ class SpeculativeConfig:
                              "of the trunk's when post-training)")
     freeze_trunk: bool = _f(False, "train only the verifier: the trunk (and a shared head) keep their weights "
                                    "(post-training a model `scmdm train` wrote)")
+    state_norm: bool = _f(True, "LayerNorm on the trunk states entering the verifier's tracks; without it their "
+                                "norm (~200 in a prenorm trunk) drowns the token embeddings and the verifier learns "
+                                "to help only when nothing is revealed. Checkpoints written without this option "
+                                "load with false")
 
     def validate(self) -> None:
         if self.causal_layers < 0:
