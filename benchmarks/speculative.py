@@ -31,13 +31,14 @@ measured in the same run. Rows are cached in OUT/rows.jsonl, so an interrupted r
     python benchmarks/speculative.py                             # everything (CPU hours, see docs/SPECULATIVE.md)
     python benchmarks/speculative.py --arms ancestral speculative --seeds 0 --T 8 16 32 --windows 2 4 8
     python benchmarks/speculative.py --base runs/text_kjv --arms ancestral speculative --num-samples 100 \
-        --batch-size 100 --T 16 32 64 128 --windows 2 4 8 16 --schedules constant   # text (see docs/SPECULATIVE.md)
+        --batch-size 100 --T 8 16 32 64 128 --windows 2 4 8 16 32   # text (see docs/SPECULATIVE.md)
 
 Quality is the domain's (QUALITY below): molecules are matched on validity and FCD, text on the generative
-perplexity under SmolLM2-135M (its unigram entropy is plotted beside it: a sampler that buys perplexity with
-repetition shows there). Writes benchmarks/results/NAME.json, docs/NAME.png and the ``NAME`` section of
-docs/RESULTS.md, NAME = ``speculative`` for molecules and ``speculative_<domain>`` otherwise (``--no-docs``:
-only OUT/NAME.json, for trial runs); OUT defaults to runs/NAME.
+perplexity under SmolLM2-135M and the same NLL in bits per character (its unigram entropy is plotted beside
+it: a sampler that buys perplexity with repetition shows there). Writes benchmarks/results/NAME.json,
+docs/NAME.png and the ``NAME`` section of docs/RESULTS.md, NAME = ``speculative`` for molecules and
+``speculative_<domain>`` otherwise (``--no-docs``: only OUT/NAME.json, for trial runs); OUT defaults to
+runs/NAME.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ BASELINES = {"speculative": ("ancestral", "cached", "draft-only"), "sc-speculati
 # domain → (metric, higher is better, matched on: the NFE ratio is read at its value) of the plots and ratios
 QUALITY = {
     "molecule": (("validity", True, True), ("fcd", False, True)),
-    "text": (("gen_ppl", False, True), ("entropy_bits", True, False)),
+    "text": (("gen_ppl", False, True), ("entropy_bits", True, False), ("scorer_bpc", False, True)),
     "dna": (("js_6", False, True), ("gc_abs_diff", False, True)),
     "image": (("fd_cnn", False, True), ("classifier_score", True, True)),
 }
@@ -198,7 +199,8 @@ def ratio_rows(summary: dict, arms: list[str], quality_metrics: tuple[tuple[str,
             for metric, higher in ((m, h) for m, h, matched_on in quality_metrics if matched_on):
                 nfe, quality, seconds = (mean_std(s["nfe"])[0], mean_std(s[metric])[0], mean_std(s["seconds"])[0])
                 equivalent = mean_std(s["nfe_equivalent"])[0]
-                hit = matched(curve_of(summary, baseline, metric), quality, higher)
+                curve = baseline if ARMS[baseline][1] != "speculative" else f"{baseline} (constant)"
+                hit = matched(curve_of(summary, curve, metric), quality, higher)
                 out.append({"arm": arm, "series": series, "baseline": baseline, "label": label, "metric": metric,
                             "quality": quality, "nfe": nfe, "nfe_equivalent": equivalent,
                             "baseline_nfe": hit[0] if hit else None, "nfe_ratio": hit[0] / nfe if hit else None,
