@@ -472,6 +472,7 @@ def test_a_verifier_saved_before_state_norm_loads_without_it(tmp_path, tiny_data
     """A verifier checkpoint whose config.json has no speculative.state_norm (written before the option) loads
     with state_norm=false: the model it was trained as, its weights fit."""
     from scmdm.checkpoint import load_checkpoint, read_weights
+    from scmdm.workflows import post_train_config
 
     result = _train(tmp_path / "spec", tiny_data, ["speculative.causal_layers=1", "speculative.state_norm=false"])
     config_file = result.checkpoint / "config.json"
@@ -483,6 +484,12 @@ def test_a_verifier_saved_before_state_norm_loads_without_it(tmp_path, tiny_data
     assert not any(".state_norm." in k for k in read_weights(result.checkpoint / "model.safetensors"))
     fresh = _train(tmp_path / "new", tiny_data, ["speculative.causal_layers=1"])
     assert load_checkpoint(fresh.checkpoint).model.causal.state_norm is not None  # on by default
+    base = _train(tmp_path / "base", tiny_data, [])  # no verifier, config written before the option existed
+    config_file = base.checkpoint / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["speculative"]["state_norm"]
+    config_file.write_text(json.dumps(config))
+    assert post_train_config(base.checkpoint, [], "speculative").speculative.state_norm  # a new verifier gets it
 
 
 @requires_qm9

@@ -221,8 +221,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 def read_config(path: Path) -> Config:
     data = read_json(path)
     speculative = data.get("speculative") if isinstance(data, dict) else None
-    if isinstance(speculative, dict) and "state_norm" not in speculative:
+    if isinstance(speculative, dict) and speculative.get("causal_layers") and "state_norm" not in speculative:
         speculative["state_norm"] = False  # a verifier saved before the option existed reads raw trunk states
+        # (a model without a verifier keeps the default, so a verifier post-trained from it gets state_norm)
     try:
         return Config.from_dict(data, where=str(path)).validate()
     except ConfigError as err:
