@@ -57,7 +57,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
 
-from scmdm.checkpoint import load_checkpoint  # noqa: E402
+from scmdm.checkpoint import find_checkpoint, load_checkpoint, read_config  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.domains import get_domain  # noqa: E402
 from scmdm.speculative import copy_head_into_verifier  # noqa: E402
@@ -114,8 +114,7 @@ def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list
 def verifier_validation(checkpoint: Path) -> dict:
     """The last validation row of a verifier's run that has ``val_target_bits`` (with ``val_draft_bits``, the
     draft measured on the same σ and revealed counts), from the run's metrics.jsonl; {} if none."""
-    metrics = Path(checkpoint).resolve().parents[1] / "metrics.jsonl"
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    rows = read_rows(Path(checkpoint).resolve().parents[1] / "metrics.jsonl")
     return next((r for r in reversed(rows) if "val_target_bits" in r), {})
 
 
@@ -215,7 +214,7 @@ def plot(summary: dict, out_png: Path, quality: tuple[tuple[str, bool, bool], ..
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    (first, *_), second = quality[0], quality[1][0]
+    first, second = quality[0][0], quality[1][0]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for series in dict.fromkeys(name for (_, name, _) in summary):
         points = sorted((s for (_, name, _), s in summary.items() if name == series),
@@ -277,7 +276,7 @@ def main() -> int:
     command = "python benchmarks/speculative.py " + shlex.join(sys.argv[1:])
 
     base = Path(args.base)
-    domain = load_checkpoint(base).config.data.domain
+    domain = read_config(find_checkpoint(base) / "config.json").data.domain  # no weights needed yet
     name, quality, metrics = results_name(domain), QUALITY[domain], metric_columns(domain)
     out = Path(args.out) if args.out else ROOT / "runs" / name
     out.mkdir(parents=True, exist_ok=True)
