@@ -104,8 +104,15 @@ def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list
         if not state_file:
             raise SystemExit(f"--cached-only: {run_dir} has no checkpoint; run without --cached-only first")
         return run_dir
-    if state_file and json.loads(state_file[-1].read_text())["step"] >= config.train.steps:
-        return run_dir
+    if state_file:
+        done = json.loads(state_file[-1].read_text())["step"]
+        planned = json.loads((run_dir / "config.json").read_text())["train"]["steps"]
+        if planned != config.train.steps:  # never extend or cut short a run whose rows may be cached
+            raise SystemExit(f"{run_dir} is a post-training of {planned} steps ({done} done), not the "
+                             f"{config.train.steps} asked for; pass the step count it was trained with "
+                             f"(--post-train-steps / --sc-post-train-steps) or move it aside to train afresh")
+        if done >= config.train.steps:
+            return run_dir
     print(f"post-training ({config_name}) {init_from} → {run_dir}: {config.train.steps} steps", flush=True)
     Trainer(config, run_dir, init_from=init_from).fit()
     return run_dir

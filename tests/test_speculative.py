@@ -525,3 +525,29 @@ def test_speculative_posttraining_of_a_self_conditioned_model(tmp_path, tiny_dat
     out = generate(loaded.model, get_schedule("loglinear"), mask_id=loaded.tokenizer.mask_id, num_samples=8,
                    length=loaded.config.data.max_length, sampler="speculative", window=4, show_progress=False)
     assert not (out.tokens == loaded.tokenizer.mask_id).any()
+
+
+@requires_qm9
+def test_benchmark_never_extends_a_cached_verifier(tmp_path, tiny_data) -> None:
+    """benchmarks/speculative.py reuses a finished verifier run, resumes an interrupted one, and refuses one
+    trained for another number of steps (its rows may be cached): it once silently extended a 400-step
+    verifier to 1,000 steps when a trial left out --post-train-steps."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speculative.py"
+    spec = importlib.util.spec_from_file_location("speculative_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    _train(tmp_path / "base", tiny_data, [])
+    overrides = ["train.steps=2", "train.eval_every=0", "train.save_every=0", "train.val_sequences=64",
+                 "train.log_every=1", "train.warmup_steps=1"]
+    run = benchmark.post_train(tmp_path / "base", tmp_path / "spec", "speculative", overrides)
+    state = next((run / "checkpoints").glob("step_*/state.json"))
+    assert json.loads(state.read_text())["step"] == 2
+    written = state.stat().st_mtime_ns
+    assert benchmark.post_train(tmp_path / "base", run, "speculative", overrides) == run  # done: reused
+    assert state.stat().st_mtime_ns == written and len(list((run / "checkpoints").glob("step_*"))) == 1
+    with pytest.raises(SystemExit, match="post-training of 2 steps"):
+        benchmark.post_train(tmp_path / "base", run, "speculative", [*overrides, "train.steps=5"])
+    assert len(list((run / "checkpoints").glob("step_*"))) == 1  # nothing was trained
