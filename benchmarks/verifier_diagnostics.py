@@ -19,6 +19,7 @@ with std 1, A and B with std 0.02); ``--legacy-init`` keeps LN(h) but draws E wi
     python benchmarks/verifier_diagnostics.py                                  # the trained verifier
     python benchmarks/verifier_diagnostics.py --retrain --steps 150            # the verifier as built now
     python benchmarks/verifier_diagnostics.py --retrain --steps 150 --legacy-init   # LayerNorm alone
+    python benchmarks/verifier_diagnostics.py --retrain --key-positions predicted   # keys at σ(k+1), as before
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ def nll_by_revealed(model, x0: torch.Tensor, mask_id: int, counts: list[int]) ->
 
 
 def retrain(model, train: torch.Tensor, mask_id: int, *, steps: int, state_norm: bool, legacy_init: bool,
-            seed: int = 0) -> None:
+            key_positions: str = "token", seed: int = 0) -> None:
     """A fresh verifier on the frozen trunk, trained ``steps`` steps."""
     torch.manual_seed(seed)
-    model.causal = CausalVerifier(dataclasses.replace(model.config, causal_state_norm=state_norm))
+    model.causal = CausalVerifier(dataclasses.replace(model.config, causal_state_norm=state_norm,
+                                                      causal_key_positions=key_positions))
     if legacy_init:
         with torch.no_grad():
             model.causal.token_embedding.embedding.normal_(0.0, 0.02)
@@ -115,6 +117,8 @@ def main() -> int:
     parser.add_argument("--no-state-norm", action="store_true", help="retrain on raw trunk states (implies "
                                                                         "--legacy-init)")
     parser.add_argument("--legacy-init", action="store_true", help="E with std 0.02, A and B as nn.Linear draws them")
+    parser.add_argument("--key-positions", choices=["token", "predicted"], default="token",
+                        help="retrain with keys rotated by σ(k) (token, the default) or σ(k+1) (before 2026-11-23)")
     args = parser.parse_args()
     loaded = load_checkpoint(args.run)  # the trunk is frozen: its raw and EMA weights are the same
     model, mask_id = loaded.model.eval(), loaded.tokenizer.mask_id
@@ -123,12 +127,13 @@ def main() -> int:
     data = prepare_data(loaded.config.data, tokenizer=loaded.tokenizer, quiet=True)
     if args.retrain:
         retrain(model, data.train, mask_id, steps=args.steps, state_norm=not args.no_state_norm,
-                legacy_init=args.legacy_init or args.no_state_norm)
+                legacy_init=args.legacy_init or args.no_state_norm, key_positions=args.key_positions)
     with torch.inference_mode():
         rows = nll_by_revealed(model, data.valid[:args.canvases], mask_id, args.counts)
     how = (f"retrained {args.steps} steps{', legacy init' if args.legacy_init or args.no_state_norm else ''}"
            if args.retrain else "as trained")
-    print(f"{args.run} ({how}, state_norm={model.causal.state_norm is not None}); bits per canvas token, "
+    print(f"{args.run} ({how}, state_norm={model.causal.state_norm is not None}, "
+          f"key_positions={model.causal.key_positions}); bits per canvas token, "
           f"{args.canvases} canvases")
     print("| i | draft | target | gain | target, masked-track tokens shuffled | ‖E·x‖ | ‖A·h‖ | ‖B·h‖ |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -469,27 +469,66 @@ def test_state_norm_makes_the_verifier_blind_to_the_scale_of_trunk_states() -> N
 
 @requires_qm9
 def test_a_verifier_saved_before_state_norm_loads_without_it(tmp_path, tiny_data) -> None:
-    """A verifier checkpoint whose config.json has no speculative.state_norm (written before the option) loads
-    with state_norm=false: the model it was trained as, its weights fit."""
+    """A verifier checkpoint whose config.json has neither speculative.state_norm nor key_positions (written
+    before the options) loads with state_norm=false and key_positions=predicted: the model it was trained as,
+    its weights fit, its outputs unchanged."""
     from scmdm.checkpoint import load_checkpoint, read_weights
     from scmdm.workflows import post_train_config
 
-    result = _train(tmp_path / "spec", tiny_data, ["speculative.causal_layers=1", "speculative.state_norm=false"])
+    result = _train(tmp_path / "spec", tiny_data, ["speculative.causal_layers=1", "speculative.state_norm=false",
+                                                   "speculative.key_positions=predicted"])
+    before = load_checkpoint(result.checkpoint).model
     config_file = result.checkpoint / "config.json"
     config = json.loads(config_file.read_text())
     assert config["speculative"].pop("state_norm") is False
+    assert config["speculative"].pop("key_positions") == "predicted"
     config_file.write_text(json.dumps(config))
     loaded = load_checkpoint(result.checkpoint)
     assert loaded.config.speculative.state_norm is False and loaded.model.causal.state_norm is None
+    assert loaded.model.causal.key_positions == "predicted"
     assert not any(".state_norm." in k for k in read_weights(result.checkpoint / "model.safetensors"))
-    fresh = _train(tmp_path / "new", tiny_data, ["speculative.causal_layers=1"])
-    assert load_checkpoint(fresh.checkpoint).model.causal.state_norm is not None  # on by default
-    base = _train(tmp_path / "base", tiny_data, [])  # no verifier, config written before the option existed
+    h, order = torch.randn(2, 24, 32), torch.stack([torch.randperm(24) for _ in range(2)])
+    tokens = torch.randint(0, 10, (2, 24))
+    with torch.no_grad():
+        assert torch.equal(loaded.model.causal(h, None, order, tokens, loaded.model.rotary),
+                           before.causal(h, None, order, tokens, before.rotary))
+    fresh = load_checkpoint(_train(tmp_path / "new", tiny_data, ["speculative.causal_layers=1"]).checkpoint)
+    assert fresh.model.causal.state_norm is not None and fresh.model.causal.key_positions == "token"  # defaults
+    base = _train(tmp_path / "base", tiny_data, [])  # no verifier, config written before the options existed
     config_file = base.checkpoint / "config.json"
     config = json.loads(config_file.read_text())
-    del config["speculative"]["state_norm"]
+    del config["speculative"]["state_norm"], config["speculative"]["key_positions"]
     config_file.write_text(json.dumps(config))
-    assert post_train_config(base.checkpoint, [], "speculative").speculative.state_norm  # a new verifier gets it
+    new_verifier = post_train_config(base.checkpoint, [], "speculative").speculative
+    assert new_verifier.state_norm and new_verifier.key_positions == "token"  # a new verifier gets both
+
+
+def test_verifier_keys_sit_at_the_track_token_position() -> None:
+    """key_positions=token: track k's key is rotated by σ(k), where its token sits (σ(1) for the start track),
+    its query by σ(k+1); so the attention score of key j for query k depends on σ(k+1) − σ(j)."""
+    from scmdm.backbone import Block, RotaryEmbedding, apply_rotary
+    from scmdm.speculative import CausalVerifier
+
+    order = torch.tensor([[2, 0, 3, 1]])  # σ = (2, 0, 3, 1)
+    assert CausalVerifier.key_order(order).tolist() == [[2, 2, 0, 3]]
+    torch.manual_seed(0)
+    config = BackboneConfig(vocab_size=5, max_length=4, depth=1, width=8, heads=1)
+    block, rotary = Block(config), RotaryEmbedding(8, 4)
+    x = torch.randn(1, 4, 8)
+    queries, keys = rotary(order, 4), rotary(CausalVerifier.key_order(order), 4)
+    q, k, v = block.attn_qkv(x).chunk(3, dim=-1)
+    q, k = apply_rotary(q, *(t[:, 0] for t in queries)), apply_rotary(k, *(t[:, 0] for t in keys))
+    scores = (q @ k.transpose(1, 2)) / math.sqrt(8) + torch.full((4, 4), -math.inf).triu(1)
+    expected = block.attn_out(scores.softmax(-1) @ v)
+    with torch.no_grad():
+        assert torch.allclose(block.attention(x, queries, None, True, keys), expected, atol=1e-6)
+        assert not torch.allclose(block.attention(x, queries, None, True), expected, atol=1e-3)  # σ(k+1) keys differ
+    # relative: the score of (query at position a, key at position b) is the same for (a + 1, b + 1)
+    vector_q, vector_k = torch.randn(8), torch.randn(8)
+    def score(a: int, b: int) -> torch.Tensor:
+        qa = apply_rotary(vector_q, rotary.cos[a], rotary.sin[a])
+        return qa @ apply_rotary(vector_k, rotary.cos[b], rotary.sin[b])
+    assert torch.allclose(score(3, 1), score(2, 0), atol=1e-5) and not torch.allclose(score(3, 1), score(3, 0))
 
 
 @requires_qm9

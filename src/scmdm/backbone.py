@@ -53,10 +53,13 @@ class BackboneConfig:
     causal_layers: int = 0  # causal verifier layers over σ-ordered tracks (scmdm.speculative); 0 = none
     causal_head: str = "shared"  # the verifier's output head: "shared" (the trunk's) or "separate"
     causal_state_norm: bool = True  # LayerNorm on the trunk states entering the verifier (scmdm.speculative)
+    causal_key_positions: str = "token"  # verifier keys rotated by σ(k), the track's token ("token"), or σ(k+1)
 
     def __post_init__(self) -> None:
         if self.block_type not in BLOCK_TYPES:
             raise ValueError(f"unknown block_type {self.block_type!r}; valid: {', '.join(BLOCK_TYPES)}")
+        if self.causal_key_positions not in ("token", "predicted"):
+            raise ValueError(f"unknown causal_key_positions {self.causal_key_positions!r}; valid: token, predicted")
         if self.self_conditioning not in ("none", *INJECTIONS):
             raise ValueError(f"unknown self-conditioning injection {self.self_conditioning!r}; valid: none, "
                              f"{', '.join(INJECTIONS)}")
@@ -141,25 +144,31 @@ class Block(nn.Module):
             nn.init.zeros_(self.adaLN_modulation.bias)
 
     def attention(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
-                  attn_mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+                  attn_mask: torch.Tensor | None, is_causal: bool,
+                  key_rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         batch, length, width = x.shape
         q, k, v = self.attn_qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         cos, sin = rotary
-        q, k = apply_rotary(q, cos.to(q.dtype), sin.to(q.dtype)), apply_rotary(k, cos.to(k.dtype), sin.to(k.dtype))
+        key_cos, key_sin = key_rotary if key_rotary is not None else rotary
+        q = apply_rotary(q, cos.to(q.dtype), sin.to(q.dtype))
+        k = apply_rotary(k, key_cos.to(k.dtype), key_sin.to(k.dtype))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.attn_out(out.transpose(1, 2).reshape(batch, length, width))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None, rotary: tuple[torch.Tensor, torch.Tensor],
-                attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+                attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                key_rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """One block; ``key_rotary`` rotates the keys by other positions than the queries (default: the same)."""
         drop = self.dropout if self.training else 0.0
         if self.adaLN_modulation is None:
-            x = x + F.dropout(self.attention(self.norm1(x), rotary, attn_mask, is_causal), drop, self.training)
+            x = x + F.dropout(self.attention(self.norm1(x), rotary, attn_mask, is_causal, key_rotary), drop,
+                              self.training)
             return x + F.dropout(self.mlp(self.norm2(x)), drop, self.training)
         assert cond is not None
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(cond)[:, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + scale1) + shift1
-        x = x + gate1 * F.dropout(self.attention(h, rotary, attn_mask, is_causal), drop, self.training)
+        x = x + gate1 * F.dropout(self.attention(h, rotary, attn_mask, is_causal, key_rotary), drop, self.training)
         h = self.norm2(x) * (1 + scale2) + shift2
         return x + gate2 * F.dropout(self.mlp(h), drop, self.training)
 

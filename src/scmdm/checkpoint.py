@@ -60,7 +60,7 @@ def build_model(config: Config, tokenizer: Any) -> Transformer:
         heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, block_type=m.block_type,
         time_conditioning=m.time_conditioning, cond_dim=m.cond_dim, self_conditioning=config.selfcond.injection,
         causal_layers=config.speculative.causal_layers, causal_head=config.speculative.head,
-        causal_state_norm=config.speculative.state_norm))
+        causal_state_norm=config.speculative.state_norm, causal_key_positions=config.speculative.key_positions))
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer | dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -224,6 +224,8 @@ def read_config(path: Path) -> Config:
     if isinstance(speculative, dict) and speculative.get("causal_layers") and "state_norm" not in speculative:
         speculative["state_norm"] = False  # a verifier saved before the option existed reads raw trunk states
         # (a model without a verifier keeps the default, so a verifier post-trained from it gets state_norm)
+    if isinstance(speculative, dict) and speculative.get("causal_layers") and "key_positions" not in speculative:
+        speculative["key_positions"] = "predicted"  # a verifier saved before the option rotated keys by σ(k+1)
     try:
         return Config.from_dict(data, where=str(path)).validate()
     except ConfigError as err:

@@ -253,10 +253,16 @@ class SpeculativeConfig:
                                 "norm (~200 in a prenorm trunk) drowns the token embeddings and the verifier learns "
                                 "to help only when nothing is revealed. Checkpoints written without this option "
                                 "load with false")
+    key_positions: str = _f("token", "rotary position of each verifier track's attention key: token = σ(k), where "
+                                     "the track's token sits, so a query at σ(k+1) finds its neighbours by relative "
+                                     "position; predicted = σ(k+1), as queries (verifiers saved before the option "
+                                     "load with it)")
 
     def validate(self) -> None:
         if self.causal_layers < 0:
             raise ConfigError(f"speculative.causal_layers must be >= 0, got {self.causal_layers}")
+        if self.key_positions not in ("token", "predicted"):
+            raise ConfigError(f"speculative.key_positions must be token or predicted, got {self.key_positions!r}")
         if self.head not in VERIFIER_HEADS:
             raise ConfigError(f"speculative.head must be one of {', '.join(VERIFIER_HEADS)}, got {self.head!r}")
         if self.freeze_trunk and self.causal_layers == 0:

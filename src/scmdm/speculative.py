@@ -11,7 +11,11 @@ built when ``speculative.causal_layers`` > 0). Track k = 0..D−1 predicts the t
 
     u₀ = s + P_cur[start] + P_next[σ(1)] + B·LN(h_σ(1))                              (the learned start track)
     u_k = E_c[x_σ(k)] + A·LN(h_σ(k)) + P_cur[σ(k)] + P_next[σ(k+1)] + B·LN(h_σ(k+1))  k ≥ 1
-    y = CausalBlocks(u)        the trunk's block kind, attention causal over tracks, rotary angles of σ(k+1)
+    y = CausalBlocks(u)        the trunk's block kind, attention causal over tracks; rotary angles: σ(k+1)
+                               for queries, σ(k) for keys (σ(1) for the start track), so the score of track j
+                               for query k is a function of σ(k+1) − σ(j): where j's token sits relative to
+                               the position predicted (``speculative.key_positions=token``; ``predicted``
+                               rotates keys by σ(j+1) as well, the layout of verifiers saved before it)
     c_k = W_o·LN(y_k)          W_o, b_o zero-initialised: a fresh verifier adds nothing
     target q at σ(k+1):  head(h_σ(k+1) + c_k)         (the "output residual" of the trunk state)
     draft  p at σ(k+1):  head(h_σ(k+1))               (the MDM's own factorized prediction)
@@ -151,12 +155,19 @@ class CausalVerifier(nn.Module):
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
         self.output_layer = OutputLayer(config) if config.causal_head == "separate" else None
+        self.key_positions = config.causal_key_positions
         self.state_norm = LayerNorm(width) if config.causal_state_norm else None
         if self.state_norm is not None:  # the tokens of the tracks must not start drowned by the trunk states
             with torch.no_grad():
                 self.token_embedding.embedding.normal_(0.0, 1.0)  # ‖E·x‖ ≈ √width
                 self.state_current.weight.normal_(0.0, 0.02)  # ‖A·LN(h)‖ ≈ 0.02·width
                 self.state_next.weight.normal_(0.0, 0.02)
+
+    @staticmethod
+    def key_order(order: torch.Tensor) -> torch.Tensor:
+        """The key position of each track (``key_positions=token``): σ(k), where track k's token sits; the start
+        track, which holds no token, takes σ(1)."""
+        return torch.cat([order[:, :1], order[:, :-1]], dim=1)
 
     def forward(self, h_sigma: torch.Tensor, cond: torch.Tensor | None, order: torch.Tensor, tokens: torch.Tensor,
                 rotary: RotaryEmbedding) -> torch.Tensor:
@@ -168,9 +179,10 @@ class CausalVerifier(nn.Module):
                    + self.position_current[order[:, :-1]])
         start = (self.start + self.position_current[-1]).expand(batch, 1, -1)
         u = torch.cat([start.to(current.dtype), current], dim=1) + self.position_next[order] + self.state_next(states)
-        angles = rotary(order, length)
+        angles = rotary(order, length)  # queries: the position each track predicts, σ(k+1)
+        key_angles = None if self.key_positions == "predicted" else rotary(self.key_order(order), length)
         for block in self.blocks:
-            u = block(u, cond, angles, is_causal=True)
+            u = block(u, cond, angles, is_causal=True, key_rotary=key_angles)
         return self.out_proj(self.norm(u))
 
 
