@@ -386,7 +386,9 @@ def markdown(args: argparse.Namespace, summary: dict, ratios: list[dict], loaded
              f"Command: `{command}`", ""]
     if spec is not None:
         c = spec.config
-        lines += [f"Verifier: {c.speculative.causal_layers} causal layer(s), {c.speculative.head} head, trained "
+        keys = "σ(k), its token's" if c.speculative.key_positions == "token" else "σ(k+1), the predicted"
+        lines += [f"Verifier: {c.speculative.causal_layers} causal layer(s), {c.speculative.head} head, "
+                  f"state_norm {'on' if c.speculative.state_norm else 'off'}, keys rotated by {keys} position; trained "
                   f"{spec.state.get('step')} steps on the frozen trunk (lr {c.train.lr}, batch {c.train.batch_size}); "
                   "validation NLL (bits/token, the same σ and revealed counts for both; the trainer's own NELBO, "
                   "another estimator, in brackets): "
