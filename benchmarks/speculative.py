@@ -221,24 +221,21 @@ def plot(summary: dict, out_png: Path, quality: tuple[tuple[str, bool, bool], ..
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first, second = quality[0][0], quality[1][0]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    metrics = [metric for metric, _, _ in quality]
+    wall_metric = [metric for metric, _, matched in quality if matched][-1]  # a matched metric against seconds
+    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(5.3 * (len(metrics) + 1), 4.2))
     for series in dict.fromkeys(name for (_, name, _) in summary):
         points = sorted((s for (_, name, _), s in summary.items() if name == series),
                         key=lambda s: mean_std(s["nfe"])[0])
         style = dict(marker="o", capsize=3, label=series, ls="-" if "speculative" in series else "--")
-        xs = [mean_std(s["nfe"])[0] for s in points]
-        for ax, key in zip(axes[:2], (first, second), strict=True):
-            ax.errorbar(xs, [mean_std(s[key])[0] for s in points], yerr=[mean_std(s[key])[1] for s in points],
-                        **style)
-        wall_metric = first if quality[0][2] and not quality[1][2] else second  # a matched metric
-        axes[2].errorbar([mean_std(s["seconds"])[0] for s in points], [mean_std(s[wall_metric])[0] for s in points],
-                         yerr=[mean_std(s[wall_metric])[1] for s in points], **style)
+        for ax, key, x in [*((ax, m, "nfe") for ax, m in zip(axes[:-1], metrics, strict=True)),
+                                  (axes[-1], wall_metric, "seconds")]:
+            ax.errorbar([mean_std(s[x])[0] for s in points], [mean_std(s[key])[0] for s in points],
+                        yerr=[mean_std(s[key])[1] for s in points], **style)
     better = {m: "higher" if h else "lower" for m, h, _ in quality}
-    for ax, (xlabel, title) in zip(axes, (("NFE (trunk passes per sequence)", f"{first} ({better[first]} is better)"),
-                                          ("NFE (trunk passes per sequence)", f"{second} ({better[second]} is better)"),
-                                          ("wall clock for all samples (s)", f"{wall_metric} against wall clock")),
-                                   strict=True):
+    titles = [("NFE (trunk passes per sequence)", f"{m} ({better[m]} is better)") for m in metrics]
+    for ax, (xlabel, title) in zip(axes, [*titles, ("wall clock for all samples (s)", f"{wall_metric} against "
+                                                                                      "wall clock")], strict=True):
         ax.set_xscale("log", base=2)
         ax.set(xlabel=xlabel, title=title)
         ax.grid(alpha=0.3)
