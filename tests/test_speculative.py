@@ -529,6 +529,13 @@ def test_verifier_keys_sit_at_the_track_token_position() -> None:
         qa = apply_rotary(vector_q, rotary.cos[a], rotary.sin[a])
         return qa @ apply_rotary(vector_k, rotary.cos[b], rotary.sin[b])
     assert torch.allclose(score(3, 1), score(2, 0), atol=1e-5) and not torch.allclose(score(3, 1), score(3, 0))
+    model = tiny_model()  # the option reaches the verifier's blocks: the two layouts give different outputs
+    h, tokens = torch.randn(1, L, 16), torch.randint(0, REAL, (1, L))
+    order = torch.randperm(L)[None]
+    with torch.no_grad():
+        token_keys = model.causal(h, None, order, tokens, model.rotary)
+        model.causal.key_positions = "predicted"
+        assert not torch.allclose(model.causal(h, None, order, tokens, model.rotary), token_keys, atol=1e-4)
 
 
 @requires_qm9
@@ -568,9 +575,9 @@ def test_speculative_posttraining_of_a_self_conditioned_model(tmp_path, tiny_dat
 
 @requires_qm9
 def test_benchmark_never_extends_a_cached_verifier(tmp_path, tiny_data) -> None:
-    """benchmarks/speculative.py reuses a finished verifier run, resumes an interrupted one, and refuses one
-    trained for another number of steps (its rows may be cached): it once silently extended a 400-step
-    verifier to 1,000 steps when a trial left out --post-train-steps."""
+    """benchmarks/speculative.py reuses a finished verifier run and refuses one trained for another number of
+    steps (its rows may be cached): it once silently extended a 400-step verifier to 1,000 steps when a trial
+    left out --post-train-steps."""
     import importlib.util
     from pathlib import Path
 

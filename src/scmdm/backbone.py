@@ -32,9 +32,10 @@ from torch import nn
 
 from scmdm.selfcond import INJECTIONS, SelfConditioningInput
 
-__all__ = ["BackboneConfig", "Transformer", "RotaryEmbedding", "apply_rotary", "BLOCK_TYPES"]
+__all__ = ["BackboneConfig", "Transformer", "RotaryEmbedding", "apply_rotary", "BLOCK_TYPES", "KEY_POSITIONS"]
 
 BLOCK_TYPES = ("prenorm", "adaln")
+KEY_POSITIONS = ("token", "predicted")  # where the verifier's attention keys are rotated (scmdm.speculative)
 
 
 @dataclass
@@ -58,8 +59,9 @@ class BackboneConfig:
     def __post_init__(self) -> None:
         if self.block_type not in BLOCK_TYPES:
             raise ValueError(f"unknown block_type {self.block_type!r}; valid: {', '.join(BLOCK_TYPES)}")
-        if self.causal_key_positions not in ("token", "predicted"):
-            raise ValueError(f"unknown causal_key_positions {self.causal_key_positions!r}; valid: token, predicted")
+        if self.causal_key_positions not in KEY_POSITIONS:
+            raise ValueError(f"unknown causal_key_positions {self.causal_key_positions!r}; valid: "
+                             f"{', '.join(KEY_POSITIONS)}")
         if self.self_conditioning not in ("none", *INJECTIONS):
             raise ValueError(f"unknown self-conditioning injection {self.self_conditioning!r}; valid: none, "
                              f"{', '.join(INJECTIONS)}")

@@ -221,11 +221,11 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 def read_config(path: Path) -> Config:
     data = read_json(path)
     speculative = data.get("speculative") if isinstance(data, dict) else None
-    if isinstance(speculative, dict) and speculative.get("causal_layers") and "state_norm" not in speculative:
-        speculative["state_norm"] = False  # a verifier saved before the option existed reads raw trunk states
-        # (a model without a verifier keeps the default, so a verifier post-trained from it gets state_norm)
-    if isinstance(speculative, dict) and speculative.get("causal_layers") and "key_positions" not in speculative:
-        speculative["key_positions"] = "predicted"  # a verifier saved before the option rotated keys by σ(k+1)
+    if isinstance(speculative, dict) and speculative.get("causal_layers"):
+        # a verifier saved before an option existed was built the old way: raw trunk states, keys rotated by
+        # σ(k+1). A model without a verifier keeps the defaults, so a verifier post-trained from it gets the new.
+        speculative.setdefault("state_norm", False)
+        speculative.setdefault("key_positions", "predicted")
     try:
         return Config.from_dict(data, where=str(path)).validate()
     except ConfigError as err:

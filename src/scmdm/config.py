@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from scmdm.backbone import BLOCK_TYPES
+from scmdm.backbone import BLOCK_TYPES, KEY_POSITIONS
 from scmdm.domains import DOMAIN_NAMES
 from scmdm.schedules import SCHEDULES
 from scmdm.selfcond import CARRIES, INJECTIONS
@@ -261,8 +261,9 @@ class SpeculativeConfig:
     def validate(self) -> None:
         if self.causal_layers < 0:
             raise ConfigError(f"speculative.causal_layers must be >= 0, got {self.causal_layers}")
-        if self.key_positions not in ("token", "predicted"):
-            raise ConfigError(f"speculative.key_positions must be token or predicted, got {self.key_positions!r}")
+        if self.key_positions not in KEY_POSITIONS:
+            raise ConfigError(f"speculative.key_positions must be one of {', '.join(KEY_POSITIONS)}, got "
+                              f"{self.key_positions!r}")
         if self.head not in VERIFIER_HEADS:
             raise ConfigError(f"speculative.head must be one of {', '.join(VERIFIER_HEADS)}, got {self.head!r}")
         if self.freeze_trunk and self.causal_layers == 0:
