@@ -78,14 +78,31 @@ def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides
 
 
 def frontier_margin(point: tuple[float, float], control: list[tuple[float, float]]) -> float | None:
-    """Validity of ``point`` (novelty, validity) minus the control's validity at the same novelty
-    (linear interpolation between the control's temperatures); None outside the control's novelty range."""
+    """y of ``point`` (x, y) minus the control's y at the same x, by linear interpolation between the
+    control's points (its temperatures); None where x lies outside the control's range. With (novelty,
+    validity) a positive margin is beyond the control's frontier; with (validity, FCD), a negative one."""
     pts = sorted(control)
-    for (n0, v0), (n1, v1) in zip(pts, pts[1:], strict=False):
-        if n0 <= point[0] <= n1:
-            w = 0.0 if n1 == n0 else (point[0] - n0) / (n1 - n0)
-            return point[1] - (v0 + w * (v1 - v0))
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
+        if x0 <= point[0] <= x1:
+            w = 0.0 if x1 == x0 else (point[0] - x0) / (x1 - x0)
+            return point[1] - (y0 + w * (y1 - y0))
     return None
+
+
+def seed_margins(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], temps: list[float],
+                 x: str, y: str) -> list[float]:
+    """``frontier_margin`` of (x, y) per seed, each against the control's curve of the same seed (its rows at
+    every temperature); seeds where the point lies outside that curve are left out."""
+    margins = []
+    for seed in seeds:
+        row = by_seed.get((arm, seed, T, tau))
+        control = [(r[x], r[y]) for t in temps if (r := by_seed.get(("control", seed, T, t))) is not None]
+        if row is None or len(control) < 2 or row[y] != row[y]:
+            continue
+        margin = frontier_margin((row[x], row[y]), control)
+        if margin is not None:
+            margins.append(margin)
+    return margins
 
 
 def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_dir: Path) -> None:
@@ -146,6 +163,9 @@ def main() -> int:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ (a trial run)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train and sample nothing: tables and plots from the cached rows of the given arms, "
+                             "seeds, T and temperatures that exist (e.g. after parallel runs, one per seed)")
     parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
     args = parser.parse_args()
     command = "python benchmarks/selfcond_ablation.py " + shlex.join(sys.argv[1:])
@@ -157,7 +177,12 @@ def main() -> int:
     t0 = time.perf_counter()
     for seed in args.seeds:
         for arm in args.arms:
-            runs[(arm, seed)] = base if arm == "base" else post_train(base, out, arm, seed, args.steps, overrides)
+            if arm == "base":
+                runs[(arm, seed)] = base
+            elif not args.cached_only:
+                runs[(arm, seed)] = post_train(base, out, arm, seed, args.steps, overrides)
+            elif sorted((out / arm / f"seed{seed}" / "checkpoints").glob("step_*/state.json")):
+                runs[(arm, seed)] = out / arm / f"seed{seed}"
     train_minutes = (time.perf_counter() - t0) / 60
 
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
@@ -172,6 +197,8 @@ def main() -> int:
             for seed in args.seeds:
                 for arm in args.arms:
                     key = (arm, seed, T, tau, args.num_samples)
+                    if key not in cache and (args.cached_only or (arm, seed) not in loaded):
+                        continue
                     if key not in cache:
                         sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
                                               batch_size=500, temperature=tau, seed=seed)
@@ -210,13 +237,13 @@ def main() -> int:
     (results / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
     plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs")
     (ROOT / "docs").mkdir(exist_ok=True)
-    section = markdown(args, summary, loaded, command, base_state)
+    section = markdown(args, summary, rows, loaded, command, base_state)
     write_results_section("selfcond_ablation", section)
     print(section)
     return 0
 
 
-def markdown(args, summary, loaded, command: str, base_state: dict) -> str:
+def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: dict) -> str:
     tau = 1.0 if 1.0 in args.temperatures else max(args.temperatures)
     sc_config = next(iter(loaded.values())).config
     lines = [
@@ -244,25 +271,31 @@ def markdown(args, summary, loaded, command: str, base_state: dict) -> str:
             lines.append(f"| {arm} | {T} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | {fmt(s['novelty'])} | "
                          f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {fmt(null, 4) if null else '–'} | "
                          f"{fmt(two, 4) if two else '–'} |")
+    by_seed = {(r["arm"], r["seed"], r["T"], r["temperature"]): r for r in rows}
     lines += ["", "### The quality–diversity frontier (temperature sweep)", "",
-              "`margin` = validity minus the control's validity at the same novelty (linear interpolation "
-              "between the control's temperatures; – where the novelty lies outside the control's range). "
-              "Positive means beyond the control's frontier.", "",
-              "| T | arm | temperature | validity | novelty | valid∧unique∧novel | FCD | margin |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|"]
+              "Margins are taken per seed, against the control's curve of the same seed (linear interpolation "
+              "between its temperatures), then averaged (mean ± std over the seeds whose point lies inside the "
+              "control's range; `n` says how many; – where none does). `validity margin` = validity minus the "
+              "control's validity at the same novelty: positive is beyond the control's frontier. `FCD margin` = "
+              "FCD minus the control's FCD at the same validity: negative is beyond.", "",
+              "| T | arm | temperature | validity | novelty | valid∧unique∧novel | FCD | validity margin (n) | "
+              "FCD margin (n) |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for T in args.T:
-        control = [(mean_std(summary[("control", T, t)]["novelty"])[0], mean_std(summary[("control", T, t)]
-                    ["validity"])[0]) for t in args.temperatures if ("control", T, t) in summary]
         for arm in args.arms:
             for t in args.temperatures:
                 s = summary.get((arm, T, t))
                 if s is None:
                     continue
-                point = (mean_std(s["novelty"])[0], mean_std(s["validity"])[0])
-                margin = frontier_margin(point, control) if arm != "control" and len(control) > 1 else None
+                cells = []
+                for x, y in (("novelty", "validity"), ("validity", "fcd")):
+                    m = [] if arm == "control" else seed_margins(by_seed, arm, T, t, args.seeds, args.temperatures,
+                                                                 x, y)
+                    mean, std = mean_std(m)
+                    cells.append("–" if not m else f"{mean:+.3f} ± {std:.3f} ({len(m)})" if len(m) > 1
+                                 else f"{mean:+.3f} (1)")
                 lines.append(f"| {T} | {arm} | {t} | {fmt(s['validity'])} | {fmt(s['novelty'])} | "
-                             f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | "
-                             f"{'–' if margin is None else f'{margin:+.3f}'} |")
+                             f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {cells[0]} | {cells[1]} |")
     lines += ["", "### Sampling time, self-conditioned over control (same run, equal T, temperature "
               f"{tau})", "", "| arm | " + " | ".join(f"T={T}" for T in args.T) + " |",
               "|---|" + "---:|" * len(args.T)]

@@ -1,0 +1,130 @@
+"""What a self-conditioned model does with its hint, and with the hints sampling gives it (issue: SCMDM;
+docs/RESULTS.md, "Why self-conditioning does not help here").
+
+Post-training shows the network one kind of hint: p̂ = p_θ(x₀ | x_t, null), computed at the *same* x_t
+(``two_pass_logits``). Sampling hands it others: the previous step's prediction, made at a more-masked
+state x_s (s = t + 1/T) and itself self-conditioned. This script measures the validation NELBO (bits per
+token, the trainer's protocol: K-point midpoint rule in t, masks fixed by seed 0; every condition sees the
+same x_t) of a post-trained model under each kind of hint:
+
+    null        no hint (the first sampling step; pass 1 of training)
+    fresh       p̂ from the null pass at the same x_t (what post-training trains on)
+    iterated    the hint of ``fresh`` fed through one more self-conditioned pass at x_t, as at a sampling
+                step that reveals nothing
+    stale Δ     p̂ from the null pass at x_s ⊇ masks of x_t, s = t + Δ: each token x_t shows is masked again
+                with probability 1 − α(s)/α(t) (Δ = 1/T is one sampling step)
+    shuffled    the fresh hints of other sequences of the batch (how much the network leans on the hint)
+    oracle      the one-hot of the true x₀ (how much the network can read from a hint at all)
+
+    python benchmarks/selfcond_diagnostics.py runs/selfcond/control/seed0 runs/selfcond/mask_add@1/seed0 \
+        runs/selfcond/projection@1/seed0
+
+A model without self-conditioning (the control) gets the null row only, on the same masks.
+
+Prints a markdown table; ``--out FILE`` also writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT  # noqa: E402
+
+from scmdm.checkpoint import load_checkpoint  # noqa: E402
+from scmdm.data import prepare_data  # noqa: E402
+from scmdm.diffusion import mask_tokens, masked_token_nll, subs_log_probs  # noqa: E402
+from scmdm.schedules import get_schedule  # noqa: E402
+from scmdm.selfcond import carried_hint  # noqa: E402
+
+STALE = (1 / 64, 1 / 16, 1 / 4)
+CONDITIONS = ("null", "fresh", "iterated", *(f"stale 1/{round(1 / d)}" for d in STALE), "shuffled", "oracle")
+
+
+def remask(x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor, schedule, mask_id: int,
+           generator: torch.Generator) -> torch.Tensor:
+    """x_s from x_t (s ≥ t): each shown token is masked with probability 1 − α(s)/α(t), so x_s ~ q(x_s | x₀)."""
+    keep = (schedule.alpha(s) / schedule.alpha(t)).to(torch.float32)[:, None]
+    u = torch.rand(x_t.shape, generator=generator)
+    return torch.where(u < keep, x_t, torch.full_like(x_t, mask_id))
+
+
+@torch.no_grad()
+def hint_nelbo(run: str | Path, *, num_t: int = 8, max_sequences: int = 1024, batch_size: int = 256) -> dict:
+    """Validation NELBO (bits/token) of a self-conditioned checkpoint under each hint of ``CONDITIONS`` (of any
+    other checkpoint: the null condition alone)."""
+    loaded = load_checkpoint(run)
+    model, config, tokenizer = loaded.model.eval(), loaded.config, loaded.tokenizer
+    self_conditioned = bool(getattr(model, "self_conditioned", False))  # if not (a control): the null row only
+    sc, mask_id = config.selfcond, tokenizer.mask_id
+    schedule = get_schedule(config.diffusion.schedule)
+    data = prepare_data(config.data, tokenizer, quiet=True).valid[:max_sequences]
+    generator = torch.Generator().manual_seed(0)  # the masks of x_t: the same for every model
+    hint_generator = torch.Generator().manual_seed(1)  # re-masking and token carries
+    totals = dict.fromkeys(CONDITIONS, 0.0)
+    length = data.shape[1]
+
+    def carry(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return carried_hint(subs_log_probs(logits, x, mask_id), sc.carry, sharpen_temperature=sc.sharpen_temperature,
+                            generator=hint_generator)
+
+    for start in range(0, data.shape[0], batch_size):
+        x0 = data[start:start + batch_size]
+        for t_value in ((torch.arange(num_t, dtype=torch.float64) + 0.5) / num_t).tolist():
+            t = torch.full((x0.shape[0],), t_value)
+            x_t = mask_tokens(x0, t, schedule, mask_id, generator)
+            weight = float(schedule.loss_weight(torch.tensor(t_value, dtype=torch.float64)))
+
+            def nll(logits: torch.Tensor, x_t: torch.Tensor = x_t, x0: torch.Tensor = x0,
+                    weight: float = weight) -> float:
+                return float(masked_token_nll(logits, x0, x_t, mask_id).double().sum()) * weight
+
+            null_logits = model(x_t, t)
+            totals["null"] += nll(null_logits)
+            if not self_conditioned:
+                continue
+            fresh = carry(null_logits, x_t)
+            fresh_logits = model(x_t, t, p_prev=fresh)
+            totals["fresh"] += nll(fresh_logits)
+            totals["iterated"] += nll(model(x_t, t, p_prev=carry(fresh_logits, x_t)))
+            for delta in STALE:
+                s = torch.clamp(t + delta, max=1.0)
+                x_s = remask(x_t, t, s, schedule, mask_id, hint_generator)
+                totals[f"stale 1/{round(1 / delta)}"] += nll(model(x_t, t, p_prev=carry(model(x_s, s), x_s)))
+            shuffled = fresh[torch.roll(torch.arange(x0.shape[0]), 1)]
+            totals["shuffled"] += nll(model(x_t, t, p_prev=shuffled))
+            totals["oracle"] += nll(model(x_t, t, p_prev=F.one_hot(x0, fresh.shape[-1]).float()))
+    scale = 1.0 / (num_t * data.shape[0] * length * math.log(2.0))
+    return {"run": str(run), "step": loaded.state.get("step"), "sequences": int(data.shape[0]), "num_t": num_t,
+            "injection": sc.injection, "rate": sc.rate,
+            "bits": {k: v * scale if self_conditioned or k == "null" else None for k, v in totals.items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="self-conditioned run folders or checkpoints")
+    parser.add_argument("--num-t", type=int, default=8)
+    parser.add_argument("--max-sequences", type=int, default=1024)
+    parser.add_argument("--out", help="also write the numbers here (JSON)")
+    args = parser.parse_args()
+    results = [hint_nelbo(run, num_t=args.num_t, max_sequences=args.max_sequences) for run in args.runs]
+    print("| run | " + " | ".join(CONDITIONS) + " |")
+    print("|---|" + "---:|" * len(CONDITIONS))
+    for r in results:
+        name = Path(r["run"]).resolve().relative_to(ROOT) if Path(r["run"]).resolve().is_relative_to(ROOT) else r["run"]
+        cells = ["–" if r["bits"][k] is None else f"{r['bits'][k]:.4f}" for k in CONDITIONS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

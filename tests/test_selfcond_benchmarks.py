@@ -1,0 +1,84 @@
+"""The self-conditioning benchmarks' own rules: the frontier margin (benchmarks/selfcond_ablation.py) and the
+hint diagnostics (benchmarks/selfcond_diagnostics.py), on cases small enough to check by hand."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import requires_qm9
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import selfcond_ablation  # noqa: E402
+import selfcond_diagnostics  # noqa: E402
+
+
+def test_frontier_margin_by_hand() -> None:
+    control = [(0.6, 0.40), (0.5, 0.50)]  # (novelty, validity) at two temperatures, any order
+    assert selfcond_ablation.frontier_margin((0.55, 0.45), control) == pytest.approx(0.0)  # on the line
+    assert selfcond_ablation.frontier_margin((0.55, 0.47), control) == pytest.approx(0.02)  # beyond it
+    assert selfcond_ablation.frontier_margin((0.60, 0.38), control) == pytest.approx(-0.02)  # an end point
+    assert selfcond_ablation.frontier_margin((0.65, 0.50), control) is None  # outside the control's range
+
+
+def test_seed_margins_use_each_seeds_own_control() -> None:
+    def row(novelty: float, validity: float, fcd: float) -> dict:
+        return {"novelty": novelty, "validity": validity, "fcd": fcd}
+
+    by_seed = {
+        ("control", 0, 64, 0.9): row(0.5, 0.5, 3.0), ("control", 0, 64, 1.0): row(0.6, 0.4, 2.0),
+        ("control", 1, 64, 0.9): row(0.5, 0.6, 3.0), ("control", 1, 64, 1.0): row(0.6, 0.5, 2.0),
+        ("sc", 0, 64, 1.0): row(0.55, 0.48, 2.2), ("sc", 1, 64, 1.0): row(0.55, 0.58, 2.2),
+        ("sc", 2, 64, 1.0): row(0.55, 0.9, 1.0),  # seed 2 has no control curve: left out
+    }
+    seeds, temps = [0, 1, 2], [0.9, 1.0]
+    validity = selfcond_ablation.seed_margins(by_seed, "sc", 64, 1.0, seeds, temps, "novelty", "validity")
+    assert validity == pytest.approx([0.03, 0.03])  # 0.48 − 0.45 and 0.58 − 0.55
+    # FCD at equal validity: seed 0's control has FCD 2.8 at validity 0.48; seed 1's has FCD 2.8 at 0.58
+    fcd = selfcond_ablation.seed_margins(by_seed, "sc", 64, 1.0, seeds, temps, "validity", "fcd")
+    assert fcd == pytest.approx([-0.6, -0.6])
+
+
+def test_remask_keeps_masks_and_hits_the_later_time() -> None:
+    from scmdm.schedules import get_schedule
+
+    schedule = get_schedule("loglinear")  # α(t) = 1 − t
+    mask_id, n = 9, 200_000
+    x_t = torch.where(torch.arange(n) % 4 == 0, mask_id, 3)[None]  # a quarter already masked
+    t, s = torch.tensor([0.5]), torch.tensor([0.75])  # keep a shown token with α(s)/α(t) = 0.25 / 0.5 = 1/2
+    x_s = selfcond_diagnostics.remask(x_t, t, s, schedule, mask_id, torch.Generator().manual_seed(0))
+    assert bool((x_s[x_t == mask_id] == mask_id).all())
+    kept = (x_s[x_t != mask_id] != mask_id).float().mean()
+    assert abs(float(kept) - 0.5) < 0.005  # 5 binomial standard errors of 150,000 draws
+
+
+@requires_qm9
+def test_hint_nelbo_matches_the_trainers_validation(tmp_path, tiny_data) -> None:
+    """Null hint = the trainer's null-condition NELBO and fresh hint = its two-pass NELBO (same masks);
+    a model without self-conditioning gets the null row alone."""
+    from scmdm.checkpoint import load_checkpoint
+    from scmdm.diffusion import validation_nelbo
+    from scmdm.schedules import get_schedule
+    from scmdm.selfcond import two_pass_logits
+
+    from .test_selfcond import _train
+
+    _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"], "sc")
+    _train(tmp_path, tiny_data, [], "plain")
+    result = selfcond_diagnostics.hint_nelbo(tmp_path / "sc", num_t=2, max_sequences=48, batch_size=32)
+    loaded = load_checkpoint(tmp_path / "sc")
+    model, mask_id = loaded.model.eval(), loaded.tokenizer.mask_id
+    schedule = get_schedule(loaded.config.diffusion.schedule)
+    data = tiny_data.valid[:48]
+    kwargs = dict(num_t=2, seed=0, batch_size=32)
+    null = validation_nelbo(lambda x, t: model(x, t), data, schedule, mask_id, **kwargs)
+    fresh = validation_nelbo(lambda x, t: two_pass_logits(model, x, t, mask_id), data, schedule, mask_id, **kwargs)
+    assert result["bits"]["null"] == pytest.approx(null, rel=1e-6)
+    assert result["bits"]["fresh"] == pytest.approx(fresh, rel=1e-6)
+    assert set(result["bits"]) == set(selfcond_diagnostics.CONDITIONS)
+    assert all(v > 0 for v in result["bits"].values())
+    plain = selfcond_diagnostics.hint_nelbo(tmp_path / "plain", num_t=2, max_sequences=48, batch_size=32)
+    assert plain["bits"]["fresh"] is None and plain["bits"]["null"] > 0
