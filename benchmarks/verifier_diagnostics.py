@@ -12,9 +12,10 @@ For a verifier run (default runs/speculative/spec) on its validation canvases:
 3. the norms of the terms of the verifier's track input, E·x against A·LN?(h) and B·LN?(h).
 
 ``--retrain`` trains a fresh verifier on the frozen trunk for ``--steps`` steps (AdamW, lr 1e-3, 20 warm-up
-steps, batch 256) and repeats 1–3: by default the library's verifier (``speculative.state_norm``: LN(h), E drawn
-with std 1, A and B with std 0.02); ``--legacy-init`` keeps LN(h) but draws E with std 0.02 and A, B as
-``nn.Linear`` does (the initialisation before state_norm); ``--no-state-norm`` adds raw states as well.
+steps, ``--batch-size`` canvases: by default the run's own training batch) and repeats 1–3: by default the
+library's verifier (``speculative.state_norm``: LN(h), E drawn with std 1, A and B with std 0.02);
+``--legacy-init`` keeps LN(h) but draws E with std 0.02 and A, B as ``nn.Linear`` does (the initialisation
+before state_norm); ``--no-state-norm`` adds raw states as well.
 
     python benchmarks/verifier_diagnostics.py                                  # the trained verifier
     python benchmarks/verifier_diagnostics.py --retrain --steps 150            # the verifier as built now
@@ -79,8 +80,8 @@ def nll_by_revealed(model, x0: torch.Tensor, mask_id: int, counts: list[int]) ->
 
 
 def retrain(model, train: torch.Tensor, mask_id: int, *, steps: int, state_norm: bool, legacy_init: bool,
-            key_positions: str = "token", seed: int = 0) -> None:
-    """A fresh verifier on the frozen trunk, trained ``steps`` steps."""
+            key_positions: str = "token", batch_size: int = 256, seed: int = 0) -> None:
+    """A fresh verifier on the frozen trunk, trained ``steps`` steps of ``batch_size`` canvases."""
     torch.manual_seed(seed)
     model.causal = CausalVerifier(dataclasses.replace(model.config, causal_state_norm=state_norm,
                                                       causal_key_positions=key_positions))
@@ -96,7 +97,7 @@ def retrain(model, train: torch.Tensor, mask_id: int, *, steps: int, state_norm:
         for group in optimizer.param_groups:
             group["lr"] = 1e-3 * min(1.0, (step + 1) / 20)
         set_train_mode(model, freeze_trunk=True)
-        batch = train[torch.randint(0, len(train), (256,), generator=generator)]
+        batch = train[torch.randint(0, len(train), (batch_size,), generator=generator)]
         out = speculative_loss(model, batch, mask_id, generator=generator, freeze_trunk=True)
         optimizer.zero_grad()
         out.loss.backward()
@@ -114,6 +115,7 @@ def main() -> int:
     parser.add_argument("--counts", type=int, nargs="+", default=[0, 1, 2, 3, 6, 12, 18], help="revealed counts i")
     parser.add_argument("--retrain", action="store_true", help="train a fresh verifier first (see the options)")
     parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, help="retraining batch (default: the run's train.batch_size)")
     parser.add_argument("--no-state-norm", action="store_true", help="retrain on raw trunk states (implies "
                                                                         "--legacy-init)")
     parser.add_argument("--legacy-init", action="store_true", help="E with std 0.02, A and B as nn.Linear draws them")
@@ -127,6 +129,7 @@ def main() -> int:
     data = prepare_data(loaded.config.data, tokenizer=loaded.tokenizer, quiet=True)
     if args.retrain:
         retrain(model, data.train, mask_id, steps=args.steps, state_norm=not args.no_state_norm,
+                batch_size=args.batch_size or loaded.config.train.batch_size,
                 legacy_init=args.legacy_init or args.no_state_norm, key_positions=args.key_positions)
     with torch.inference_mode():
         rows = nll_by_revealed(model, data.valid[:args.canvases], mask_id, args.counts)
