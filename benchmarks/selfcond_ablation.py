@@ -145,7 +145,10 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
         axes[1, col].set(xlabel="validity", ylabel="FCD (lower is better)", title=f"T = {T}: FCD vs validity")
         for ax in axes[:, col]:
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
+    handles = {}  # every arm once, though an arm may be sampled at some T only
+    for ax in axes.flat:
+        handles.update(zip(ax.get_legend_handles_labels()[1], ax.get_legend_handles_labels()[0], strict=True))
+    axes[0, 0].legend(handles.values(), handles.keys(), fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "selfcond_frontier.png", dpi=110)
     plt.close(fig)
@@ -297,15 +300,20 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
                 lines.append(f"| {T} | {arm} | {t} | {fmt(s['validity'])} | {fmt(s['novelty'])} | "
                              f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {cells[0]} | {cells[1]} |")
     lines += ["", "### Sampling time, self-conditioned over control (same run, equal T, temperature "
-              f"{tau})", "", "| arm | " + " | ".join(f"T={T}" for T in args.T) + " |",
-              "|---|" + "---:|" * len(args.T)]
+              f"{tau})", "",
+              "Each ratio is taken per seed, between rows the same process measured one after the other, then "
+              "averaged over the seeds that have both (n).", "",
+              "| arm | " + " | ".join(f"T={T}" for T in args.T) + " |", "|---|" + "---:|" * len(args.T)]
     for arm in args.arms:
         if arm in ("control", "base"):
             continue
         cells = []
         for T in args.T:
-            a, c = summary.get((arm, T, tau)), summary.get(("control", T, tau))
-            cells.append(f"{mean_std(a['seconds'])[0] / mean_std(c['seconds'])[0]:.2f}×" if a and c else "–")
+            ratios = [a["seconds"] / c["seconds"] for seed in args.seeds
+                      if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))]
+            mean, std = mean_std(ratios)
+            cells.append("–" if not ratios else f"{mean:.2f}× ± {std:.2f} ({len(ratios)})" if len(ratios) > 1
+                         else f"{mean:.2f}× (1)")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", "![metrics against T](selfcond_vs_T.png)", "", "![frontier](selfcond_frontier.png)"]
     return "\n".join(lines)
