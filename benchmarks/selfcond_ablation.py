@@ -189,6 +189,8 @@ def main() -> int:
     train_minutes = (time.perf_counter() - t0) / 60
 
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
+    if not loaded:
+        raise SystemExit(f"no finished post-training run in {out} for arms {args.arms} and seeds {args.seeds}")
     first = next(iter(loaded.values()))
     evaluator = evaluator_for(first.config, first.split_info)
     cache_file = out / "rows.jsonl"
