@@ -147,7 +147,8 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
             ax.grid(alpha=0.3)
     handles = {}  # every arm once, though an arm may be sampled at some T only
     for ax in axes.flat:
-        handles.update(zip(ax.get_legend_handles_labels()[1], ax.get_legend_handles_labels()[0], strict=True))
+        artists, labels = ax.get_legend_handles_labels()
+        handles.update(zip(labels, artists, strict=True))
     axes[0, 0].legend(handles.values(), handles.keys(), fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "selfcond_frontier.png", dpi=110)
@@ -202,7 +203,7 @@ def main() -> int:
             for seed in args.seeds:
                 for arm in args.arms:
                     key = (arm, seed, T, tau, args.num_samples)
-                    if key not in cache and (args.cached_only or (arm, seed) not in loaded):
+                    if key not in cache and args.cached_only:
                         continue
                     if key not in cache:
                         sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,

@@ -1,5 +1,5 @@
 """What a self-conditioned model does with its hint, and with the hints sampling gives it (issue: SCMDM;
-docs/RESULTS.md, "Why self-conditioning does not help here").
+docs/RESULTS.md, "What the network does with its hint").
 
 Post-training shows the network one kind of hint: p̂ = p_θ(x₀ | x_t, null), computed at the *same* x_t
 (``two_pass_logits``). Sampling hands it others: the previous step's prediction, made at a more-masked

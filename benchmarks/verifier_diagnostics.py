@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
 
+from scmdm.backbone import KEY_POSITIONS  # noqa: E402
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.data import prepare_data  # noqa: E402
 from scmdm.diffusion import masked_token_nll  # noqa: E402
@@ -119,7 +120,7 @@ def main() -> int:
     parser.add_argument("--no-state-norm", action="store_true", help="retrain on raw trunk states (implies "
                                                                         "--legacy-init)")
     parser.add_argument("--legacy-init", action="store_true", help="E with std 0.02, A and B as nn.Linear draws them")
-    parser.add_argument("--key-positions", choices=["token", "predicted"], default="token",
+    parser.add_argument("--key-positions", choices=KEY_POSITIONS, default="token",
                         help="retrain with keys rotated by σ(k) (token, the default) or σ(k+1) (before 2026-11-23)")
     args = parser.parse_args()
     loaded = load_checkpoint(args.run)  # the trunk is frozen: its raw and EMA weights are the same
