@@ -21,7 +21,9 @@ same x_t) of a post-trained model under each kind of hint:
 
 A model without self-conditioning (the control) gets the null row only, on the same masks.
 
-Prints a markdown table; ``--out FILE`` also writes the numbers as JSON.
+Prints a markdown table, then the null and fresh rows at each t of the grid (where along the trajectory the null
+path drifts, and where the hint helps: sampling's first step runs the null path at t ≈ 1); ``--out FILE`` also
+writes the numbers as JSON.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def hint_nelbo(run: str | Path, *, num_t: int = 8, max_sequences: int = 1024, ba
     data = prepare_data(config.data, tokenizer, quiet=True).valid[:max_sequences]
     generator = torch.Generator().manual_seed(0)  # the masks of x_t: the same for every model
     hint_generator = torch.Generator().manual_seed(1)  # re-masking and token carries
-    totals = dict.fromkeys(CONDITIONS, 0.0)
+    t_values = ((torch.arange(num_t, dtype=torch.float64) + 0.5) / num_t).tolist()
+    by_t = {k: [0.0] * num_t for k in CONDITIONS}  # each condition's weighted NLL at each t of the grid
     length = data.shape[1]
 
     def carry(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -77,7 +80,7 @@ def hint_nelbo(run: str | Path, *, num_t: int = 8, max_sequences: int = 1024, ba
 
     for start in range(0, data.shape[0], batch_size):
         x0 = data[start:start + batch_size]
-        for t_value in ((torch.arange(num_t, dtype=torch.float64) + 0.5) / num_t).tolist():
+        for k_t, t_value in enumerate(t_values):
             t = torch.full((x0.shape[0],), t_value)
             x_t = mask_tokens(x0, t, schedule, mask_id, generator)
             weight = float(schedule.loss_weight(torch.tensor(t_value, dtype=torch.float64)))
@@ -87,24 +90,26 @@ def hint_nelbo(run: str | Path, *, num_t: int = 8, max_sequences: int = 1024, ba
                 return float(masked_token_nll(logits, x0, x_t, mask_id).double().sum()) * weight
 
             null_logits = model(x_t, t)
-            totals["null"] += nll(null_logits)
+            by_t["null"][k_t] += nll(null_logits)
             if not self_conditioned:
                 continue
             fresh = carry(null_logits, x_t)
             fresh_logits = model(x_t, t, p_prev=fresh)
-            totals["fresh"] += nll(fresh_logits)
-            totals["iterated"] += nll(model(x_t, t, p_prev=carry(fresh_logits, x_t)))
+            by_t["fresh"][k_t] += nll(fresh_logits)
+            by_t["iterated"][k_t] += nll(model(x_t, t, p_prev=carry(fresh_logits, x_t)))
             for delta in STALE:
                 s = torch.clamp(t + delta, max=1.0)
                 x_s = remask(x_t, t, s, schedule, mask_id, hint_generator)
-                totals[f"stale 1/{round(1 / delta)}"] += nll(model(x_t, t, p_prev=carry(model(x_s, s), x_s)))
+                by_t[f"stale 1/{round(1 / delta)}"][k_t] += nll(model(x_t, t, p_prev=carry(model(x_s, s), x_s)))
             shuffled = fresh[torch.roll(torch.arange(x0.shape[0]), 1)]
-            totals["shuffled"] += nll(model(x_t, t, p_prev=shuffled))
-            totals["oracle"] += nll(model(x_t, t, p_prev=F.one_hot(x0, fresh.shape[-1]).float()))
-    scale = 1.0 / (num_t * data.shape[0] * length * math.log(2.0))
+            by_t["shuffled"][k_t] += nll(model(x_t, t, p_prev=shuffled))
+            by_t["oracle"][k_t] += nll(model(x_t, t, p_prev=F.one_hot(x0, fresh.shape[-1]).float()))
+    scale = 1.0 / (data.shape[0] * length * math.log(2.0))  # bits per token at one t; the NELBO is their mean
+    shown = [k for k in CONDITIONS if self_conditioned or k == "null"]
     return {"run": str(run), "step": loaded.state.get("step"), "sequences": int(data.shape[0]), "num_t": num_t,
-            "injection": sc.injection, "rate": sc.rate,
-            "bits": {k: v * scale if self_conditioned or k == "null" else None for k, v in totals.items()}}
+            "injection": sc.injection, "rate": sc.rate, "t": t_values,
+            "bits": {k: sum(by_t[k]) * scale / num_t if k in shown else None for k in CONDITIONS},
+            "bits_by_t": {k: [v * scale for v in by_t[k]] if k in shown else None for k in CONDITIONS}}
 
 
 def main() -> int:
@@ -117,9 +122,18 @@ def main() -> int:
     results = [hint_nelbo(run, num_t=args.num_t, max_sequences=args.max_sequences) for run in args.runs]
     print("| run | " + " | ".join(CONDITIONS) + " |")
     print("|---|" + "---:|" * len(CONDITIONS))
+    names = []
     for r in results:
         name = Path(r["run"]).resolve().relative_to(ROOT) if Path(r["run"]).resolve().is_relative_to(ROOT) else r["run"]
         cells = ["–" if r["bits"][k] is None else f"{r['bits'][k]:.4f}" for k in CONDITIONS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+        names.append(name)
+    print("\nweighted NLL at each t of the grid (bits/token; the NELBO above is their mean), null | fresh:")
+    print("| run | " + " | ".join(f"t={t:.3f}" for t in results[0]["t"]) + " |")
+    print("|---|" + "---:|" * len(results[0]["t"]))
+    for name, r in zip(names, results, strict=True):
+        null, fresh = r["bits_by_t"]["null"], r["bits_by_t"]["fresh"]
+        cells = [f"{n:.3f}" + (f" \\| {f:.3f}" if fresh else "") for n, f in zip(null, fresh or null, strict=True)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

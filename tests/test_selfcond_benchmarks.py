@@ -80,5 +80,8 @@ def test_hint_nelbo_matches_the_trainers_validation(tmp_path, tiny_data) -> None
     assert result["bits"]["fresh"] == pytest.approx(fresh, rel=1e-6)
     assert set(result["bits"]) == set(selfcond_diagnostics.CONDITIONS)
     assert all(v > 0 for v in result["bits"].values())
+    for k, per_t in result["bits_by_t"].items():  # the NELBO is the mean of the grid's per-t terms
+        assert len(per_t) == 2 and sum(per_t) / 2 == pytest.approx(result["bits"][k], rel=1e-12)
     plain = selfcond_diagnostics.hint_nelbo(tmp_path / "plain", num_t=2, max_sequences=48, batch_size=32)
     assert plain["bits"]["fresh"] is None and plain["bits"]["null"] > 0
+    assert plain["bits_by_t"]["fresh"] is None and len(plain["bits_by_t"]["null"]) == 2
