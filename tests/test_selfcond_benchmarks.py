@@ -85,3 +85,43 @@ def test_hint_nelbo_matches_the_trainers_validation(tmp_path, tiny_data) -> None
     plain = selfcond_diagnostics.hint_nelbo(tmp_path / "plain", num_t=2, max_sequences=48, batch_size=32)
     assert plain["bits"]["fresh"] is None and plain["bits"]["null"] > 0
     assert plain["bits_by_t"]["fresh"] is None and len(plain["bits_by_t"]["null"]) == 2
+
+
+@requires_qm9
+def test_hint_regimes_of_the_sampling_diagnostic(tmp_path, tiny_data) -> None:
+    """chained = the library's sampler (same tokens); null never passes a hint; fresh = the two-pass hint of
+    post-training at each step, at twice the network evaluations."""
+    import selfcond_hint_sampling as hs
+
+    from scmdm.checkpoint import load_checkpoint
+    from scmdm.diffusion import subs_log_probs
+    from scmdm.sampling import generate
+    from scmdm.schedules import get_schedule
+    from scmdm.selfcond import carried_hint
+
+    from .test_selfcond import _train
+
+    _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"], "sc")
+    loaded = load_checkpoint(tmp_path / "sc")
+    model, mask_id, length = loaded.model.eval(), loaded.tokenizer.mask_id, loaded.config.data.max_length
+    kwargs = dict(steps=4, num_samples=6, temperature=0.9, seed=3, batch_size=4)
+    chained, nfe, _ = hs.sample_tokens(loaded, "chained", **kwargs)
+    library = generate(model, get_schedule(loaded.config.diffusion.schedule), mask_id=mask_id, num_samples=6,
+                       length=length, steps=4, batch_size=4, temperature=0.9, seed=3, show_progress=False)
+    assert torch.equal(chained, library.tokens) and nfe == 4
+    fresh, nfe_fresh, _ = hs.sample_tokens(loaded, "fresh", **kwargs)
+    null, nfe_null, _ = hs.sample_tokens(loaded, "null", **kwargs)
+    assert (nfe_fresh, nfe_null) == (8, 4)
+    assert not torch.equal(chained, null)  # from step 2 on the chained sampler passes a hint, null does not
+    # one step from the all-mask canvas: chained and null are both the null pass (same draws, same tokens)
+    one = dict(kwargs, steps=1)
+    assert torch.equal(hs.sample_tokens(loaded, "chained", **one)[0], hs.sample_tokens(loaded, "null", **one)[0])
+    # the fresh denoiser's output, by hand: the pass conditioned on the null pass's carried SUBS distribution
+    x = torch.full((2, length), mask_id)
+    x[:, :3] = tiny_data.valid[:2, :3]
+    t = torch.full((2,), 0.7)
+    with torch.no_grad():
+        hint = carried_hint(subs_log_probs(model(x, t), x, mask_id), "distribution")
+        expected = subs_log_probs(model(x, t, p_prev=hint), x, mask_id)
+    log_p, _ = hs.FreshHintDenoiser(model, mask_id)(x, t)
+    assert torch.allclose(log_p, expected, atol=1e-5)
