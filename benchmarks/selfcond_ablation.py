@@ -30,6 +30,7 @@ import platform
 import shlex
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import torch
@@ -87,6 +88,27 @@ def frontier_margin(point: tuple[float, float], control: list[tuple[float, float
             w = 0.0 if x1 == x0 else (point[0] - x0) / (x1 - x0)
             return point[1] - (y0 + w * (y1 - y0))
     return None
+
+
+def same_process(a: dict, b: dict) -> bool:
+    """Whether two cached rows were sampled by one invocation (wall-clock ratios mean nothing across processes
+    on a shared machine). Rows cached before the ``process`` tag existed carry none and count as one process:
+    each seed's control and mask_add@1 rows of the first ablation were sampled that way."""
+    return a.get("process") == b.get("process")
+
+
+def paired_differences(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], metric: str,
+                       reference: str = "control") -> list[float]:
+    """``metric`` of ``arm`` minus the ``reference`` arm's, per seed that has both rows (same T and temperature)."""
+    return [a[metric] - c[metric] for seed in seeds
+            if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get((reference, seed, T, tau)))]
+
+
+def rate_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """(INJ@1, INJ@0.5) for every injection with both rates among ``arms``: the paper's λ = 1 vs λ = 0.5."""
+    parsed = {parse_arm(a): a for a in arms if a not in ("base",)}
+    return [(parsed[(inj, 1.0, 1)], parsed[(inj, 0.5, 1)]) for inj in INJECTIONS
+            if (inj, 1.0, 1) in parsed and (inj, 0.5, 1) in parsed]
 
 
 def seed_margins(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], temps: list[float],
@@ -194,6 +216,7 @@ def main() -> int:
         raise SystemExit(f"no finished post-training run in {out} for arms {args.arms} and seeds {args.seeds}")
     first = next(iter(loaded.values()))
     evaluator = evaluator_for(first.config, first.split_info)
+    process = uuid.uuid4().hex[:12]  # tags this invocation's rows: time ratios compare rows of one process only
     cache_file = out / "rows.jsonl"
     cache = {(row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]): row
              for row in read_rows(cache_file)}
@@ -212,7 +235,7 @@ def main() -> int:
                                                  show_progress=False)
                         state = loaded[(arm, seed)].state
                         cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
-                                      "num_samples": args.num_samples, **ev.metrics,
+                                      "num_samples": args.num_samples, "process": process, **ev.metrics,
                                       "val_nelbo_bits": state.get("val_nelbo_bits"),
                                       "val_nelbo_sc_bits": state.get("val_nelbo_sc_bits")}
                         append_row(cache_file, cache[key])
@@ -263,8 +286,9 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
         "ancestral sampler, float64 draws. Mean ± std over seeds. NELBO: validation NELBO of the post-trained "
         "EMA weights (trainer protocol) with the null condition and with two passes.", "",
         f"### Against T (temperature {tau})", "",
-        "| arm | T | validity | uniqueness | novelty | valid∧unique∧novel | FCD | NELBO null | NELBO two-pass |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| arm | T | seeds | validity | uniqueness | novelty | valid∧unique∧novel | FCD | NELBO null | "
+        "NELBO two-pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for T in args.T:
         for arm in args.arms:
@@ -274,7 +298,8 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
             states = [loaded[(arm, seed)].state for seed in args.seeds if (arm, seed) in loaded]
             null = [st["val_nelbo_bits"] for st in states if st.get("val_nelbo_bits") is not None]
             two = [st["val_nelbo_sc_bits"] for st in states if st.get("val_nelbo_sc_bits") is not None]
-            lines.append(f"| {arm} | {T} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | {fmt(s['novelty'])} | "
+            lines.append(f"| {arm} | {T} | {len(s['validity'])} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | "
+                         f"{fmt(s['novelty'])} | "
                          f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {fmt(null, 4) if null else '–'} | "
                          f"{fmt(two, 4) if two else '–'} |")
     by_seed = {(r["arm"], r["seed"], r["T"], r["temperature"]): r for r in rows}
@@ -284,9 +309,9 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
               "control's range; `n` says how many; – where none does). `validity margin` = validity minus the "
               "control's validity at the same novelty: positive is beyond the control's frontier. `FCD margin` = "
               "FCD minus the control's FCD at the same validity: negative is beyond.", "",
-              "| T | arm | temperature | validity | novelty | valid∧unique∧novel | FCD | validity margin (n) | "
+              "| T | arm | temperature | seeds | validity | novelty | valid∧unique∧novel | FCD | validity margin (n) | "
               "FCD margin (n) |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for T in args.T:
         for arm in args.arms:
             for t in args.temperatures:
@@ -300,12 +325,30 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
                     mean, std = mean_std(m)
                     cells.append("–" if not m else f"{mean:+.3f} ± {std:.3f} ({len(m)})" if len(m) > 1
                                  else f"{mean:+.3f} (1)")
-                lines.append(f"| {T} | {arm} | {t} | {fmt(s['validity'])} | {fmt(s['novelty'])} | "
+                lines.append(f"| {T} | {arm} | {t} | {len(s['validity'])} | {fmt(s['validity'])} | "
+                             f"{fmt(s['novelty'])} | "
                              f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {cells[0]} | {cells[1]} |")
+    lines += ["", "### Paired: arm minus control, and λ = 1 minus λ = 0.5 (same seed, T and temperature)", "",
+              "Mean ± std over the seeds that have both rows (n); this cancels the seed-to-seed spread the "
+              "columns above carry.", "",
+              "| arm | T | temperature | validity | uniqueness | novelty | valid∧unique∧novel | FCD | n |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    pairs = [(arm, "control") for arm in args.arms if arm not in ("control", "base")] + rate_pairs(args.arms)
+    for arm, reference in pairs:
+        for T in args.T:
+            for t in args.temperatures:
+                diffs = {k: paired_differences(by_seed, arm, T, t, args.seeds, k, reference) for k in METRICS}
+                if not diffs["validity"]:
+                    continue
+                cells = [f"{mean_std(v)[0]:+.{3 if k != 'fcd' else 2}f}"
+                         + (f" ± {mean_std(v)[1]:.{3 if k != 'fcd' else 2}f}" if len(v) > 1 else "")
+                         for k, v in diffs.items()]
+                label = arm if reference == "control" else f"{arm} − {reference}"
+                lines.append(f"| {label} | {T} | {t} | " + " | ".join(cells) + f" | {len(diffs['validity'])} |")
     lines += ["", "### Sampling time, self-conditioned over control (same run, equal T, temperature "
               f"{tau})", "",
               "Each ratio is taken per seed, between rows the same process measured one after the other, then "
-              "averaged over the seeds that have both (n).", "",
+              "averaged over the seeds that have both (n); – where no seed's rows share a process.", "",
               "| arm | " + " | ".join(f"T={T}" for T in args.T) + " |", "|---|" + "---:|" * len(args.T)]
     for arm in args.arms:
         if arm in ("control", "base"):
@@ -313,7 +356,8 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
         cells = []
         for T in args.T:
             ratios = [a["seconds"] / c["seconds"] for seed in args.seeds
-                      if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))]
+                      if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))
+                      and same_process(a, c)]
             mean, std = mean_std(ratios)
             cells.append("–" if not ratios else f"{mean:.2f}× ± {std:.2f} ({len(ratios)})" if len(ratios) > 1
                          else f"{mean:.2f}× (1)")

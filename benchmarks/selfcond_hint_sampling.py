@@ -87,6 +87,8 @@ def main() -> int:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, help="sampling seed (default: the run's train.seed − 100, as in "
                         "selfcond_ablation.py, so the chained row repeats the ablation's)")
+    parser.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(REGIMES),
+                        help="hint regimes to sample (chained repeats the ablation's cached row)")
     parser.add_argument("--out", help="also write the rows here (JSON)")
     args = parser.parse_args()
     rows, evaluator = [], None
@@ -96,7 +98,7 @@ def main() -> int:
         loaded = load_checkpoint(run)
         evaluator = evaluator or evaluator_for(loaded.config, loaded.split_info)
         seed = args.seed if args.seed is not None else loaded.config.train.seed - 100
-        regimes = REGIMES if getattr(loaded.model, "self_conditioned", False) else REGIMES[:1]
+        regimes = args.regimes if getattr(loaded.model, "self_conditioned", False) else ["chained"]
         path = Path(run).resolve()
         name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else run
         for regime in regimes:

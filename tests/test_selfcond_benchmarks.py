@@ -42,6 +42,23 @@ def test_seed_margins_use_each_seeds_own_control() -> None:
     assert fcd == pytest.approx([-0.6, -0.6])
 
 
+def test_paired_differences_and_same_process() -> None:
+    by_seed = {("control", 0, 32, 1.0): {"validity": 0.40}, ("control", 1, 32, 1.0): {"validity": 0.50},
+               ("sc", 0, 32, 1.0): {"validity": 0.35}, ("sc", 1, 32, 1.0): {"validity": 0.47},
+               ("sc", 2, 32, 1.0): {"validity": 0.90}}  # seed 2 has no control row: left out
+    diffs = selfcond_ablation.paired_differences(by_seed, "sc", 32, 1.0, [0, 1, 2], "validity")
+    assert diffs == pytest.approx([-0.05, -0.03])
+    by_seed[("sc@0.5", 1, 32, 1.0)] = {"validity": 0.44}
+    assert selfcond_ablation.paired_differences(by_seed, "sc", 32, 1.0, [0, 1], "validity",
+                                                reference="sc@0.5") == pytest.approx([0.03])
+    pairs = selfcond_ablation.rate_pairs(["control", "mask_add@1", "projection@1", "mask_add@0.5", "mask_add@0.5x2"])
+    assert pairs == [("mask_add@1", "mask_add@0.5")]
+    assert selfcond_ablation.same_process({"process": "a"}, {"process": "a"})
+    assert not selfcond_ablation.same_process({"process": "a"}, {"process": "b"})
+    assert not selfcond_ablation.same_process({"process": "a"}, {})  # a tagged row against an untagged one
+    assert selfcond_ablation.same_process({}, {})  # rows cached before the tag existed
+
+
 def test_remask_keeps_masks_and_hits_the_later_time() -> None:
     from scmdm.schedules import get_schedule
 
