@@ -106,7 +106,7 @@ def paired_differences(by_seed: dict, arm: str, T: int, tau: float, seeds: list[
 
 def rate_pairs(arms: list[str]) -> list[tuple[str, str]]:
     """(INJ@1, INJ@0.5) for every injection with both rates among ``arms``: the paper's λ = 1 vs λ = 0.5."""
-    parsed = {parse_arm(a): a for a in arms if a not in ("base",)}
+    parsed = {parse_arm(a): a for a in arms if a != "base"}
     return [(parsed[(inj, 1.0, 1)], parsed[(inj, 0.5, 1)]) for inj in INJECTIONS
             if (inj, 1.0, 1) in parsed and (inj, 0.5, 1) in parsed]
 
@@ -340,9 +340,10 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
                 diffs = {k: paired_differences(by_seed, arm, T, t, args.seeds, k, reference) for k in METRICS}
                 if not diffs["validity"]:
                     continue
-                cells = [f"{mean_std(v)[0]:+.{3 if k != 'fcd' else 2}f}"
-                         + (f" ± {mean_std(v)[1]:.{3 if k != 'fcd' else 2}f}" if len(v) > 1 else "")
-                         for k, v in diffs.items()]
+                cells = []
+                for k, v in diffs.items():
+                    (mean, std), digits = mean_std(v), 2 if k == "fcd" else 3
+                    cells.append(f"{mean:+.{digits}f}" + (f" ± {std:.{digits}f}" if len(v) > 1 else ""))
                 label = arm if reference == "control" else f"{arm} − {reference}"
                 lines.append(f"| {label} | {T} | {t} | " + " | ".join(cells) + f" | {len(diffs['validity'])} |")
     lines += ["", "### Sampling time, self-conditioned over control (same run, equal T, temperature "
