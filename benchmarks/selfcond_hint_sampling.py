@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
 
-from scmdm.checkpoint import load_checkpoint  # noqa: E402
+from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint  # noqa: E402
 from scmdm.sampling import Denoiser, ancestral_sample  # noqa: E402
 from scmdm.schedules import get_schedule  # noqa: E402
 from scmdm.workflows import evaluator_for  # noqa: E402
@@ -60,8 +60,8 @@ class NullHintDenoiser(Denoiser):
 DENOISERS = {"chained": Denoiser, "fresh": FreshHintDenoiser, "null": NullHintDenoiser}
 
 
-def sample_tokens(loaded, regime: str, *, steps: int, num_samples: int, temperature: float = 1.0, seed: int = 0,
-                  batch_size: int = 500) -> tuple[torch.Tensor, float, float]:
+def sample_tokens(loaded: LoadedCheckpoint, regime: str, *, steps: int, num_samples: int,
+                  temperature: float = 1.0, seed: int = 0, batch_size: int = 500) -> tuple[torch.Tensor, float, float]:
     """(tokens, network evaluations per sequence, seconds): ancestral sampling in batches, float64 draws, under the
     hint ``regime``; the generator is seeded as ``scmdm.sampling.generate`` seeds it."""
     model, config = loaded.model.eval(), loaded.config
