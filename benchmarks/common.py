@@ -47,10 +47,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def fmt(values: list[float], digits: int = 3) -> str:
-    """'mean ± std' over seeds, or the one value."""
+def fmt(values: list[float], digits: int = 3, *, sign: bool = False, unit: str = "", count: bool = False) -> str:
+    """'mean ± std' over seeds, or the one value; ``sign`` prints +/−, ``unit`` follows the mean (e.g. ×),
+    ``count`` appends the number of values, '(n)'."""
     m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+    text = f"{m:{'+' if sign else ''}.{digits}f}{unit}" + (f" ± {s:.{digits}f}" if len(values) > 1 else "")
+    return text + (f" ({len(values)})" if count else "")
 
 
 # ---- the base-model benchmarks of every domain (text_base.py, dna_base.py, image_base.py) ----------------------

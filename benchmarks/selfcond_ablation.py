@@ -322,9 +322,7 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
                 for x, y in (("novelty", "validity"), ("validity", "fcd")):
                     m = [] if arm == "control" else seed_margins(by_seed, arm, T, t, args.seeds, args.temperatures,
                                                                  x, y)
-                    mean, std = mean_std(m)
-                    cells.append("–" if not m else f"{mean:+.3f} ± {std:.3f} ({len(m)})" if len(m) > 1
-                                 else f"{mean:+.3f} (1)")
+                    cells.append(fmt(m, sign=True, count=True) if m else "–")
                 lines.append(f"| {T} | {arm} | {t} | {len(s['validity'])} | {fmt(s['validity'])} | "
                              f"{fmt(s['novelty'])} | "
                              f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {cells[0]} | {cells[1]} |")
@@ -340,10 +338,7 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
                 diffs = {k: paired_differences(by_seed, arm, T, t, args.seeds, k, reference) for k in METRICS}
                 if not diffs["validity"]:
                     continue
-                cells = []
-                for k, v in diffs.items():
-                    (mean, std), digits = mean_std(v), 2 if k == "fcd" else 3
-                    cells.append(f"{mean:+.{digits}f}" + (f" ± {std:.{digits}f}" if len(v) > 1 else ""))
+                cells = [fmt(v, 2 if k == "fcd" else 3, sign=True) for k, v in diffs.items()]
                 label = arm if reference == "control" else f"{arm} − {reference}"
                 lines.append(f"| {label} | {T} | {t} | " + " | ".join(cells) + f" | {len(diffs['validity'])} |")
     lines += ["", "### Sampling time, self-conditioned over control (same run, equal T, temperature "
@@ -359,9 +354,7 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
             ratios = [a["seconds"] / c["seconds"] for seed in args.seeds
                       if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))
                       and same_process(a, c)]
-            mean, std = mean_std(ratios)
-            cells.append("–" if not ratios else f"{mean:.2f}× ± {std:.2f} ({len(ratios)})" if len(ratios) > 1
-                         else f"{mean:.2f}× (1)")
+            cells.append(fmt(ratios, 2, unit="×", count=True) if ratios else "–")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", "![metrics against T](selfcond_vs_T.png)", "", "![frontier](selfcond_frontier.png)"]
     return "\n".join(lines)

@@ -42,6 +42,16 @@ def test_seed_margins_use_each_seeds_own_control() -> None:
     assert fcd == pytest.approx([-0.6, -0.6])
 
 
+def test_fmt_cells_by_hand() -> None:
+    from common import fmt
+
+    assert fmt([0.5, 0.7]) == "0.600 ± 0.141"  # sample std: sqrt(0.02) = 0.1414
+    assert fmt([0.25]) == "0.250"
+    assert fmt([-0.02, -0.04], sign=True, count=True) == "-0.030 ± 0.014 (2)"
+    assert fmt([0.016], sign=True, count=True) == "+0.016 (1)"
+    assert fmt([1.0, 1.04], 2, unit="×", count=True) == "1.02× ± 0.03 (2)"
+
+
 def test_paired_differences_and_same_process() -> None:
     by_seed = {("control", 0, 32, 1.0): {"validity": 0.40}, ("control", 1, 32, 1.0): {"validity": 0.50},
                ("sc", 0, 32, 1.0): {"validity": 0.35}, ("sc", 1, 32, 1.0): {"validity": 0.47},
