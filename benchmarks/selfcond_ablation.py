@@ -7,6 +7,8 @@ steps in every arm:
     INJ@0.5          λ = 0.5 with injection INJ (mask_add | projection | gated)
     INJ@0.5x2        λ = 0.5 for twice the steps: as many self-conditioned updates as λ = 1
     INJ@1            λ = 1
+    INJ@1+lagT32     λ = 1 with hint lag 1/32: pass 1 of training sees x_(t+1/32), the input a 32-step sampler's
+                     previous step saw, instead of x_t (selfcond.hint_lag; the train–test hint mismatch remedy)
     base             the base model itself, not post-trained (a reference, not a control)
 
 Each arm is post-trained once per seed (train.seed = 100 + seed: batch order, times, masks) and sampled
@@ -48,26 +50,36 @@ DEFAULT_ARMS = ["base", "control", *[f"{inj}@{rate}" for inj in INJECTIONS for r
 METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
 
 
-def parse_arm(arm: str) -> tuple[str, float, int]:
-    """'projection@0.5x2' → (injection, λ, step multiplier); 'control' → ('none', 0, 1)."""
+def parse_arm(arm: str) -> tuple[str, float, int, float]:
+    """'projection@0.5x2' → (injection, λ, step multiplier, hint lag); 'mask_add@1+lagT32' → hint lag 1/32;
+    'control' → ('none', 0, 1, 0)."""
     if arm == "control":
-        return "none", 0.0, 1
+        return "none", 0.0, 1, 0.0
+    usage = (f"arm {arm!r} must be base, control or INJECTION@RATE[x2][+lagTN] (INJECTION in {INJECTIONS}; "
+             "+lagTN: hint lag 1/N)")
     if "@" not in arm:
-        raise SystemExit(f"arm {arm!r} must be base, control or INJECTION@RATE[x2] (INJECTION in {INJECTIONS})")
+        raise SystemExit(usage)
     injection, rate = arm.split("@", 1)
+    lag = 0.0
+    if "+lagT" in rate:
+        rate, steps = rate.split("+lagT", 1)
+        if not steps.isdigit() or int(steps) == 0:
+            raise SystemExit(usage)
+        lag = 1.0 / int(steps)
     multiplier = 1
     if rate.endswith("x2"):
         rate, multiplier = rate[:-2], 2
     if injection not in INJECTIONS:
         raise SystemExit(f"unknown injection {injection!r} in arm {arm!r}; valid: {', '.join(INJECTIONS)}")
-    return injection, float(rate), multiplier
+    return injection, float(rate), multiplier, lag
 
 
 def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides: list[str]) -> Path:
-    injection, rate, multiplier = parse_arm(arm)
+    injection, rate, multiplier, lag = parse_arm(arm)
     run_dir = out / arm / f"seed{seed}"
     config = post_train_config(base, [
-        f"selfcond.injection={injection}", f"selfcond.rate={rate}", f"train.steps={steps * multiplier}",
+        f"selfcond.injection={injection}", f"selfcond.rate={rate}", f"selfcond.hint_lag={lag}",
+        f"train.steps={steps * multiplier}",
         f"train.seed={100 + seed}", f"train.eval_every={steps * multiplier}", f"train.save_every={steps * multiplier}",
         *overrides])
     state_file = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
@@ -104,11 +116,14 @@ def paired_differences(by_seed: dict, arm: str, T: int, tau: float, seeds: list[
             if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get((reference, seed, T, tau)))]
 
 
-def rate_pairs(arms: list[str]) -> list[tuple[str, str]]:
-    """(INJ@1, INJ@0.5) for every injection with both rates among ``arms``: the paper's λ = 1 vs λ = 0.5."""
+def reference_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """Arms compared with another arm besides the control: (INJ@1, INJ@0.5) for every injection with both
+    rates (the paper's λ = 1 vs λ = 0.5), and (ARM+lagTN, ARM) for every lagged arm whose lag-free twin ran."""
     parsed = {parse_arm(a): a for a in arms if a != "base"}
-    return [(parsed[(inj, 1.0, 1)], parsed[(inj, 0.5, 1)]) for inj in INJECTIONS
-            if (inj, 1.0, 1) in parsed and (inj, 0.5, 1) in parsed]
+    pairs = [(parsed[(inj, 1.0, 1, 0.0)], parsed[(inj, 0.5, 1, 0.0)]) for inj in INJECTIONS
+             if (inj, 1.0, 1, 0.0) in parsed and (inj, 0.5, 1, 0.0) in parsed]
+    return pairs + [(arm, parsed[(*key[:3], 0.0)]) for key, arm in parsed.items()
+                    if key[3] > 0 and (*key[:3], 0.0) in parsed]
 
 
 def seed_margins(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], temps: list[float],
@@ -331,7 +346,7 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
               "columns above carry.", "",
               "| arm | T | temperature | validity | uniqueness | novelty | valid∧unique∧novel | FCD | n |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    pairs = [(arm, "control") for arm in args.arms if arm not in ("control", "base")] + rate_pairs(args.arms)
+    pairs = [(arm, "control") for arm in args.arms if arm not in ("control", "base")] + reference_pairs(args.arms)
     for arm, reference in pairs:
         for T in args.T:
             for t in args.temperatures:

@@ -44,18 +44,10 @@ from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.data import prepare_data  # noqa: E402
 from scmdm.diffusion import mask_tokens, masked_token_nll, subs_log_probs  # noqa: E402
 from scmdm.schedules import get_schedule  # noqa: E402
-from scmdm.selfcond import carried_hint  # noqa: E402
+from scmdm.selfcond import carried_hint, lagged_input  # noqa: E402
 
 STALE = (1 / 64, 1 / 16, 1 / 4)
 CONDITIONS = ("null", "fresh", "iterated", *(f"stale 1/{round(1 / d)}" for d in STALE), "shuffled", "oracle")
-
-
-def remask(x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor, schedule, mask_id: int,
-           generator: torch.Generator) -> torch.Tensor:
-    """x_s from x_t (s ≥ t): each shown token is masked with probability 1 − α(s)/α(t), so x_s ~ q(x_s | x₀)."""
-    keep = (schedule.alpha(s) / schedule.alpha(t)).to(torch.float32)[:, None]
-    u = torch.rand(x_t.shape, generator=generator)
-    return torch.where(u < keep, x_t, torch.full_like(x_t, mask_id))
 
 
 @torch.no_grad()
@@ -98,8 +90,7 @@ def hint_nelbo(run: str | Path, *, num_t: int = 8, max_sequences: int = 1024, ba
             by_t["fresh"][k_t] += nll(fresh_logits)
             by_t["iterated"][k_t] += nll(model(x_t, t, p_prev=carry(fresh_logits, x_t)))
             for delta in STALE:
-                s = torch.clamp(t + delta, max=1.0)
-                x_s = remask(x_t, t, s, schedule, mask_id, hint_generator)
+                x_s, s = lagged_input(x_t, t, delta, schedule, mask_id, generator=hint_generator)
                 by_t[f"stale 1/{round(1 / delta)}"][k_t] += nll(model(x_t, t, p_prev=carry(model(x_s, s), x_s)))
             shuffled = fresh[torch.roll(torch.arange(x0.shape[0]), 1)]
             by_t["shuffled"][k_t] += nll(model(x_t, t, p_prev=shuffled))

@@ -61,12 +61,14 @@ def test_pre_drawn_noise_is_the_losses_own_draw() -> None:
     with pytest.raises(ValueError, match="give both t and x_t"):
         nelbo_loss(model, x0, schedule, mask, t=t)
 
-    kw = dict(carry="token", hint_dropout=0.3, hint_noise=0.5)
-    hint = first_pass_hint(model, x_t, t, mask, **kw, generator=torch.Generator().manual_seed(4))
+    kw = dict(carry="token", hint_dropout=0.3, hint_noise=0.5, hint_lag=0.25)
+    hint = first_pass_hint(model, x_t, t, mask, **kw, schedule=schedule, generator=torch.Generator().manual_seed(4))
     draws = draw_hint_noise((6, 5, 7), **kw, generator=torch.Generator().manual_seed(4))
-    assert torch.equal(first_pass_hint(model, x_t, t, mask, **kw, draws=draws), hint)
+    assert draws.remask is not None
+    assert torch.equal(first_pass_hint(model, x_t, t, mask, **kw, schedule=schedule, draws=draws), hint)
     rows = slice(2, 5)
-    assert torch.equal(first_pass_hint(model, x_t[rows], t[rows], mask, **kw, draws=draws.rows(rows)), hint[rows])
+    assert torch.equal(first_pass_hint(model, x_t[rows], t[rows], mask, **kw, schedule=schedule,
+                                       draws=draws.rows(rows)), hint[rows])
     assert draw_hint_noise((6, 5, 7), carry="distribution") is None  # nothing to draw
 
 

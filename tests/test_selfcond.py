@@ -19,6 +19,8 @@ from scmdm.selfcond import (
     SelfConditioningInput,
     carried_hint,
     corrupt_hint,
+    first_pass_hint,
+    lagged_input,
     self_condition_coin,
     two_pass_logits,
 )
@@ -191,6 +193,42 @@ def test_the_hint_is_the_untempered_prediction() -> None:
     assert torch.allclose(hint, (subs_log_probs(sc(x, t).float(), x, MASK) * 4).softmax(-1))
 
 
+def test_lagged_input_by_hand() -> None:
+    """Loglinear α(t) = 1 − t. t = 0.2, lag 0.3 → s = 0.5: a clean token stays clean with probability
+    α(s)/α(t) = 0.5/0.8 = 0.625, i.e. is kept when u < 0.625; masked tokens stay masked."""
+    schedule = get_schedule("loglinear")
+    x_t = torch.tensor([[0, MASK, 2, 3], [0, 1, 2, 3]])
+    u = torch.tensor([[0.7, 0.0, 0.5, 0.63], [0.0, 0.0, 0.0, 0.0]])
+    x_s, s = lagged_input(x_t, torch.tensor([0.2, 0.9]), 0.3, schedule, MASK, uniforms=u)
+    assert torch.allclose(s, torch.tensor([0.5, 1.0]))
+    assert x_s.tolist() == [[MASK, MASK, 2, MASK], [MASK] * 4]  # row 2: s clamps to 1, α(1) = 0, all masked
+    # the masks are nested and x_s | x₀ is the forward process at s: mask rate 1 − α(s) = 0.5 from t = 0.2
+    from scmdm.diffusion import mask_tokens
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, MASK, (200, 100), generator=g)
+    t = torch.full((200,), 0.2)
+    x_t = mask_tokens(x0, t, schedule, MASK, g)
+    x_s, _ = lagged_input(x_t, t, 0.3, schedule, MASK, generator=g)
+    assert torch.all(x_s[x_t == MASK] == MASK)
+    assert abs((x_s == MASK).float().mean().item() - 0.5) < 0.01  # 20,000 draws: std 0.0035
+
+
+def test_lagged_first_pass_is_the_prediction_at_the_lagged_input() -> None:
+    _, sc = model_pair("mask_add")
+    schedule = get_schedule("loglinear")
+    x_t = torch.tensor([[0, MASK, 2, MASK, 1, 3], [MASK, 1, MASK, MASK, 0, 2]])
+    t = torch.tensor([0.3, 0.5])
+    u = torch.rand(x_t.shape, generator=torch.Generator().manual_seed(1))
+    from scmdm.selfcond import HintDraws
+    lagged = first_pass_hint(sc, x_t, t, MASK, hint_lag=0.25, schedule=schedule, draws=HintDraws(remask=u))
+    x_s, s = lagged_input(x_t, t, 0.25, schedule, MASK, uniforms=u)
+    assert not torch.equal(x_s, x_t)  # the lag did mask something more
+    assert torch.equal(lagged, first_pass_hint(sc, x_s, s, MASK))
+    assert not torch.equal(lagged, first_pass_hint(sc, x_t, t, MASK))
+    with pytest.raises(ValueError, match="needs the noise schedule"):
+        first_pass_hint(sc, x_t, t, MASK, hint_lag=0.25)
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("selfcond.rate=1.5", "selfcond.rate must be in [0, 1], got 1.5"),
     ("selfcond.rate=-0.1", "selfcond.rate must be in [0, 1]"),
@@ -198,10 +236,12 @@ def test_the_hint_is_the_untempered_prediction() -> None:
     ("selfcond.carry=argmax", "selfcond.carry must be one of distribution, sharpened, token"),
     ("selfcond.hint_dropout=2", "selfcond.hint_dropout must be in [0, 1]"),
     ("selfcond.hint_noise=-1", "selfcond.hint_noise must be >= 0"),
+    ("selfcond.hint_lag=1.5", "selfcond.hint_lag must be in [0, 1]"),
+    ("selfcond.hint_lag=0.1 speculative.causal_layers=1", "selfcond.hint_lag is for the NELBO loss"),
 ])
 def test_bad_selfcond_values_are_named(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_config(None, [override])
+        load_config(None, override.split())
 
 
 def _train(tmp_path, data, extra: list[str], name: str):
@@ -226,6 +266,13 @@ def test_rate_zero_is_plain_training_exactly(tmp_path, tiny_data) -> None:
     trainer, _ = _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"], "rate1")
     state = trainer.model.state_dict()
     assert not all(torch.equal(state[k], v) for k, v in reference.items())  # two-pass updates do differ
+    # a hint lag reaches training (pass 1 sees a more-masked input), and lag 0 is the paper's rule exactly
+    lag0, _ = _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1", "selfcond.hint_lag=0"],
+                     "lag0")
+    assert all(torch.equal(lag0.model.state_dict()[k], v) for k, v in state.items())
+    lagged, _ = _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1",
+                                             "selfcond.hint_lag=0.125"], "lag")
+    assert not all(torch.equal(lagged.model.state_dict()[k], v) for k, v in state.items())
 
 
 @requires_qm9

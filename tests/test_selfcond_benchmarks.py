@@ -61,25 +61,17 @@ def test_paired_differences_and_same_process() -> None:
     by_seed[("sc@0.5", 1, 32, 1.0)] = {"validity": 0.44}
     assert selfcond_ablation.paired_differences(by_seed, "sc", 32, 1.0, [0, 1], "validity",
                                                 reference="sc@0.5") == pytest.approx([0.03])
-    pairs = selfcond_ablation.rate_pairs(["control", "mask_add@1", "projection@1", "mask_add@0.5", "mask_add@0.5x2"])
-    assert pairs == [("mask_add@1", "mask_add@0.5")]
+    pairs = selfcond_ablation.reference_pairs(["control", "mask_add@1", "projection@1", "mask_add@0.5",
+                                               "mask_add@0.5x2", "mask_add@1+lagT32", "gated@1+lagT16"])
+    assert pairs == [("mask_add@1", "mask_add@0.5"), ("mask_add@1+lagT32", "mask_add@1")]
+    assert selfcond_ablation.parse_arm("mask_add@0.5x2+lagT16") == ("mask_add", 0.5, 2, 1 / 16)
+    for bad in ("mask_add@1+lagT0", "mask_add@1+lagTx", "mask_add"):
+        with pytest.raises(SystemExit, match="must be base, control or"):
+            selfcond_ablation.parse_arm(bad)
     assert selfcond_ablation.same_process({"process": "a"}, {"process": "a"})
     assert not selfcond_ablation.same_process({"process": "a"}, {"process": "b"})
     assert not selfcond_ablation.same_process({"process": "a"}, {})  # a tagged row against an untagged one
     assert selfcond_ablation.same_process({}, {})  # rows cached before the tag existed
-
-
-def test_remask_keeps_masks_and_hits_the_later_time() -> None:
-    from scmdm.schedules import get_schedule
-
-    schedule = get_schedule("loglinear")  # α(t) = 1 − t
-    mask_id, n = 9, 200_000
-    x_t = torch.where(torch.arange(n) % 4 == 0, mask_id, 3)[None]  # a quarter already masked
-    t, s = torch.tensor([0.5]), torch.tensor([0.75])  # keep a shown token with α(s)/α(t) = 0.25 / 0.5 = 1/2
-    x_s = selfcond_diagnostics.remask(x_t, t, s, schedule, mask_id, torch.Generator().manual_seed(0))
-    assert bool((x_s[x_t == mask_id] == mask_id).all())
-    kept = (x_s[x_t != mask_id] != mask_id).float().mean()
-    assert abs(float(kept) - 0.5) < 0.005  # 5 binomial standard errors of 150,000 draws
 
 
 @requires_qm9

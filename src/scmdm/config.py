@@ -225,6 +225,8 @@ class SelfCondConfig:
     rate: float = _f(1.0, "lambda: probability that a training update is two-pass (0 = plain continued training)")
     hint_dropout: float = _f(0.0, "training only: probability that a position's hint is dropped to the null one")
     hint_noise: float = _f(0.0, "training only: std of Gaussian noise added to the hint's log-probabilities")
+    hint_lag: float = _f(0.0, "training only: pass 1 sees the input a time lag earlier, x_(t+lag) (more masked), "
+                              "as a sampler's previous step does; 1/T mimics a T-step sampler, 0 = the paper")
 
     def validate(self) -> None:
         if self.injection not in ("none", *INJECTIONS):
@@ -234,7 +236,7 @@ class SelfCondConfig:
             raise ConfigError(f"selfcond.carry must be one of {', '.join(CARRIES)}, got {self.carry!r}")
         if not self.sharpen_temperature > 0:
             raise ConfigError(f"selfcond.sharpen_temperature must be positive, got {self.sharpen_temperature}")
-        for name in ("rate", "hint_dropout"):
+        for name in ("rate", "hint_dropout", "hint_lag"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"selfcond.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.hint_noise < 0:
@@ -340,6 +342,10 @@ class Config:
                 if isinstance(value, float) and not math.isfinite(value):
                     raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
             obj.validate()
+        if self.selfcond.hint_lag > 0 and self.speculative.causal_layers > 0:
+            raise ConfigError("selfcond.hint_lag is for the NELBO loss; the speculative loss (speculative."
+                              "causal_layers > 0) draws its own orders and has no lagged first pass: set "
+                              "selfcond.hint_lag=0")
         return self
 
     @staticmethod

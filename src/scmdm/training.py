@@ -468,7 +468,8 @@ class Trainer:
     # ---- one step ---------------------------------------------------------------------------------
     def _logits_fn(self, model: torch.nn.Module, *, two_pass: bool = False, draws: HintDraws | None = None):
         """The denoiser the loss sees: one null-conditioned pass, or (self-conditioning) two passes. While
-        training, the hint's random numbers are the pre-drawn ``draws``; in eval mode there are none."""
+        training, the hint's random numbers are the pre-drawn ``draws``; in eval mode there are none, and no
+        hint lag either (validation's two-pass NELBO is the fresh-hint protocol for every model)."""
         autocast = self.config.train.precision == "bfloat16"
         sc, mask_id = self.config.selfcond, self.tokenizer.mask_id
         training = model.training
@@ -481,6 +482,7 @@ class Trainer:
                                        sharpen_temperature=sc.sharpen_temperature,
                                        hint_dropout=sc.hint_dropout if training else 0.0,
                                        hint_noise=sc.hint_noise if training else 0.0,
+                                       hint_lag=sc.hint_lag if training else 0.0, schedule=self.schedule,
                                        draws=draws if training else None)
 
         return logits_fn
@@ -520,8 +522,8 @@ class Trainer:
         if two_pass:
             sc = self.config.selfcond
             noise.hint = draw_hint_noise((batch, length, self.tokenizer.vocab_size), carry=sc.carry,
-                                         hint_dropout=sc.hint_dropout, hint_noise=sc.hint_noise, generator=g,
-                                         device=self.device)
+                                         hint_dropout=sc.hint_dropout, hint_noise=sc.hint_noise,
+                                         hint_lag=sc.hint_lag, generator=g, device=self.device)
         return noise
 
     def _loss(self, model: torch.nn.Module, x0: torch.Tensor, noise: StepNoise, two_pass: bool) -> tuple:
