@@ -80,7 +80,8 @@ def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides
     config = post_train_config(base, [
         f"selfcond.injection={injection}", f"selfcond.rate={rate}", f"selfcond.hint_lag={lag}",
         f"train.steps={steps * multiplier}",
-        f"train.seed={100 + seed}", f"train.eval_every={steps * multiplier}", f"train.save_every={steps * multiplier}",
+        f"train.seed={100 + seed}", f"train.eval_every={steps * multiplier}",
+        f"train.save_every={max(1, steps * multiplier // 4)}",  # a killed run resumes from its last quarter
         *overrides])
     state_file = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
     if state_file and json.loads(state_file[-1].read_text())["step"] >= config.train.steps:

@@ -3,6 +3,7 @@ hint diagnostics (benchmarks/selfcond_diagnostics.py), on cases small enough to 
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -72,6 +73,25 @@ def test_paired_differences_and_same_process() -> None:
     assert not selfcond_ablation.same_process({"process": "a"}, {"process": "b"})
     assert not selfcond_ablation.same_process({"process": "a"}, {})  # a tagged row against an untagged one
     assert selfcond_ablation.same_process({}, {})  # rows cached before the tag existed
+
+
+@requires_qm9
+def test_post_train_resumes_a_killed_run_exactly(tmp_path, tiny_data) -> None:
+    """A post-training run killed between checkpoints continues from its last one (not from the base model)
+    and ends with the weights of an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from .test_selfcond import _train
+
+    _train(tmp_path, tiny_data, [], "base")
+    overrides = ["train.batch_size=16", "train.val_sequences=32", "train.val_num_t=2", "train.device=cpu"]
+    whole = selfcond_ablation.post_train(tmp_path / "base", tmp_path / "a", "mask_add@1", 0, 8, overrides)
+    killed = selfcond_ablation.post_train(tmp_path / "base", tmp_path / "b", "mask_add@1", 0, 8, overrides)
+    assert sorted(p.name for p in (killed / "checkpoints").glob("step_*")) == ["step_0000006", "step_0000008"]
+    shutil.rmtree(killed / "checkpoints" / "step_0000008")  # killed after step 6's checkpoint
+    selfcond_ablation.post_train(tmp_path / "base", tmp_path / "b", "mask_add@1", 0, 8, overrides)
+    a, b = (load_file(run / "checkpoints" / "step_0000008" / "ema.safetensors") for run in (whole, killed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @requires_qm9
