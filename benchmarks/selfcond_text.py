@@ -5,8 +5,9 @@ syntax this script uses: ``control``, ``INJ@RATE``, ``INJ@RATEx2``, ``base``), o
 benchmarks/text_base.py, judged by the text evaluator: the samples' bits per character and perplexity under
 SmolLM2-135M, their unigram entropy, next to real held-out text. Self-conditioning can look better merely by
 sharpening, so every arm is sampled over a temperature sweep and compared on the quality–diversity frontier:
-``margin`` = the control's scorer bits/char at the same entropy (interpolated between its temperatures) minus the
-arm's — positive means beyond the control's frontier.
+``margin`` = the arm's scorer bits/char minus the control's at the same entropy (interpolated between the
+control's temperatures, per seed against that seed's control) — negative means beyond the control's frontier.
+Arms are compared with the control per seed (paired), and λ = 1 with λ = 0.5, as in the QM9 ablation.
 
     python benchmarks/selfcond_text.py                                  # base runs/text_kjv, 3 seeds
     python benchmarks/selfcond_text.py --seeds 0 --T 64 --temperatures 1.0 --num-samples 50   # a pilot
@@ -23,13 +24,20 @@ import platform
 import shlex
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
-from selfcond_ablation import post_train  # noqa: E402
+from common import ROOT, append_row, fmt, read_rows, write_results_section  # noqa: E402
+from selfcond_ablation import (  # noqa: E402
+    paired_differences,
+    post_train,
+    reference_pairs,
+    same_process,
+    seed_margins,
+)
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
@@ -37,17 +45,6 @@ from scmdm.evaluation.lm_scorer import SCORER_NAME  # noqa: E402
 from scmdm.workflows import evaluator_for, sample_and_evaluate  # noqa: E402
 
 METRICS = ("gen_ppl", "scorer_bpc", "entropy_bits", "chars")
-
-
-def frontier_margin(point: tuple[float, float], control: list[tuple[float, float]]) -> float | None:
-    """``point`` = (entropy, bits/char): the control's bits/char at that entropy (linear interpolation between its
-    temperatures) minus the point's; None outside the control's entropy range. Positive = better than control."""
-    pts = sorted(control)
-    for (e0, b0), (e1, b1) in zip(pts, pts[1:], strict=False):
-        if e0 <= point[0] <= e1:
-            w = 0.0 if e1 == e0 else (point[0] - e0) / (e1 - e0)
-            return (b0 + w * (b1 - b0)) - point[1]
-    return None
 
 
 def main() -> int:
@@ -87,7 +84,7 @@ def main() -> int:
                                 **evaluator.reference_row(n=args.num_samples).as_dict()}
         append_row(cache_file, cache[reference_key])
     reference = cache[reference_key]
-    rows = []
+    rows, process = [], uuid.uuid4().hex  # sampling-time ratios only between rows of one process
     for T in args.T:
         for tau in args.temperatures:
             for seed in args.seeds:
@@ -100,7 +97,7 @@ def main() -> int:
                                                  show_progress=False)
                         state = loaded[(arm, seed)].state
                         cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
-                                      "num_samples": args.num_samples, **ev.metrics,
+                                      "num_samples": args.num_samples, "process": process, **ev.metrics,
                                       "val_nelbo_bits": state.get("val_nelbo_bits"),
                                       "val_nelbo_sc_bits": state.get("val_nelbo_sc_bits")}
                         append_row(cache_file, cache[key])
@@ -110,17 +107,12 @@ def main() -> int:
                               flush=True)
                     rows.append(cache[key])
 
-    summary: dict[tuple[str, int, float], dict[str, list[float]]] = {}
-    for r in rows:
-        entry = summary.setdefault((r["arm"], r["T"], r["temperature"]), {k: [] for k in (*METRICS, "seconds")})
-        for k in (*METRICS, "seconds"):
-            entry[k].append(float(r[k]))
     payload = {"command": command, "rows": rows, "reference": reference, "arms": args.arms, "seeds": args.seeds,
                "post_train_steps": args.steps, "base_state": load_checkpoint(base).state,
                "train_minutes_this_invocation": train_minutes,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                            "torch": torch.__version__, "device": args.device}}
-    section = markdown(args, summary, loaded, reference, command, payload["base_state"], evaluator.chars_per_token)
+    section = markdown(args, rows, loaded, reference, command, payload["base_state"], evaluator.chars_per_token)
     print(section)
     if args.no_docs:
         (out / "selfcond_text.json").write_text(json.dumps(payload, indent=1))
@@ -131,9 +123,16 @@ def main() -> int:
     return 0
 
 
-def markdown(args, summary, loaded, reference: dict, command: str, base_state: dict, cpt: float) -> str:
-    temps, Ts = sorted(args.temperatures), sorted(args.T)
+def markdown(args, rows: list[dict], loaded: dict, reference: dict, command: str, base_state: dict,
+             cpt: float) -> str:
+    """The ``selfcond_text`` section of docs/RESULTS.md from the cached rows (one per arm, seed, T, temperature)."""
+    temps, Ts, seeds = sorted(args.temperatures), sorted(args.T), args.seeds
     tau = 1.0 if 1.0 in temps else max(temps)
+    by_seed = {(r["arm"], r["seed"], r["T"], r["temperature"]): r for r in rows}
+
+    def values(arm: str, T: int, t: float, metric: str) -> list[float]:
+        return [float(r[metric]) for seed in seeds if (r := by_seed.get((arm, seed, T, t)))]
+
     post_trained = [key for key in loaded if key[0] != "base"] or list(loaded)
     sc_config = loaded[post_trained[0]].config
     lines = [
@@ -142,44 +141,66 @@ def markdown(args, summary, loaded, reference: dict, command: str, base_state: d
         f"Base: `{args.base}` (step {base_state.get('step')}, validation NELBO "
         f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token). Every arm is post-trained {args.steps} "
         f"steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with `configs/selfcond.yaml` (lr "
-        f"{sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds {args.seeds} (post-training seed = 100 + s, "
+        f"{sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds {seeds} (post-training seed = 100 + s, "
         f"sampling seed = s); {args.num_samples} samples per row, ancestral sampler, float64 draws; mean ± std over "
-        f"seeds. Scorer: {SCORER_NAME} (not GPT-2). Real held-out text ({args.num_samples} windows): gen PPL "
+        f"seeds (n). Scorer: {SCORER_NAME} (not GPT-2). Real held-out text ({args.num_samples} windows): gen PPL "
         f"{reference['gen_ppl']:.1f}, {reference['scorer_bpc']:.3f} bits/char, entropy "
         f"{reference['entropy_bits']:.3f} bits. NELBO columns: the post-trained EMA weights' validation NELBO in bits "
-        "per character (trainer protocol), with the null condition and with two passes.", "",
+        "per character (trainer protocol), with the null condition and with two passes. Time: per seed, the arm's "
+        "sampling seconds over the control's, both measured by one process one after the other.", "",
         f"### Against T (temperature {tau})", "",
         "| arm | T | scorer bits/char | gen PPL | entropy | NELBO null | NELBO two-pass | time / control |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for T in Ts:
         for arm in args.arms:
-            s, c = summary.get((arm, T, tau)), summary.get(("control", T, tau))
-            if s is None:
+            bpc = values(arm, T, tau, "scorer_bpc")
+            if not bpc:
                 continue
-            states = [loaded[(arm, seed)].state for seed in args.seeds if (arm, seed) in loaded]
+            states = [loaded[(arm, seed)].state for seed in seeds if (arm, seed) in loaded]
             null = [st["val_nelbo_bits"] / cpt for st in states if st.get("val_nelbo_bits") is not None]
             two = [st["val_nelbo_sc_bits"] / cpt for st in states if st.get("val_nelbo_sc_bits") is not None]
-            ratio = f"{mean_std(s['seconds'])[0] / mean_std(c['seconds'])[0]:.2f}×" if c else "–"
-            lines.append(f"| {arm} | {T} | {fmt(s['scorer_bpc'])} | {fmt(s['gen_ppl'], 1)} | {fmt(s['entropy_bits'])} "
-                         f"| {fmt(null, 4) if null else '–'} | {fmt(two, 4) if two else '–'} | {ratio} |")
+            ratios = [a["seconds"] / c["seconds"] for seed in seeds
+                      if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))
+                      and same_process(a, c)]
+            lines.append(f"| {arm} | {T} | {fmt(bpc, count=True)} | {fmt(values(arm, T, tau, 'gen_ppl'), 1)} | "
+                         f"{fmt(values(arm, T, tau, 'entropy_bits'))} | {fmt(null, 4) if null else '–'} | "
+                         f"{fmt(two, 4) if two else '–'} | "
+                         f"{fmt(ratios, 2, unit='×', count=True) if ratios and arm != 'control' else '–'} |")
+    lines += ["", "### Paired: arm minus control, and λ = 1 minus λ = 0.5 (same seed, T and temperature)", "",
+              "Differences per seed, then mean ± std over the seeds that have both rows (n). Lower bits/char is "
+              "better; lower entropy means more repetitive text.", "",
+              "| arm | T | temperature | Δ scorer bits/char | Δ entropy | Δ gen PPL | n |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    pairs = [(arm, "control") for arm in args.arms if arm != "control"] + reference_pairs(args.arms)
+    for arm, ref in pairs:
+        for T in Ts:
+            for t in temps:
+                diffs = {k: paired_differences(by_seed, arm, T, t, seeds, k, ref)
+                         for k in ("scorer_bpc", "entropy_bits", "gen_ppl")}
+                if not diffs["scorer_bpc"]:
+                    continue
+                label = arm if ref == "control" else f"{arm} − {ref}"
+                lines.append(f"| {label} | {T} | {t} | {fmt(diffs['scorer_bpc'], sign=True)} | "
+                             f"{fmt(diffs['entropy_bits'], sign=True)} | {fmt(diffs['gen_ppl'], 1, sign=True)} | "
+                             f"{len(diffs['scorer_bpc'])} |")
     lines += ["", "### The quality–diversity frontier (temperature sweep)", "",
-              "`margin` = the control's scorer bits/char at the same entropy (interpolated between its temperatures) "
-              "minus the arm's; positive = beyond the control's frontier, – outside the control's entropy range.", "",
+              "`margin` = the arm's scorer bits/char minus the control's at the same entropy, interpolated between "
+              "the control's temperatures of the same seed, then mean ± std over seeds (n); negative = beyond the "
+              "control's frontier, – where the arm's entropy lies outside the control's range.", "",
               "| T | arm | temperature | scorer bits/char | entropy | gen PPL | margin |",
               "|---:|---|---:|---:|---:|---:|---:|"]
     for T in Ts:
-        control = [(mean_std(c["entropy_bits"])[0], mean_std(c["scorer_bpc"])[0])
-                   for c in (summary.get(("control", T, t)) for t in temps) if c is not None]
         for arm in args.arms:
             for t in temps:
-                s = summary.get((arm, T, t))
-                if s is None:
+                bpc = values(arm, T, t, "scorer_bpc")
+                if not bpc:
                     continue
-                point = (mean_std(s["entropy_bits"])[0], mean_std(s["scorer_bpc"])[0])
-                margin = frontier_margin(point, control) if arm != "control" and len(control) > 1 else None
-                lines.append(f"| {T} | {arm} | {t} | {fmt(s['scorer_bpc'])} | {fmt(s['entropy_bits'])} | "
-                             f"{fmt(s['gen_ppl'], 1)} | {'–' if margin is None else f'{margin:+.3f}'} |")
+                margins = (seed_margins(by_seed, arm, T, t, seeds, temps, "entropy_bits", "scorer_bpc")
+                           if arm != "control" else [])
+                lines.append(f"| {T} | {arm} | {t} | {fmt(bpc)} | {fmt(values(arm, T, t, 'entropy_bits'))} | "
+                             f"{fmt(values(arm, T, t, 'gen_ppl'), 1)} | "
+                             f"{fmt(margins, sign=True, count=True) if margins else '–'} |")
     return "\n".join(lines)
 
 
