@@ -51,6 +51,7 @@ def fmt(values: list[float], digits: int = 3, *, sign: bool = False, unit: str =
     """'mean ± std' over seeds, or the one value; ``sign`` prints +/−, ``unit`` follows the mean (e.g. ×),
     ``count`` appends the number of values, '(n)'."""
     m, s = mean_std(values)
+    m = round(m, digits) + 0.0  # a mean that rounds to zero prints as +0.000, not -0.000
     text = f"{m:{'+' if sign else ''}.{digits}f}{unit}" + (f" ± {s:.{digits}f}" if len(values) > 1 else "")
     return text + (f" ({len(values)})" if count else "")
 

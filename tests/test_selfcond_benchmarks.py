@@ -50,6 +50,7 @@ def test_fmt_cells_by_hand() -> None:
     assert fmt([0.25]) == "0.250"
     assert fmt([-0.02, -0.04], sign=True, count=True) == "-0.030 ± 0.014 (2)"
     assert fmt([0.016], sign=True, count=True) == "+0.016 (1)"
+    assert fmt([-1e-9], sign=True) == "+0.000"  # not -0.000
     assert fmt([1.0, 1.04], 2, unit="×", count=True) == "1.02× ± 0.03 (2)"
 
 
