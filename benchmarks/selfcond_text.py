@@ -59,6 +59,9 @@ def main() -> int:
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ or benchmarks/results/ (a trial)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train and sample nothing: tables from the cached rows of the given arms, seeds, T and "
+                             "temperatures that exist (e.g. after parallel runs, one per seed)")
     parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
     args = parser.parse_args()
     command = "python benchmarks/selfcond_text.py " + shlex.join(sys.argv[1:])
@@ -69,8 +72,15 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*args.overrides, f"train.device={args.device}"]
     t0 = time.perf_counter()
-    runs = {(arm, seed): base if arm == "base" else post_train(base, out, arm, seed, args.steps, overrides)
-            for seed in args.seeds for arm in args.arms}
+    runs = {}
+    for seed in args.seeds:
+        for arm in args.arms:
+            if arm == "base":
+                runs[(arm, seed)] = base
+            elif not args.cached_only:
+                runs[(arm, seed)] = post_train(base, out, arm, seed, args.steps, overrides)
+            elif sorted((out / arm / f"seed{seed}" / "checkpoints").glob("step_*/state.json")):
+                runs[(arm, seed)] = out / arm / f"seed{seed}"
     train_minutes = (time.perf_counter() - t0) / 60
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
     first = loaded[next(iter(loaded))]
@@ -84,12 +94,14 @@ def main() -> int:
                                 **evaluator.reference_row(n=args.num_samples).as_dict()}
         append_row(cache_file, cache[reference_key])
     reference = cache[reference_key]
-    rows, process = [], uuid.uuid4().hex  # sampling-time ratios only between rows of one process
+    rows, process = [], uuid.uuid4().hex[:12]  # sampling-time ratios only between rows of one process
     for T in args.T:
         for tau in args.temperatures:
             for seed in args.seeds:
                 for arm in args.arms:  # interleaved, so that sampling-time ratios are measured side by side
                     key = (arm, seed, T, tau, args.num_samples)
+                    if key not in cache and args.cached_only:
+                        continue
                     if key not in cache:
                         sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
                                               batch_size=250, temperature=tau, seed=seed)
