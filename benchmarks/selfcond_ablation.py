@@ -91,6 +91,22 @@ def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides
     return run_dir
 
 
+def arm_runs(base: Path, out: Path, arms: list[str], seeds: list[int], steps: int, overrides: list[str], *,
+             cached_only: bool = False) -> dict[tuple[str, int], Path]:
+    """The run folder of every (arm, seed): the base model for ``base``, else its post-training under OUT
+    (trained now if missing), or with ``cached_only`` only the finished ones that exist."""
+    runs: dict[tuple[str, int], Path] = {}
+    for seed in seeds:
+        for arm in arms:
+            if arm == "base":
+                runs[(arm, seed)] = base
+            elif not cached_only:
+                runs[(arm, seed)] = post_train(base, out, arm, seed, steps, overrides)
+            elif sorted((out / arm / f"seed{seed}" / "checkpoints").glob("step_*/state.json")):
+                runs[(arm, seed)] = out / arm / f"seed{seed}"
+    return runs
+
+
 def frontier_margin(point: tuple[float, float], control: list[tuple[float, float]]) -> float | None:
     """y of ``point`` (x, y) minus the control's y at the same x, by linear interpolation between the
     control's points (its temperatures); None where x lies outside the control's range. With (novelty,
@@ -115,6 +131,13 @@ def paired_differences(by_seed: dict, arm: str, T: int, tau: float, seeds: list[
     """``metric`` of ``arm`` minus the ``reference`` arm's, per seed that has both rows (same T and temperature)."""
     return [a[metric] - c[metric] for seed in seeds
             if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get((reference, seed, T, tau)))]
+
+
+def time_ratios(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int]) -> list[float]:
+    """Sampling seconds of ``arm`` over the control's, per seed whose two rows one process measured."""
+    return [a["seconds"] / c["seconds"] for seed in seeds
+            if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))
+            and same_process(a, c)]
 
 
 def reference_pairs(arms: list[str]) -> list[tuple[str, str]]:
@@ -215,16 +238,8 @@ def main() -> int:
     base, out = Path(args.base), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*args.overrides, f"train.device={args.device}"]
-    runs: dict[tuple[str, int], Path] = {}
     t0 = time.perf_counter()
-    for seed in args.seeds:
-        for arm in args.arms:
-            if arm == "base":
-                runs[(arm, seed)] = base
-            elif not args.cached_only:
-                runs[(arm, seed)] = post_train(base, out, arm, seed, args.steps, overrides)
-            elif sorted((out / arm / f"seed{seed}" / "checkpoints").glob("step_*/state.json")):
-                runs[(arm, seed)] = out / arm / f"seed{seed}"
+    runs = arm_runs(base, out, args.arms, args.seeds, args.steps, overrides, cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
 
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
@@ -367,9 +382,7 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
             continue
         cells = []
         for T in args.T:
-            ratios = [a["seconds"] / c["seconds"] for seed in args.seeds
-                      if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))
-                      and same_process(a, c)]
+            ratios = time_ratios(by_seed, arm, T, tau, args.seeds)
             cells.append(fmt(ratios, 2, unit="×", count=True) if ratios else "–")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", "![metrics against T](selfcond_vs_T.png)", "", "![frontier](selfcond_frontier.png)"]

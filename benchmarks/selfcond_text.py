@@ -32,11 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_row, fmt, read_rows, write_results_section  # noqa: E402
 from selfcond_ablation import (  # noqa: E402
+    arm_runs,
     paired_differences,
-    post_train,
     reference_pairs,
-    same_process,
     seed_margins,
+    time_ratios,
 )
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
@@ -72,15 +72,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*args.overrides, f"train.device={args.device}"]
     t0 = time.perf_counter()
-    runs = {}
-    for seed in args.seeds:
-        for arm in args.arms:
-            if arm == "base":
-                runs[(arm, seed)] = base
-            elif not args.cached_only:
-                runs[(arm, seed)] = post_train(base, out, arm, seed, args.steps, overrides)
-            elif sorted((out / arm / f"seed{seed}" / "checkpoints").glob("step_*/state.json")):
-                runs[(arm, seed)] = out / arm / f"seed{seed}"
+    runs = arm_runs(base, out, args.arms, args.seeds, args.steps, overrides, cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
     first = loaded[next(iter(loaded))]
@@ -172,9 +164,7 @@ def markdown(args, rows: list[dict], loaded: dict, reference: dict, command: str
             states = [loaded[(arm, seed)].state for seed in seeds if (arm, seed) in loaded]
             null = [st["val_nelbo_bits"] / cpt for st in states if st.get("val_nelbo_bits") is not None]
             two = [st["val_nelbo_sc_bits"] / cpt for st in states if st.get("val_nelbo_sc_bits") is not None]
-            ratios = [a["seconds"] / c["seconds"] for seed in seeds
-                      if (a := by_seed.get((arm, seed, T, tau))) and (c := by_seed.get(("control", seed, T, tau)))
-                      and same_process(a, c)]
+            ratios = time_ratios(by_seed, arm, T, tau, seeds)
             lines.append(f"| {arm} | {T} | {fmt(bpc, count=True)} | {fmt(values(arm, T, tau, 'gen_ppl'), 1)} | "
                          f"{fmt(values(arm, T, tau, 'entropy_bits'))} | {fmt(null, 4) if null else '–'} | "
                          f"{fmt(two, 4) if two else '–'} | "
