@@ -231,6 +231,10 @@ def main() -> int:
     parser.add_argument("--cached-only", action="store_true",
                         help="train and sample nothing: tables and plots from the cached rows of the given arms, "
                              "seeds, T and temperatures that exist (e.g. after parallel runs, one per seed)")
+    parser.add_argument("--rows-from", type=Path, action="append", default=[], metavar="JSON",
+                        help="also read the rows of a results file this script wrote (e.g. benchmarks/results/"
+                             "selfcond_ablation.json); OUT/rows.jsonl wins where both have a row. With "
+                             "--cached-only the tables regenerate from them without the post-training runs")
     parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
     args = parser.parse_args()
     command = "python benchmarks/selfcond_ablation.py " + shlex.join(sys.argv[1:])
@@ -243,15 +247,13 @@ def main() -> int:
     train_minutes = (time.perf_counter() - t0) / 60
 
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
-    if not loaded:
-        raise SystemExit(f"no finished post-training run in {out} for arms {args.arms} and seeds {args.seeds}")
-    first = next(iter(loaded.values()))
-    evaluator = evaluator_for(first.config, first.split_info)
+    evaluator = None  # built at the first row that must be sampled
     process = uuid.uuid4().hex[:12]  # tags this invocation's rows: time ratios compare rows of one process only
     cache_file = out / "rows.jsonl"
+    imported = [row for path in args.rows_from for row in json.loads(path.read_text())["rows"]]
     cache = {(row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]): row
-             for row in read_rows(cache_file)}
-    rows = []
+             for row in [*imported, *read_rows(cache_file)]}
+    rows: list[dict] = []
     for T in args.T:
         for tau in args.temperatures:
             for seed in args.seeds:
@@ -260,6 +262,10 @@ def main() -> int:
                     if key not in cache and args.cached_only:
                         continue
                     if key not in cache:
+                        if (arm, seed) not in loaded:
+                            raise SystemExit(f"no run for {arm} seed {seed} in {out}")
+                        if evaluator is None:
+                            evaluator = evaluator_for(loaded[(arm, seed)].config, loaded[(arm, seed)].split_info)
                         sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
                                               batch_size=500, temperature=tau, seed=seed)
                         ev = sample_and_evaluate(loaded[(arm, seed)], evaluator, sample, device=args.device,
@@ -276,6 +282,8 @@ def main() -> int:
                               f"{m['seconds']:.1f}s", flush=True)
                     rows.append(cache[key])
 
+    if not rows:
+        raise SystemExit(f"no rows for arms {args.arms} and seeds {args.seeds} (runs and cache in {out})")
     # Rows are computed in the order given (put the most wanted first); tables and plots read sorted.
     args.T, args.temperatures = sorted(args.T), sorted(args.temperatures)
     summary: dict[tuple[str, int, float], dict[str, list[float]]] = {}
@@ -297,15 +305,15 @@ def main() -> int:
     (results / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
     plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs")
     (ROOT / "docs").mkdir(exist_ok=True)
-    section = markdown(args, summary, rows, loaded, command, base_state)
+    section = markdown(args, summary, rows, post_train_config(base, overrides), command, base_state)
     write_results_section("selfcond_ablation", section)
     print(section)
     return 0
 
 
-def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: dict) -> str:
+def markdown(args, summary, rows: list[dict], sc_config, command: str, base_state: dict) -> str:
     tau = 1.0 if 1.0 in args.temperatures else max(args.temperatures)
-    sc_config = next(iter(loaded.values())).config
+    nelbo = {(r["arm"], r["seed"]): (r.get("val_nelbo_bits"), r.get("val_nelbo_sc_bits")) for r in rows}
     lines = [
         "## Self-conditioned post-training: ablation on QM9", "",
         f"Command: `{command}`", "",
@@ -326,9 +334,9 @@ def markdown(args, summary, rows: list[dict], loaded, command: str, base_state: 
             s = summary.get((arm, T, tau))
             if s is None:
                 continue
-            states = [loaded[(arm, seed)].state for seed in args.seeds if (arm, seed) in loaded]
-            null = [st["val_nelbo_bits"] for st in states if st.get("val_nelbo_bits") is not None]
-            two = [st["val_nelbo_sc_bits"] for st in states if st.get("val_nelbo_sc_bits") is not None]
+            pairs = [nelbo[(arm, seed)] for seed in args.seeds if (arm, seed) in nelbo]
+            null = [n for n, _ in pairs if n is not None]
+            two = [n for _, n in pairs if n is not None]
             lines.append(f"| {arm} | {T} | {len(s['validity'])} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | "
                          f"{fmt(s['novelty'])} | "
                          f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {fmt(null, 4) if null else '–'} | "

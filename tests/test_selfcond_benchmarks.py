@@ -196,3 +196,48 @@ def test_text_ablation_tables_by_hand() -> None:
     assert "| mask_add@1 − mask_add@0.5 | 64 | 1.0 | -0.200 ± 0.000 |" in text
     assert "| 64 | mask_add@1 | 1.0 | 3.900 ± 0.283 | 5.000 ± 0.000 |" in text
     assert text.count("+0.000 ± 0.141 (2)") == 1  # mask_add@1's margins −0.1 and +0.1
+
+
+@requires_qm9
+def test_cached_only_tables_from_a_results_file_without_runs(tmp_path, tiny_data, monkeypatch) -> None:
+    """`--cached-only --rows-from FILE` tabulates the rows of an earlier results file when the post-training
+    runs are gone (a fresh machine); OUT/rows.jsonl wins over the file where both hold a row, and the NELBO
+    columns come from the rows."""
+    import argparse
+    import json
+
+    from common import append_row
+
+    from scmdm.workflows import post_train_config
+
+    from .test_selfcond import _train
+
+    _train(tmp_path, tiny_data, [], "base")
+
+    def row(arm: str, validity: float, nelbo: float, nelbo_sc: float | None) -> dict:
+        return {"arm": arm, "seed": 0, "T": 4, "temperature": 1.0, "num_samples": 10, "validity": validity,
+                "uniqueness": 1.0, "novelty": 0.5, "valid_unique_novel": validity / 2, "fcd": 3.0, "seconds": 1.0,
+                "val_nelbo_bits": nelbo, "val_nelbo_sc_bits": nelbo_sc}
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"rows": [row("control", 0.4, 0.97, None), row("mask_add@1", 0.3, 1.01, 0.96)]}))
+    out = tmp_path / "selfcond"
+    out.mkdir()
+    append_row(out / "rows.jsonl", row("mask_add@1", 0.35, 1.02, 0.95))  # measured again here: this one wins
+    argv = ["selfcond_ablation.py", "--base", str(tmp_path / "base"), "--out", str(out), "--arms", "control",
+            "mask_add@1", "--seeds", "0", "--T", "4", "--temperatures", "1.0", "--num-samples", "10",
+            "--cached-only", "--no-docs", "--rows-from", str(earlier)]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert selfcond_ablation.main() == 0
+    rows = json.loads((out / "selfcond_ablation.json").read_text())["rows"]
+    assert [(r["arm"], r["validity"]) for r in rows] == [("control", 0.4), ("mask_add@1", 0.35)]
+
+    args = argparse.Namespace(arms=["control", "mask_add@1"], seeds=[0], T=[4], temperatures=[1.0], steps=8,
+                              num_samples=10)
+    summary = {(r["arm"], 4, 1.0): {k: [r[k]] for k in (*selfcond_ablation.METRICS, "seconds")} for r in rows}
+    text = selfcond_ablation.markdown(args, summary, rows, post_train_config(tmp_path / "base"), "cmd", {})
+    assert "| control | 4 | 1 | 0.400 |" in text and "| 0.9700 | – |" in text
+    assert "| mask_add@1 | 4 | 1 | 0.350 |" in text and "| 1.0200 | 0.9500 |" in text
+    monkeypatch.setattr(sys, "argv", [*argv[:-2], "--arms", "projection@1"])
+    with pytest.raises(SystemExit, match="no rows for arms"):
+        selfcond_ablation.main()
