@@ -33,6 +33,7 @@ import shlex
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
 
-from scmdm.checkpoint import load_checkpoint  # noqa: E402
+from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.selfcond import INJECTIONS  # noqa: E402
 from scmdm.training import Trainer  # noqa: E402
@@ -105,6 +106,43 @@ def arm_runs(base: Path, out: Path, arms: list[str], seeds: list[int], steps: in
             elif sorted((out / arm / f"seed{seed}" / "checkpoints").glob("step_*/state.json")):
                 runs[(arm, seed)] = out / arm / f"seed{seed}"
     return runs
+
+
+def row_key(row: dict) -> tuple:
+    """What identifies a cached row: arm, seed, T, temperature and number of samples."""
+    return row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]
+
+
+def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: Path, loaded: dict,
+               measure: Callable[[LoadedCheckpoint, SampleConfig], dict], describe: Callable[[dict], str],
+               batch_size: int) -> list[dict]:
+    """The rows of the sweep T × temperature × seed × arm, in that order (arms interleaved, so that sampling-time
+    ratios are measured side by side). A row comes from ``cache`` where it is there; else, unless
+    ``args.cached_only``, ``measure(run, sample_config)`` samples it now (its metrics), tagged with this process and
+    the run's validation NELBOs, appended to ``cache_file`` and printed with ``describe``."""
+    process = uuid.uuid4().hex[:12]  # tags this invocation's rows: time ratios compare rows of one process only
+    rows = []
+    for T in args.T:
+        for tau in args.temperatures:
+            for seed in args.seeds:
+                for arm in args.arms:
+                    key = (arm, seed, T, tau, args.num_samples)
+                    if key not in cache and args.cached_only:
+                        continue
+                    if key not in cache:
+                        if (arm, seed) not in loaded:
+                            raise SystemExit(f"no post-training run for {arm} seed {seed}")
+                        run = loaded[(arm, seed)]
+                        sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
+                                              batch_size=batch_size, temperature=tau, seed=seed)
+                        cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
+                                      "num_samples": args.num_samples, "process": process, **measure(run, sample),
+                                      "val_nelbo_bits": run.state.get("val_nelbo_bits"),
+                                      "val_nelbo_sc_bits": run.state.get("val_nelbo_sc_bits")}
+                        append_row(cache_file, cache[key])
+                        print(f"T={T:<4} τ={tau:<4} seed={seed} {arm:<18} {describe(cache[key])}", flush=True)
+                    rows.append(cache[key])
+    return rows
 
 
 def frontier_margin(point: tuple[float, float], control: list[tuple[float, float]]) -> float | None:
@@ -247,41 +285,18 @@ def main() -> int:
     train_minutes = (time.perf_counter() - t0) / 60
 
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
-    evaluator = None  # built at the first row that must be sampled
-    process = uuid.uuid4().hex[:12]  # tags this invocation's rows: time ratios compare rows of one process only
+    first = next(iter(loaded.values()), None)
+    evaluator = evaluator_for(first.config, first.split_info) if first else None  # None: nothing to sample
     cache_file = out / "rows.jsonl"
     imported = [row for path in args.rows_from for row in json.loads(path.read_text())["rows"]]
-    cache = {(row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]): row
-             for row in [*imported, *read_rows(cache_file)]}
-    rows: list[dict] = []
-    for T in args.T:
-        for tau in args.temperatures:
-            for seed in args.seeds:
-                for arm in args.arms:
-                    key = (arm, seed, T, tau, args.num_samples)
-                    if key not in cache and args.cached_only:
-                        continue
-                    if key not in cache:
-                        if (arm, seed) not in loaded:
-                            raise SystemExit(f"no run for {arm} seed {seed} in {out}")
-                        if evaluator is None:
-                            evaluator = evaluator_for(loaded[(arm, seed)].config, loaded[(arm, seed)].split_info)
-                        sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
-                                              batch_size=500, temperature=tau, seed=seed)
-                        ev = sample_and_evaluate(loaded[(arm, seed)], evaluator, sample, device=args.device,
-                                                 show_progress=False)
-                        state = loaded[(arm, seed)].state
-                        cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
-                                      "num_samples": args.num_samples, "process": process, **ev.metrics,
-                                      "val_nelbo_bits": state.get("val_nelbo_bits"),
-                                      "val_nelbo_sc_bits": state.get("val_nelbo_sc_bits")}
-                        append_row(cache_file, cache[key])
-                        m = cache[key]
-                        print(f"T={T:<4} τ={tau:<4} seed={seed} {arm:<18} valid {m['validity']:.3f} "
-                              f"VUN {m['valid_unique_novel']:.3f} novel {m['novelty']:.3f} FCD {m['fcd']:.3f} "
-                              f"{m['seconds']:.1f}s", flush=True)
-                    rows.append(cache[key])
-
+    cache = {row_key(row): row for row in [*imported, *read_rows(cache_file)]}
+    rows = sweep_rows(
+        args, cache, cache_file, loaded,
+        measure=lambda run, sample: sample_and_evaluate(run, evaluator, sample, device=args.device,
+                                                        show_progress=False).metrics,
+        describe=lambda m: (f"valid {m['validity']:.3f} VUN {m['valid_unique_novel']:.3f} novel {m['novelty']:.3f} "
+                            f"FCD {m['fcd']:.3f} {m['seconds']:.1f}s"),
+        batch_size=500)
     if not rows:
         raise SystemExit(f"no rows for arms {args.arms} and seeds {args.seeds} (runs and cache in {out})")
     # Rows are computed in the order given (put the most wanted first); tables and plots read sorted.

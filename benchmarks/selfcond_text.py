@@ -24,7 +24,6 @@ import platform
 import shlex
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import torch
@@ -35,12 +34,13 @@ from selfcond_ablation import (  # noqa: E402
     arm_runs,
     paired_differences,
     reference_pairs,
+    row_key,
     seed_margins,
+    sweep_rows,
     time_ratios,
 )
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.evaluation.lm_scorer import SCORER_NAME  # noqa: E402
 from scmdm.workflows import evaluator_for, sample_and_evaluate  # noqa: E402
 
@@ -78,7 +78,7 @@ def main() -> int:
     first = loaded[next(iter(loaded))]
     evaluator = evaluator_for(first.config, first.split_info, tokenizer=first.tokenizer, device=args.device)
     cache_file = out / "rows.jsonl"
-    cache = {(r["arm"], r["seed"], r["T"], r["temperature"], r["num_samples"]): r for r in read_rows(cache_file)}
+    cache = {row_key(r): r for r in read_rows(cache_file)}
     reference_key = ("real held-out text", -1, 0, 0.0, args.num_samples)
     if reference_key not in cache:
         cache[reference_key] = {"arm": "real held-out text", "seed": -1, "T": 0, "temperature": 0.0,
@@ -86,30 +86,13 @@ def main() -> int:
                                 **evaluator.reference_row(n=args.num_samples).as_dict()}
         append_row(cache_file, cache[reference_key])
     reference = cache[reference_key]
-    rows, process = [], uuid.uuid4().hex[:12]  # sampling-time ratios only between rows of one process
-    for T in args.T:
-        for tau in args.temperatures:
-            for seed in args.seeds:
-                for arm in args.arms:  # interleaved, so that sampling-time ratios are measured side by side
-                    key = (arm, seed, T, tau, args.num_samples)
-                    if key not in cache and args.cached_only:
-                        continue
-                    if key not in cache:
-                        sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
-                                              batch_size=250, temperature=tau, seed=seed)
-                        ev = sample_and_evaluate(loaded[(arm, seed)], evaluator, sample, device=args.device,
-                                                 show_progress=False)
-                        state = loaded[(arm, seed)].state
-                        cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
-                                      "num_samples": args.num_samples, "process": process, **ev.metrics,
-                                      "val_nelbo_bits": state.get("val_nelbo_bits"),
-                                      "val_nelbo_sc_bits": state.get("val_nelbo_sc_bits")}
-                        append_row(cache_file, cache[key])
-                        m = cache[key]
-                        print(f"T={T:<4} τ={tau:<4} seed={seed} {arm:<14} bits/char {m['scorer_bpc']:.3f} "
-                              f"gen PPL {m['gen_ppl']:.1f} entropy {m['entropy_bits']:.3f} {m['seconds']:.1f}s",
-                              flush=True)
-                    rows.append(cache[key])
+    rows = sweep_rows(
+        args, cache, cache_file, loaded,
+        measure=lambda run, sample: sample_and_evaluate(run, evaluator, sample, device=args.device,
+                                                        show_progress=False).metrics,
+        describe=lambda m: (f"bits/char {m['scorer_bpc']:.3f} gen PPL {m['gen_ppl']:.1f} "
+                            f"entropy {m['entropy_bits']:.3f} {m['seconds']:.1f}s"),
+        batch_size=250)
 
     payload = {"command": command, "rows": rows, "reference": reference, "arms": args.arms, "seeds": args.seeds,
                "post_train_steps": args.steps, "base_state": load_checkpoint(base).state,

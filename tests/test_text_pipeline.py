@@ -108,3 +108,30 @@ def test_eval_through_the_cli_prints_the_reference_beside_the_model(text_run, te
     samples.write_text("In the beginning\n%\nGod created\n%\n")
     assert main(["eval", str(text_run), "--samples", str(samples), "--json", str(metrics)]) == 0
     assert json.loads(metrics.read_text())["model"]["n_samples"] == 2
+
+
+def test_text_ablation_script_samples_caches_and_tabulates(text_run, tmp_path, monkeypatch, capsys) -> None:
+    """benchmarks/selfcond_text.py end to end on the tiny model: post-trains each arm, samples and scores every row
+    once (a second, --cached-only run reads the same rows back without sampling), tabulates the pair."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import selfcond_text
+
+    out = tmp_path / "ablation"
+    argv = ["selfcond_text.py", "--base", str(text_run), "--out", str(out), "--arms", "control", "mask_add@1",
+            "--seeds", "0", "--steps", "2", "--T", "4", "--temperatures", "1.0", "--num-samples", "4", "--no-docs",
+            "train.batch_size=16", "train.val_sequences=16", "train.val_num_t=2", "train.warmup_steps=1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert selfcond_text.main() == 0
+    first = json.loads((out / "selfcond_text.json").read_text())["rows"]
+    assert [(r["arm"], r["T"], r["temperature"]) for r in first] == [("control", 4, 1.0), ("mask_add@1", 4, 1.0)]
+    assert all(r["scorer_bpc"] > 0 and r["val_nelbo_bits"] > 0 for r in first)
+    assert first[0]["val_nelbo_sc_bits"] is None and first[1]["val_nelbo_sc_bits"] > 0
+    assert "| mask_add@1 | 4 | 1.0 |" in capsys.readouterr().out  # its paired row against the control
+    cached_lines = (out / "rows.jsonl").read_text().splitlines()
+    monkeypatch.setattr(sys, "argv", [*argv, "--cached-only"])
+    assert selfcond_text.main() == 0
+    assert json.loads((out / "selfcond_text.json").read_text())["rows"] == first
+    assert (out / "rows.jsonl").read_text().splitlines() == cached_lines  # nothing sampled again
