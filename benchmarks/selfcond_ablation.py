@@ -19,6 +19,8 @@ in OUT/rows.jsonl, so an interrupted run continues where it stopped. Arms are in
     python benchmarks/selfcond_ablation.py                       # everything (hours on 2 CPU cores)
     python benchmarks/selfcond_ablation.py --arms control mask_add@1 projection@1 --seeds 0 \\
         --T 32 64 --temperatures 0.9 1.0                         # a pilot
+    python benchmarks/selfcond_ablation.py --arms control mask_add@1 --cached-only \
+        --rows-from benchmarks/results/selfcond_ablation.json   # the tables again, on a machine without the runs
 
 Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, docs/selfcond_frontier.png
 and the ``selfcond_ablation`` section of docs/RESULTS.md.
