@@ -19,7 +19,7 @@ in OUT/rows.jsonl, so an interrupted run continues where it stopped. Arms are in
     python benchmarks/selfcond_ablation.py                       # everything (hours on 2 CPU cores)
     python benchmarks/selfcond_ablation.py --arms control mask_add@1 projection@1 --seeds 0 \\
         --T 32 64 --temperatures 0.9 1.0                         # a pilot
-    python benchmarks/selfcond_ablation.py --arms control mask_add@1 --cached-only \
+    python benchmarks/selfcond_ablation.py --arms control mask_add@1 --cached-only \\
         --rows-from benchmarks/results/selfcond_ablation.json   # the tables again, on a machine without the runs
 
 Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, docs/selfcond_frontier.png
@@ -115,13 +115,13 @@ def row_key(row: dict) -> tuple:
     return row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]
 
 
-def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: Path, loaded: dict,
-               measure: Callable[[LoadedCheckpoint, SampleConfig], dict], describe: Callable[[dict], str],
+def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: Path,
+               loaded: dict[tuple[str, int], LoadedCheckpoint], evaluator, describe: Callable[[dict], str],
                batch_size: int) -> list[dict]:
     """The rows of the sweep T × temperature × seed × arm, in that order (arms interleaved, so that sampling-time
     ratios are measured side by side). A row comes from ``cache`` where it is there; else, unless
-    ``args.cached_only``, ``measure(run, sample_config)`` samples it now (its metrics), tagged with this process and
-    the run's validation NELBOs, appended to ``cache_file`` and printed with ``describe``."""
+    ``args.cached_only``, it is sampled now (ancestral, on ``args.device``) and judged by ``evaluator``, tagged with
+    this process and the run's validation NELBOs, appended to ``cache_file`` and printed with ``describe``."""
     process = uuid.uuid4().hex[:12]  # tags this invocation's rows: time ratios compare rows of one process only
     rows = []
     for T in args.T:
@@ -138,7 +138,9 @@ def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: P
                         sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
                                               batch_size=batch_size, temperature=tau, seed=seed)
                         cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
-                                      "num_samples": args.num_samples, "process": process, **measure(run, sample),
+                                      "num_samples": args.num_samples, "process": process,
+                                      **sample_and_evaluate(run, evaluator, sample, device=args.device,
+                                                            show_progress=False).metrics,
                                       "val_nelbo_bits": run.state.get("val_nelbo_bits"),
                                       "val_nelbo_sc_bits": run.state.get("val_nelbo_sc_bits")}
                         append_row(cache_file, cache[key])
@@ -293,9 +295,7 @@ def main() -> int:
     imported = [row for path in args.rows_from for row in json.loads(path.read_text())["rows"]]
     cache = {row_key(row): row for row in [*imported, *read_rows(cache_file)]}
     rows = sweep_rows(
-        args, cache, cache_file, loaded,
-        measure=lambda run, sample: sample_and_evaluate(run, evaluator, sample, device=args.device,
-                                                        show_progress=False).metrics,
+        args, cache, cache_file, loaded, evaluator,
         describe=lambda m: (f"valid {m['validity']:.3f} VUN {m['valid_unique_novel']:.3f} novel {m['novelty']:.3f} "
                             f"FCD {m['fcd']:.3f} {m['seconds']:.1f}s"),
         batch_size=500)

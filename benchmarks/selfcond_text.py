@@ -42,7 +42,7 @@ from selfcond_ablation import (  # noqa: E402
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.evaluation.lm_scorer import SCORER_NAME  # noqa: E402
-from scmdm.workflows import evaluator_for, sample_and_evaluate  # noqa: E402
+from scmdm.workflows import evaluator_for  # noqa: E402
 
 METRICS = ("gen_ppl", "scorer_bpc", "entropy_bits", "chars")
 
@@ -87,9 +87,7 @@ def main() -> int:
         append_row(cache_file, cache[reference_key])
     reference = cache[reference_key]
     rows = sweep_rows(
-        args, cache, cache_file, loaded,
-        measure=lambda run, sample: sample_and_evaluate(run, evaluator, sample, device=args.device,
-                                                        show_progress=False).metrics,
+        args, cache, cache_file, loaded, evaluator,
         describe=lambda m: (f"bits/char {m['scorer_bpc']:.3f} gen PPL {m['gen_ppl']:.1f} "
                             f"entropy {m['entropy_bits']:.3f} {m['seconds']:.1f}s"),
         batch_size=250)
