@@ -9,6 +9,8 @@ steps in every arm:
     INJ@1            λ = 1
     INJ@1+lagT32     λ = 1 with hint lag 1/32: pass 1 of training sees x_(t+1/32), the input a 32-step sampler's
                      previous step saw, instead of x_t (selfcond.hint_lag; the train–test hint mismatch remedy)
+    INJ@1+drop0.3    λ = 1, each position's hint dropped to the null one with probability 0.3 in training
+    INJ@1+noise1     λ = 1, Gaussian noise σ = 1 on the hint's log-probabilities in training (suffixes combine)
     base             the base model itself, not post-trained (a reference, not a control)
 
 Each arm is post-trained once per seed (train.seed = 100 + seed: batch order, times, masks) and sampled
@@ -23,7 +25,9 @@ in OUT/rows.jsonl, so an interrupted run continues where it stopped. Arms are in
         --rows-from benchmarks/results/selfcond_ablation.json   # the tables again, on a machine without the runs
 
 Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, docs/selfcond_frontier.png
-and the ``selfcond_ablation`` section of docs/RESULTS.md.
+and the ``selfcond_ablation`` section of docs/RESULTS.md. A variant that changes the control too (a learning
+rate, a post-training length) is its own ablation: ``--tag lr3e-4 train.lr=3e-4`` keeps its runs in
+runs/selfcond_lr3e-4 and writes selfcond_ablation_lr3e-4.json, the plots with that suffix and its own section.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import shlex
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -53,36 +59,66 @@ DEFAULT_ARMS = ["base", "control", *[f"{inj}@{rate}" for inj in INJECTIONS for r
 METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
 
 
-def parse_arm(arm: str) -> tuple[str, float, int, float]:
-    """'projection@0.5x2' → (injection, λ, step multiplier, hint lag); 'mask_add@1+lagT32' → hint lag 1/32;
-    'control' → ('none', 0, 1, 0)."""
+@dataclass(frozen=True)
+class Arm:
+    """What an arm's name says about its post-training (λ = ``rate``; ``multiplier`` × the steps; the hint's
+    training-time lag and corruption, ``scmdm.selfcond``)."""
+
+    injection: str
+    rate: float
+    multiplier: int = 1
+    hint_lag: float = 0.0
+    hint_dropout: float = 0.0
+    hint_noise: float = 0.0
+
+    def without_hint_changes(self) -> Arm:
+        """The twin arm with the paper's plain hint (no lag, no corruption)."""
+        return replace(self, hint_lag=0.0, hint_dropout=0.0, hint_noise=0.0)
+
+    def overrides(self) -> list[str]:
+        return [f"selfcond.injection={self.injection}", f"selfcond.rate={self.rate}",
+                f"selfcond.hint_lag={self.hint_lag}", f"selfcond.hint_dropout={self.hint_dropout}",
+                f"selfcond.hint_noise={self.hint_noise}"]
+
+
+def parse_arm(arm: str) -> Arm:
+    """'projection@0.5x2' → Arm('projection', 0.5, multiplier=2); 'control' → Arm('none', 0). Suffixes, in any
+    order: '+lagTN' hint lag 1/N, '+dropP' hint dropout P, '+noiseS' hint noise σ = S."""
     if arm == "control":
-        return "none", 0.0, 1, 0.0
-    usage = (f"arm {arm!r} must be base, control or INJECTION@RATE[x2][+lagTN] (INJECTION in {INJECTIONS}; "
-             "+lagTN: hint lag 1/N)")
+        return Arm("none", 0.0)
+    usage = (f"arm {arm!r} must be base, control or INJECTION@RATE[x2][+lagTN][+dropP][+noiseS] (INJECTION in "
+             f"{INJECTIONS}; +lagTN: hint lag 1/N; +dropP: hint dropout P in (0, 1); +noiseS: hint noise σ = S > 0)")
     if "@" not in arm:
         raise SystemExit(usage)
-    injection, rate = arm.split("@", 1)
-    lag = 0.0
-    if "+lagT" in rate:
-        rate, steps = rate.split("+lagT", 1)
-        if not steps.isdigit() or int(steps) == 0:
-            raise SystemExit(usage)
-        lag = 1.0 / int(steps)
+    injection, rest = arm.split("@", 1)
+    rate, *suffixes = rest.split("+")
     multiplier = 1
     if rate.endswith("x2"):
         rate, multiplier = rate[:-2], 2
+    changes: dict[str, float] = {}
+    for suffix in suffixes:
+        match = re.fullmatch(r"(lagT|drop|noise)(\d+(?:\.\d+)?)", suffix)
+        value = float(match.group(2)) if match else 0.0
+        if (not match or value == 0 or match.group(1) in changes or (match.group(1) == "drop" and value >= 1)
+                or (match.group(1) == "lagT" and not value.is_integer())):
+            raise SystemExit(usage)
+        changes[match.group(1)] = value
+    try:
+        rate_value = float(rate)
+    except ValueError:
+        raise SystemExit(usage) from None
     if injection not in INJECTIONS:
         raise SystemExit(f"unknown injection {injection!r} in arm {arm!r}; valid: {', '.join(INJECTIONS)}")
-    return injection, float(rate), multiplier, lag
+    return Arm(injection, rate_value, multiplier, hint_lag=1.0 / changes["lagT"] if "lagT" in changes else 0.0,
+               hint_dropout=changes.get("drop", 0.0), hint_noise=changes.get("noise", 0.0))
 
 
 def post_train(base: Path, out: Path, arm: str, seed: int, steps: int, overrides: list[str]) -> Path:
-    injection, rate, multiplier, lag = parse_arm(arm)
+    spec = parse_arm(arm)
+    multiplier = spec.multiplier
     run_dir = out / arm / f"seed{seed}"
     config = post_train_config(base, [
-        f"selfcond.injection={injection}", f"selfcond.rate={rate}", f"selfcond.hint_lag={lag}",
-        f"train.steps={steps * multiplier}",
+        *spec.overrides(), f"train.steps={steps * multiplier}",
         f"train.seed={100 + seed}", f"train.eval_every={steps * multiplier}",
         f"train.save_every={max(1, steps * multiplier // 4)}",  # a killed run resumes from its last quarter
         *overrides])
@@ -184,12 +220,13 @@ def time_ratios(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int]) -
 
 def reference_pairs(arms: list[str]) -> list[tuple[str, str]]:
     """Arms compared with another arm besides the control: (INJ@1, INJ@0.5) for every injection with both
-    rates (the paper's λ = 1 vs λ = 0.5), and (ARM+lagTN, ARM) for every lagged arm whose lag-free twin ran."""
+    rates (the paper's λ = 1 vs λ = 0.5), and (ARM+lagTN, ARM) for every arm with a lagged or corrupted hint
+    whose plain-hint twin ran."""
     parsed = {parse_arm(a): a for a in arms if a != "base"}
-    pairs = [(parsed[(inj, 1.0, 1, 0.0)], parsed[(inj, 0.5, 1, 0.0)]) for inj in INJECTIONS
-             if (inj, 1.0, 1, 0.0) in parsed and (inj, 0.5, 1, 0.0) in parsed]
-    return pairs + [(arm, parsed[(*key[:3], 0.0)]) for key, arm in parsed.items()
-                    if key[3] > 0 and (*key[:3], 0.0) in parsed]
+    pairs = [(parsed[Arm(inj, 1.0)], parsed[Arm(inj, 0.5)]) for inj in INJECTIONS
+             if Arm(inj, 1.0) in parsed and Arm(inj, 0.5) in parsed]
+    return pairs + [(arm, parsed[spec.without_hint_changes()]) for spec, arm in parsed.items()
+                    if spec != spec.without_hint_changes() and spec.without_hint_changes() in parsed]
 
 
 def seed_margins(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], temps: list[float],
@@ -208,7 +245,7 @@ def seed_margins(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], 
     return margins
 
 
-def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_dir: Path) -> None:
+def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_dir: Path, suffix: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,7 +265,7 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
             ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "selfcond_vs_T.png", dpi=110)
+    fig.savefig(out_dir / f"selfcond_vs_T{suffix}.png", dpi=110)
     plt.close(fig)
 
     frontier_Ts = [T for T in Ts if T <= 64] or Ts
@@ -254,14 +291,17 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
         handles.update(zip(labels, artists, strict=True))
     axes[0, 0].legend(handles.values(), handles.keys(), fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "selfcond_frontier.png", dpi=110)
+    fig.savefig(out_dir / f"selfcond_frontier{suffix}.png", dpi=110)
     plt.close(fig)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=str(ROOT / "runs" / "qm9_base"), help="the base model (run folder)")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "selfcond"), help="post-training runs and row cache")
+    parser.add_argument("--out", help="post-training runs and row cache (default runs/selfcond, with --tag "
+                                       "runs/selfcond_TAG)")
+    parser.add_argument("--tag", default="", help="a variant ablation with its own control, e.g. 'lr3e-4' with the "
+                        "override train.lr=3e-4: its own runs, results file, plots and RESULTS section")
     parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=480, help="post-training steps per arm (x2 arms: twice)")
@@ -281,7 +321,10 @@ def main() -> int:
     args = parser.parse_args()
     command = "python benchmarks/selfcond_ablation.py " + shlex.join(sys.argv[1:])
 
-    base, out = Path(args.base), Path(args.out)
+    if args.tag and not re.fullmatch(r"[\w.+-]+", args.tag):
+        raise SystemExit(f"--tag {args.tag!r}: use letters, digits and . + - _ only (it names files)")
+    suffix = f"_{args.tag}" if args.tag else ""
+    base, out = Path(args.base), Path(args.out or ROOT / "runs" / f"selfcond{suffix}")
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*args.overrides, f"train.device={args.device}"]
     t0 = time.perf_counter()
@@ -319,20 +362,21 @@ def main() -> int:
     if args.no_docs:
         (out / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
         return 0
-    (results / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
-    plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs")
+    (results / f"selfcond_ablation{suffix}.json").write_text(json.dumps(payload, indent=1))
     (ROOT / "docs").mkdir(exist_ok=True)
-    section = markdown(args, summary, rows, post_train_config(base, overrides), command, base_state)
-    write_results_section("selfcond_ablation", section)
+    plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs", suffix)
+    section = markdown(args, summary, rows, post_train_config(base, overrides), command, base_state, suffix)
+    write_results_section(f"selfcond_ablation{suffix}", section)
     print(section)
     return 0
 
 
-def markdown(args, summary, rows: list[dict], sc_config, command: str, base_state: dict) -> str:
+def markdown(args, summary, rows: list[dict], sc_config, command: str, base_state: dict, suffix: str = "") -> str:
     tau = 1.0 if 1.0 in args.temperatures else max(args.temperatures)
     nelbo = {(r["arm"], r["seed"]): (r.get("val_nelbo_bits"), r.get("val_nelbo_sc_bits")) for r in rows}
+    variant = f" — variant {args.tag} ({' '.join(args.overrides) or 'no overrides'})" if args.tag else ""
     lines = [
-        "## Self-conditioned post-training: ablation on QM9", "",
+        f"## Self-conditioned post-training: ablation on QM9{variant}", "",
         f"Command: `{command}`", "",
         f"Base: `runs/qm9_base` (step {base_state.get('step')}, validation NELBO "
         f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token on the trainer's protocol). Every arm "
@@ -410,7 +454,7 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
             ratios = time_ratios(by_seed, arm, T, tau, args.seeds)
             cells.append(fmt(ratios, 2, unit="×", count=True) if ratios else "–")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    lines += ["", "![metrics against T](selfcond_vs_T.png)", "", "![frontier](selfcond_frontier.png)"]
+    lines += ["", f"![metrics against T](selfcond_vs_T{suffix}.png)", "", f"![frontier](selfcond_frontier{suffix}.png)"]
     return "\n".join(lines)
 
 

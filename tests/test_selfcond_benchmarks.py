@@ -64,10 +64,18 @@ def test_paired_differences_and_same_process() -> None:
     assert selfcond_ablation.paired_differences(by_seed, "sc", 32, 1.0, [0, 1], "validity",
                                                 reference="sc@0.5") == pytest.approx([0.03])
     pairs = selfcond_ablation.reference_pairs(["control", "mask_add@1", "projection@1", "mask_add@0.5",
-                                               "mask_add@0.5x2", "mask_add@1+lagT32", "gated@1+lagT16"])
-    assert pairs == [("mask_add@1", "mask_add@0.5"), ("mask_add@1+lagT32", "mask_add@1")]
-    assert selfcond_ablation.parse_arm("mask_add@0.5x2+lagT16") == ("mask_add", 0.5, 2, 1 / 16)
-    for bad in ("mask_add@1+lagT0", "mask_add@1+lagTx", "mask_add"):
+                                               "mask_add@0.5x2", "mask_add@1+lagT32", "gated@1+lagT16",
+                                               "projection@1+drop0.3", "mask_add@0.5+noise1"])
+    assert pairs == [("mask_add@1", "mask_add@0.5"), ("mask_add@1+lagT32", "mask_add@1"),
+                     ("projection@1+drop0.3", "projection@1"), ("mask_add@0.5+noise1", "mask_add@0.5")]
+    Arm = selfcond_ablation.Arm
+    assert selfcond_ablation.parse_arm("mask_add@0.5x2+lagT16") == Arm("mask_add", 0.5, 2, hint_lag=1 / 16)
+    assert selfcond_ablation.parse_arm("gated@1+noise0.5+drop0.25") == Arm("gated", 1.0, hint_dropout=0.25,
+                                                                           hint_noise=0.5)
+    assert selfcond_ablation.parse_arm("control") == Arm("none", 0.0)
+    assert "selfcond.hint_dropout=0.25" in selfcond_ablation.parse_arm("gated@1+drop0.25").overrides()
+    for bad in ("mask_add@1+lagT0", "mask_add@1+lagTx", "mask_add", "mask_add@1+lagT2.5", "mask_add@1+drop1",
+                "mask_add@1+drop0.1+drop0.2", "mask_add@1+blur2", "mask_add@one"):
         with pytest.raises(SystemExit, match="must be base, control or"):
             selfcond_ablation.parse_arm(bad)
     assert selfcond_ablation.same_process({"process": "a"}, {"process": "a"})
@@ -233,11 +241,21 @@ def test_cached_only_tables_from_a_results_file_without_runs(tmp_path, tiny_data
     assert [(r["arm"], r["validity"]) for r in rows] == [("control", 0.4), ("mask_add@1", 0.35)]
 
     args = argparse.Namespace(arms=["control", "mask_add@1"], seeds=[0], T=[4], temperatures=[1.0], steps=8,
-                              num_samples=10)
+                              num_samples=10, tag="", overrides=[])
     summary = {(r["arm"], 4, 1.0): {k: [r[k]] for k in (*selfcond_ablation.METRICS, "seconds")} for r in rows}
     text = selfcond_ablation.markdown(args, summary, rows, post_train_config(tmp_path / "base"), "cmd", {})
     assert "| control | 4 | 1 | 0.400 |" in text and "| 0.9700 | – |" in text
     assert "| mask_add@1 | 4 | 1 | 0.350 |" in text and "| 1.0200 | 0.9500 |" in text
+    assert "ablation on QM9\n" in text and "(selfcond_vs_T.png)" in text
+    # A tagged variant names its overrides and its own plots.
+    args.tag, args.overrides = "lr3e-4", ["train.lr=3e-4"]
+    text = selfcond_ablation.markdown(args, summary, rows, post_train_config(tmp_path / "base", args.overrides),
+                                      "cmd", {}, "_lr3e-4")
+    assert "ablation on QM9 — variant lr3e-4 (train.lr=3e-4)" in text and "(lr 0.0003," in text
+    assert "(selfcond_vs_T_lr3e-4.png)" in text and "(selfcond_frontier_lr3e-4.png)" in text
+    monkeypatch.setattr(sys, "argv", [*argv, "--tag", "lr 3e-4"])
+    with pytest.raises(SystemExit, match="use letters, digits"):
+        selfcond_ablation.main()
     monkeypatch.setattr(sys, "argv", [*argv[:-2], "--arms", "projection@1"])
     with pytest.raises(SystemExit, match="no rows for arms"):
         selfcond_ablation.main()
