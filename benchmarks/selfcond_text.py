@@ -42,7 +42,7 @@ from selfcond_ablation import (  # noqa: E402
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
 from scmdm.evaluation.lm_scorer import SCORER_NAME  # noqa: E402
-from scmdm.workflows import evaluator_for  # noqa: E402
+from scmdm.workflows import evaluator_for, post_train_config  # noqa: E402
 
 METRICS = ("gen_ppl", "scorer_bpc", "entropy_bits", "chars")
 
@@ -67,7 +67,8 @@ def main() -> int:
     command = "python benchmarks/selfcond_text.py " + shlex.join(sys.argv[1:])
 
     base, out = Path(args.base), Path(args.out)
-    if load_checkpoint(base).config.data.domain != "text":
+    base_model = load_checkpoint(base, device=args.device)
+    if base_model.config.data.domain != "text":
         parser.error(f"{base} is not a text model; benchmarks/selfcond_ablation.py is the molecule ablation")
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*args.overrides, f"train.device={args.device}"]
@@ -75,8 +76,9 @@ def main() -> int:
     runs = arm_runs(base, out, args.arms, args.seeds, args.steps, overrides, cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
     loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
-    first = loaded[next(iter(loaded))]
-    evaluator = evaluator_for(first.config, first.split_info, tokenizer=first.tokenizer, device=args.device)
+    # The post-trained runs share the base model's data and tokenizer: with --cached-only they may all be gone.
+    evaluator = evaluator_for(base_model.config, base_model.split_info, tokenizer=base_model.tokenizer,
+                              device=args.device)
     cache_file = out / "rows.jsonl"
     cache = {row_key(r): r for r in read_rows(cache_file)}
     reference_key = ("real held-out text", -1, 0, 0.0, args.num_samples)
@@ -93,11 +95,12 @@ def main() -> int:
         batch_size=250)
 
     payload = {"command": command, "rows": rows, "reference": reference, "arms": args.arms, "seeds": args.seeds,
-               "post_train_steps": args.steps, "base_state": load_checkpoint(base).state,
+               "post_train_steps": args.steps, "base_state": base_model.state,
                "train_minutes_this_invocation": train_minutes,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                            "torch": torch.__version__, "device": args.device}}
-    section = markdown(args, rows, loaded, reference, command, payload["base_state"], evaluator.chars_per_token)
+    section = markdown(args, rows, post_train_config(base, overrides), reference, command, payload["base_state"],
+                       evaluator.chars_per_token)
     print(section)
     if args.no_docs:
         (out / "selfcond_text.json").write_text(json.dumps(payload, indent=1))
@@ -108,9 +111,10 @@ def main() -> int:
     return 0
 
 
-def markdown(args, rows: list[dict], loaded: dict, reference: dict, command: str, base_state: dict,
+def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, base_state: dict,
              cpt: float) -> str:
-    """The ``selfcond_text`` section of docs/RESULTS.md from the cached rows (one per arm, seed, T, temperature)."""
+    """The ``selfcond_text`` section of docs/RESULTS.md from the cached rows (one per arm, seed, T, temperature;
+    each carries its run's validation NELBO), with ``sc_config`` the post-training config (its lr and batch)."""
     temps, Ts, seeds = sorted(args.temperatures), sorted(args.T), args.seeds
     tau = 1.0 if 1.0 in temps else max(temps)
     by_seed = {(r["arm"], r["seed"], r["T"], r["temperature"]): r for r in rows}
@@ -118,8 +122,7 @@ def markdown(args, rows: list[dict], loaded: dict, reference: dict, command: str
     def values(arm: str, T: int, t: float, metric: str) -> list[float]:
         return [float(r[metric]) for seed in seeds if (r := by_seed.get((arm, seed, T, t)))]
 
-    post_trained = [key for key in loaded if key[0] != "base"] or list(loaded)
-    sc_config = loaded[post_trained[0]].config
+    nelbo = {(r["arm"], r["seed"]): (r.get("val_nelbo_bits"), r.get("val_nelbo_sc_bits")) for r in rows}
     lines = [
         "## Self-conditioned post-training: ablation on text", "",
         f"Command: `{command}`", "",
@@ -142,9 +145,9 @@ def markdown(args, rows: list[dict], loaded: dict, reference: dict, command: str
             bpc = values(arm, T, tau, "scorer_bpc")
             if not bpc:
                 continue
-            states = [loaded[(arm, seed)].state for seed in seeds if (arm, seed) in loaded]
-            null = [st["val_nelbo_bits"] / cpt for st in states if st.get("val_nelbo_bits") is not None]
-            two = [st["val_nelbo_sc_bits"] / cpt for st in states if st.get("val_nelbo_sc_bits") is not None]
+            pairs = [nelbo[(arm, seed)] for seed in seeds if (arm, seed) in nelbo]
+            null = [n / cpt for n, _ in pairs if n is not None]
+            two = [n / cpt for _, n in pairs if n is not None]
             ratios = time_ratios(by_seed, arm, T, tau, seeds)
             lines.append(f"| {arm} | {T} | {fmt(bpc, count=True)} | {fmt(values(arm, T, tau, 'gen_ppl'), 1)} | "
                          f"{fmt(values(arm, T, tau, 'entropy_bits'))} | {fmt(null, 4) if null else '–'} | "

@@ -185,7 +185,8 @@ def test_text_ablation_tables_by_hand() -> None:
 
     def row(arm: str, seed: int, tau: float, bpc: float, entropy: float) -> dict:
         return {"arm": arm, "seed": seed, "T": 64, "temperature": tau, "scorer_bpc": bpc, "entropy_bits": entropy,
-                "gen_ppl": 2 ** bpc, "seconds": 10.0}
+                "gen_ppl": 2 ** bpc, "seconds": 10.0, "val_nelbo_bits": 2.0 + seed,
+                "val_nelbo_sc_bits": None if arm == "control" else 1.5}
 
     rows = [row("control", 0, 0.9, 3.6, 4.8), row("control", 0, 1.0, 4.0, 5.2),
             row("control", 1, 0.9, 3.8, 4.8), row("control", 1, 1.0, 4.2, 5.2),
@@ -193,13 +194,14 @@ def test_text_ablation_tables_by_hand() -> None:
             row("mask_add@1", 1, 1.0, 4.1, 5.0),   # control 1 at entropy 5.0: 4.0 → margin +0.1
             row("mask_add@0.5", 0, 1.0, 3.9, 5.1), row("mask_add@0.5", 1, 1.0, 4.3, 5.1)]
     state = {"step": 10, "val_nelbo_bits": 2.0}
-    loaded = {(arm, seed): SimpleNamespace(state=state, config=SimpleNamespace(train=SimpleNamespace(lr=1e-4,
-                                                                                                      batch_size=8)))
-              for arm in ("control", "mask_add@1", "mask_add@0.5") for seed in (0, 1)}
+    sc_config = SimpleNamespace(train=SimpleNamespace(lr=1e-4, batch_size=8))
     args = Namespace(temperatures=[0.9, 1.0], T=[64], seeds=[0, 1], arms=["control", "mask_add@0.5", "mask_add@1"],
                      base="runs/text_kjv", steps=4, num_samples=3)
     reference = {"gen_ppl": 3.0, "scorer_bpc": 1.7, "entropy_bits": 4.6}
-    text = selfcond_text.markdown(args, rows, loaded, reference, "cmd", state, cpt=1.0)
+    text = selfcond_text.markdown(args, rows, sc_config, reference, "cmd", state, cpt=2.0)
+    # NELBO columns from the rows, in bits per character: seeds 0 and 1 → (2.0, 3.0) / 2 bits/token per char.
+    assert "| control | 64 | 4.100 ± 0.141 (2) | 17.2 ± 1.7 | 5.200 ± 0.000 | 1.2500 ± 0.3536 | – |" in text
+    assert "| 0.7500 ± 0.0000 |" in text and "(lr 0.0001, batch 8)" in text
     assert "| mask_add@1 | 64 | 1.0 | -0.200 ± 0.141 | -0.200 ± 0.000 |" in text  # 3.7 − 4.0 and 4.1 − 4.2
     assert "| mask_add@1 − mask_add@0.5 | 64 | 1.0 | -0.200 ± 0.000 |" in text
     assert "| 64 | mask_add@1 | 1.0 | 3.900 ± 0.283 | 5.000 ± 0.000 |" in text

@@ -135,3 +135,11 @@ def test_text_ablation_script_samples_caches_and_tabulates(text_run, tmp_path, m
     assert selfcond_text.main() == 0
     assert json.loads((out / "selfcond_text.json").read_text())["rows"] == first
     assert (out / "rows.jsonl").read_text().splitlines() == cached_lines  # nothing sampled again
+    # Without the post-training runs (a fresh machine keeps the base and the row cache): the same tables.
+    import shutil
+    for arm in ("control", "mask_add@1"):
+        shutil.rmtree(out / arm)
+    table = capsys.readouterr().out
+    assert selfcond_text.main() == 0
+    assert json.loads((out / "selfcond_text.json").read_text())["rows"] == first
+    assert capsys.readouterr().out == table
