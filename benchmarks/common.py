@@ -1,10 +1,13 @@
 """Shared by the benchmark scripts: where results go, how a section of docs/RESULTS.md is replaced, the row
-cache (one JSON object per line, appended as each row is measured) and mean ± std over seeds."""
+cache (one JSON object per line, appended as each row is measured), mean ± std over seeds, and argument parsing
+that takes config overrides anywhere on the command line."""
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +57,20 @@ def fmt(values: list[float], digits: int = 3, *, sign: bool = False, unit: str =
     m = round(m, digits) + 0.0  # a mean that rounds to zero prints as +0.000, not -0.000
     text = f"{m:{'+' if sign else ''}.{digits}f}{unit}" + (f" ± {s:.{digits}f}" if len(values) > 1 else "")
     return text + (f" ({len(values)})" if count else "")
+
+
+OVERRIDE = re.compile(r"[A-Za-z_]\w*\.[A-Za-z_]\w*=")
+
+
+def parse_args(parser, argv: list[str] | None = None):
+    """``parser.parse_args`` that takes ``section.key=value`` overrides anywhere on the command line: pulled out
+    first and appended to ``args.overrides``, so that ``--temperatures 1.0 0.9 train.lr=3e-4`` does not read the
+    override as a temperature."""
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = [item for item in argv if OVERRIDE.match(item)]
+    args = parser.parse_args([item for item in argv if not OVERRIDE.match(item)])
+    args.overrides = [*getattr(args, "overrides", []), *overrides]
+    return args
 
 
 # ---- the base-model benchmarks of every domain (text_base.py, dna_base.py, image_base.py) ----------------------

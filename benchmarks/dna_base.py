@@ -31,6 +31,7 @@ from common import (  # noqa: E402
     benchmark_config,
     machine,
     model_rows,
+    parse_args,
     row_line,
     save_run_files,
     train_and_load,
@@ -57,7 +58,7 @@ def markov_bits_per_base(train: list[str], valid: list[str], order: int) -> floa
 
 def main() -> int:
     parser = base_parser(__doc__, "dna_ecoli")
-    args = parser.parse_args()
+    args = parse_args(parser)
     name, config, out, root = benchmark_config(parser, args, "dna")
     steps = args.steps or sorted({config.sample.steps // 2, config.sample.steps})
     t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from common import (  # noqa: E402
     benchmark_config,
     machine,
     model_rows,
+    parse_args,
     row_line,
     save_run_files,
     train_and_load,
@@ -57,7 +58,7 @@ def main() -> int:
     parser = base_parser(__doc__, "fashion_mnist_k16")
     parser.add_argument("--valid-images", type=int, default=500,
                         help="validation NELBO on the first N validation images (0 = all; K = 16 passes over each)")
-    args = parser.parse_args()
+    args = parse_args(parser)
     name, config, out, root = benchmark_config(parser, args, "image")
     steps = args.steps or sorted({config.sample.steps // 2, config.sample.steps})
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_results_section  # noqa: E402
+from common import ROOT, parse_args, write_results_section  # noqa: E402
 
 from scmdm.checkpoint import load_checkpoint
 from scmdm.config import SampleConfig, load_config
@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--samplers", nargs="+", default=["ancestral", "cached", "topk"])
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.steps=3000")
-    args = parser.parse_args()
+    args = parse_args(parser)
 
     config = load_config(resolve_config_path("qm9_base"), args.overrides)
     out = Path(args.out)

@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
+from common import ROOT, append_row, fmt, mean_std, parse_args, read_rows, write_results_section  # noqa: E402
 
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
@@ -295,7 +295,7 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     plt.close(fig)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=str(ROOT / "runs" / "qm9_base"), help="the base model (run folder)")
     parser.add_argument("--out", help="post-training runs and row cache (default runs/selfcond, with --tag "
@@ -317,8 +317,13 @@ def main() -> int:
                         help="also read the rows of a results file this script wrote (e.g. benchmarks/results/"
                              "selfcond_ablation.json); OUT/rows.jsonl wins where both have a row. With "
                              "--cached-only the tables regenerate from them without the post-training runs")
-    parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
-    args = parser.parse_args()
+    parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4 "
+                                                     "(anywhere on the command line)")
+    return parser
+
+
+def main() -> int:
+    args = parse_args(build_parser())
     command = "python benchmarks/selfcond_ablation.py " + shlex.join(sys.argv[1:])
 
     if args.tag and not re.fullmatch(r"[\w.+-]+", args.tag):

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_row, fmt, read_rows, write_results_section  # noqa: E402
+from common import ROOT, append_row, fmt, parse_args, read_rows, write_results_section  # noqa: E402
 from selfcond_ablation import (  # noqa: E402
     arm_runs,
     paired_differences,
@@ -63,7 +63,7 @@ def main() -> int:
                         help="train and sample nothing: tables from the cached rows of the given arms, seeds, T and "
                              "temperatures that exist (e.g. after parallel runs, one per seed)")
     parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
-    args = parser.parse_args()
+    args = parse_args(parser)
     command = "python benchmarks/selfcond_text.py " + shlex.join(sys.argv[1:])
 
     base, out = Path(args.base), Path(args.out)

@@ -55,7 +55,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_row, fmt, mean_std, read_rows, write_results_section  # noqa: E402
+from common import ROOT, append_row, fmt, mean_std, parse_args, read_rows, write_results_section  # noqa: E402
 
 from scmdm.checkpoint import find_checkpoint, load_checkpoint, read_config  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
@@ -276,7 +276,7 @@ def main() -> int:
                         help="tabulate only the rows already in OUT/rows.jsonl: no post-training, no sampling; a "
                              "missing (arm, setting, seed) is left out and the `seeds` column says how many each has")
     parser.add_argument("overrides", nargs="*", help="verifier post-training overrides, e.g. speculative.head=separate")
-    args = parser.parse_args()
+    args = parse_args(parser)
     command = "python benchmarks/speculative.py " + shlex.join(sys.argv[1:])
 
     base = Path(args.base)

@@ -26,6 +26,7 @@ from common import (  # noqa: E402
     benchmark_config,
     machine,
     model_rows,
+    parse_args,
     save_run_files,
     train_and_load,
     validation_bits,
@@ -52,7 +53,7 @@ def excerpt(text: str, limit: int = 160) -> str:
 
 def main() -> int:
     parser = base_parser(__doc__, "text_kjv")
-    args = parser.parse_args()
+    args = parse_args(parser)
     name, config, out, root = benchmark_config(parser, args, "text")
     n = args.num_samples or config.sample.num_samples
     steps = args.steps or sorted({config.sample.steps // 2, config.sample.steps})

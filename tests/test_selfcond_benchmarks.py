@@ -54,6 +54,20 @@ def test_fmt_cells_by_hand() -> None:
     assert fmt([1.0, 1.04], 2, unit="×", count=True) == "1.02× ± 0.03 (2)"
 
 
+def test_overrides_anywhere_on_a_benchmark_command_line() -> None:
+    """An override after a many-valued option is not read as one of its values (it once stopped a run:
+    ``--temperatures 1.0 0.9 train.lr=3e-4`` → 'invalid float value')."""
+    from common import parse_args
+
+    parser = selfcond_ablation.build_parser()
+    args = parse_args(parser, ["model.depth=2", "--temperatures", "1.0", "0.9", "train.lr=3e-4", "--seeds", "1"])
+    assert args.temperatures == [1.0, 0.9] and args.seeds == [1]
+    assert args.overrides == ["model.depth=2", "train.lr=3e-4"]
+    assert parse_args(parser, ["--out", "runs/a=b", "--tag", "x"]).out == "runs/a=b"  # a path is not an override
+    with pytest.raises(SystemExit):
+        parse_args(parser, ["--temperatures", "warm"])
+
+
 def test_paired_differences_and_same_process() -> None:
     by_seed = {("control", 0, 32, 1.0): {"validity": 0.40}, ("control", 1, 32, 1.0): {"validity": 0.50},
                ("sc", 0, 32, 1.0): {"validity": 0.35}, ("sc", 1, 32, 1.0): {"validity": 0.47},
