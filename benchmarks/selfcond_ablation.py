@@ -151,6 +151,19 @@ def row_key(row: dict) -> tuple:
     return row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]
 
 
+def validation_nelbos(rows: list[dict], arm: str, seeds: list[int]) -> tuple[list[float], list[float]]:
+    """(null, two-pass) validation NELBOs of ``arm``'s post-training runs at ``seeds``, read from their rows (each
+    row carries its run's); a run without one (the control has no two-pass NELBO) is left out."""
+    by_run = {(r["arm"], r["seed"]): (r.get("val_nelbo_bits"), r.get("val_nelbo_sc_bits")) for r in rows}
+    pairs = [by_run[(arm, seed)] for seed in seeds if (arm, seed) in by_run]
+    return [n for n, _ in pairs if n is not None], [n for _, n in pairs if n is not None]
+
+
+def tag_suffix(tag: str) -> str:
+    """What a ``--tag`` variant appends to its run folder, results file, plots and RESULTS section."""
+    return f"_{tag}" if tag else ""
+
+
 def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: Path,
                loaded: dict[tuple[str, int], LoadedCheckpoint], evaluator, describe: Callable[[dict], str],
                batch_size: int) -> list[dict]:
@@ -328,7 +341,7 @@ def main() -> int:
 
     if args.tag and not re.fullmatch(r"[\w.+-]+", args.tag):
         raise SystemExit(f"--tag {args.tag!r}: use letters, digits and . + - _ only (it names files)")
-    suffix = f"_{args.tag}" if args.tag else ""
+    suffix = tag_suffix(args.tag)
     base, out = Path(args.base), Path(args.out or ROOT / "runs" / f"selfcond{suffix}")
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*args.overrides, f"train.device={args.device}"]
@@ -370,15 +383,15 @@ def main() -> int:
     (results / f"selfcond_ablation{suffix}.json").write_text(json.dumps(payload, indent=1))
     (ROOT / "docs").mkdir(exist_ok=True)
     plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs", suffix)
-    section = markdown(args, summary, rows, post_train_config(base, overrides), command, base_state, suffix)
+    section = markdown(args, summary, rows, post_train_config(base, overrides), command, base_state)
     write_results_section(f"selfcond_ablation{suffix}", section)
     print(section)
     return 0
 
 
-def markdown(args, summary, rows: list[dict], sc_config, command: str, base_state: dict, suffix: str = "") -> str:
+def markdown(args, summary, rows: list[dict], sc_config, command: str, base_state: dict) -> str:
     tau = 1.0 if 1.0 in args.temperatures else max(args.temperatures)
-    nelbo = {(r["arm"], r["seed"]): (r.get("val_nelbo_bits"), r.get("val_nelbo_sc_bits")) for r in rows}
+    suffix = tag_suffix(args.tag)
     variant = f" — variant {args.tag} ({' '.join(args.overrides) or 'no overrides'})" if args.tag else ""
     lines = [
         f"## Self-conditioned post-training: ablation on QM9{variant}", "",
@@ -400,9 +413,7 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
             s = summary.get((arm, T, tau))
             if s is None:
                 continue
-            pairs = [nelbo[(arm, seed)] for seed in args.seeds if (arm, seed) in nelbo]
-            null = [n for n, _ in pairs if n is not None]
-            two = [n for _, n in pairs if n is not None]
+            null, two = validation_nelbos(rows, arm, args.seeds)
             lines.append(f"| {arm} | {T} | {len(s['validity'])} | {fmt(s['validity'])} | {fmt(s['uniqueness'])} | "
                          f"{fmt(s['novelty'])} | "
                          f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {fmt(null, 4) if null else '–'} | "

@@ -38,6 +38,7 @@ from selfcond_ablation import (  # noqa: E402
     seed_margins,
     sweep_rows,
     time_ratios,
+    validation_nelbos,
 )
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
@@ -75,7 +76,8 @@ def main() -> int:
     t0 = time.perf_counter()
     runs = arm_runs(base, out, args.arms, args.seeds, args.steps, overrides, cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
-    loaded = {key: load_checkpoint(path, device=args.device) for key, path in runs.items()}
+    loaded = {key: base_model if path == base else load_checkpoint(path, device=args.device)
+              for key, path in runs.items()}
     # The post-trained runs share the base model's data and tokenizer: with --cached-only they may all be gone.
     evaluator = evaluator_for(base_model.config, base_model.split_info, tokenizer=base_model.tokenizer,
                               device=args.device)
@@ -122,7 +124,6 @@ def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, b
     def values(arm: str, T: int, t: float, metric: str) -> list[float]:
         return [float(r[metric]) for seed in seeds if (r := by_seed.get((arm, seed, T, t)))]
 
-    nelbo = {(r["arm"], r["seed"]): (r.get("val_nelbo_bits"), r.get("val_nelbo_sc_bits")) for r in rows}
     lines = [
         "## Self-conditioned post-training: ablation on text", "",
         f"Command: `{command}`", "",
@@ -145,9 +146,7 @@ def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, b
             bpc = values(arm, T, tau, "scorer_bpc")
             if not bpc:
                 continue
-            pairs = [nelbo[(arm, seed)] for seed in seeds if (arm, seed) in nelbo]
-            null = [n / cpt for n, _ in pairs if n is not None]
-            two = [n / cpt for _, n in pairs if n is not None]
+            null, two = ([n / cpt for n in values] for values in validation_nelbos(rows, arm, seeds))
             ratios = time_ratios(by_seed, arm, T, tau, seeds)
             lines.append(f"| {arm} | {T} | {fmt(bpc, count=True)} | {fmt(values(arm, T, tau, 'gen_ppl'), 1)} | "
                          f"{fmt(values(arm, T, tau, 'entropy_bits'))} | {fmt(null, 4) if null else '–'} | "

@@ -266,7 +266,7 @@ def test_cached_only_tables_from_a_results_file_without_runs(tmp_path, tiny_data
     # A tagged variant names its overrides and its own plots.
     args.tag, args.overrides = "lr3e-4", ["train.lr=3e-4"]
     text = selfcond_ablation.markdown(args, summary, rows, post_train_config(tmp_path / "base", args.overrides),
-                                      "cmd", {}, "_lr3e-4")
+                                      "cmd", {})
     assert "ablation on QM9 — variant lr3e-4 (train.lr=3e-4)" in text and "(lr 0.0003," in text
     assert "(selfcond_vs_T_lr3e-4.png)" in text and "(selfcond_frontier_lr3e-4.png)" in text
     monkeypatch.setattr(sys, "argv", [*argv, "--tag", "lr 3e-4"])
