@@ -49,7 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_row, fmt, mean_std, parse_args, read_rows, write_results_section  # noqa: E402
 
-from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint  # noqa: E402
+from scmdm.checkpoint import LoadedCheckpoint, find_checkpoint, load_checkpoint, read_state  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.selfcond import INJECTIONS  # noqa: E402
 from scmdm.training import Trainer  # noqa: E402
@@ -372,7 +372,7 @@ def main() -> int:
 
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    base_state = load_checkpoint(base).state
+    base_state = read_state(find_checkpoint(base))  # its step and NELBO; no weights needed
     payload = {"command": command, "rows": rows, "arms": args.arms, "seeds": args.seeds, "post_train_steps": args.steps,
                "base_state": base_state, "train_minutes_this_invocation": train_minutes,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),

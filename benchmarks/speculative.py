@@ -57,7 +57,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_row, fmt, mean_std, parse_args, read_rows, write_results_section  # noqa: E402
 
-from scmdm.checkpoint import find_checkpoint, load_checkpoint, read_config  # noqa: E402
+from scmdm.checkpoint import find_checkpoint, load_checkpoint, read_config, read_state  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.domains import get_domain  # noqa: E402
 from scmdm.speculative import copy_head_into_verifier  # noqa: E402
@@ -300,7 +300,7 @@ def main() -> int:
         if args.sc_base:
             runs["sc"] = Path(args.sc_base)
         elif (any((default_sc / "checkpoints").glob("step_*"))  # the ablation's run, if it started from this base
-              and str(base.resolve()) in str(load_checkpoint(default_sc).state.get("init_from", ""))):
+              and str(base.resolve()) in str(read_state(find_checkpoint(default_sc)).get("init_from", ""))):
             runs["sc"] = default_sc
         else:
             runs["sc"] = post_train(base, out / "sc", "selfcond",

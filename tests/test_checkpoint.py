@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import scmdm
-from scmdm.checkpoint import CheckpointError, export_model, load_checkpoint
+from scmdm.checkpoint import CheckpointError, export_model, load_checkpoint, read_state
 from scmdm.cli import main
 
 from .conftest import requires_qm9
@@ -129,6 +129,17 @@ def test_paths_that_are_not_checkpoints(tmp_path, ckpt) -> None:
 def test_state_json_is_optional(ckpt) -> None:
     (ckpt / "state.json").unlink()
     assert load_checkpoint(ckpt).state == {}
+
+
+def test_read_state_needs_no_weights(ckpt, run, tmp_path) -> None:
+    """read_state gives load_checkpoint's state from the JSON alone (the benchmarks read a base's step and NELBO
+    with it), for a checkpoint and for an exported model."""
+    expected = load_checkpoint(ckpt).state
+    for weights in ckpt.glob("*.safetensors"):
+        weights.unlink()
+    assert read_state(ckpt) == expected and expected["step"] == 4
+    exported = export_model(run, tmp_path / "model")
+    assert read_state(exported) == load_checkpoint(exported).state and read_state(exported)["step"] == 4
 
 
 def test_resume_from_a_damaged_or_different_checkpoint_is_a_clear_error(run, tmp_path, capsys) -> None:

@@ -206,6 +206,12 @@ def read_json(path: Path, *, optional: bool = False) -> dict:
     return data
 
 
+def read_state(folder: Path) -> dict:
+    """The training state of a checkpoint folder (``state.json``), or of an exported model folder (the
+    ``training`` entry of ``export.json``); empty if it has neither. Reads no weights."""
+    return read_json(folder / "state.json", optional=True) or read_json(folder / "export.json",
+                                                                        optional=True).get("training", {})
+
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file (never unpickled); CheckpointError naming the file otherwise."""
@@ -289,10 +295,8 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | tor
     _check_weights(weights, model, weights_file, tokenizer)
     model.load_state_dict(weights)
     model.to(device).eval()
-    state = read_json(folder / "state.json", optional=True) or read_json(folder / "export.json",
-                                                                         optional=True).get("training", {})
     return LoadedCheckpoint(path=folder, config=config, tokenizer=tokenizer,
-                            split_info=read_json(folder / "split.json"), model=model, state=state,
+                            split_info=read_json(folder / "split.json"), model=model, state=read_state(folder),
                             weights_file=weights_file)
 
 
