@@ -146,7 +146,7 @@ def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, b
             bpc = values(arm, T, tau, "scorer_bpc")
             if not bpc:
                 continue
-            null, two = ([n / cpt for n in values] for values in validation_nelbos(rows, arm, seeds))
+            null, two = ([n / cpt for n in nelbos] for nelbos in validation_nelbos(rows, arm, seeds))
             ratios = time_ratios(by_seed, arm, T, tau, seeds)
             lines.append(f"| {arm} | {T} | {fmt(bpc, count=True)} | {fmt(values(arm, T, tau, 'gen_ppl'), 1)} | "
                          f"{fmt(values(arm, T, tau, 'entropy_bits'))} | {fmt(null, 4) if null else '–'} | "
