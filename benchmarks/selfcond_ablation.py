@@ -232,12 +232,14 @@ def time_ratios(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int]) -
 
 
 def reference_pairs(arms: list[str]) -> list[tuple[str, str]]:
-    """Arms compared with another arm besides the control: (INJ@1, INJ@0.5) for every injection with both
-    rates (the paper's λ = 1 vs λ = 0.5), and (ARM+lagTN, ARM) for every arm with a lagged or corrupted hint
-    whose plain-hint twin ran."""
+    """Arms compared with another arm besides the control. For every injection, whichever of these ran: (INJ@1,
+    INJ@0.5), the paper's λ = 1 vs λ = 0.5; (INJ@1, INJ@0.5x2), the same with as many self-conditioned updates;
+    (INJ@0.5x2, INJ@0.5), what twice the steps buys at λ = 0.5. Then (ARM+lagTN, ARM) for every arm with a
+    lagged or corrupted hint whose plain-hint twin ran."""
     parsed = {parse_arm(a): a for a in arms if a != "base"}
-    pairs = [(parsed[Arm(inj, 1.0)], parsed[Arm(inj, 0.5)]) for inj in INJECTIONS
-             if Arm(inj, 1.0) in parsed and Arm(inj, 0.5) in parsed]
+    rate_pairs = [((1.0, 1), (0.5, 1)), ((1.0, 1), (0.5, 2)), ((0.5, 2), (0.5, 1))]
+    pairs = [(parsed[Arm(inj, *a)], parsed[Arm(inj, *b)]) for inj in INJECTIONS for a, b in rate_pairs
+             if Arm(inj, *a) in parsed and Arm(inj, *b) in parsed]
     return pairs + [(arm, parsed[spec.without_hint_changes()]) for spec, arm in parsed.items()
                     if spec != spec.without_hint_changes() and spec.without_hint_changes() in parsed]
 
@@ -442,7 +444,7 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
                 lines.append(f"| {T} | {arm} | {t} | {len(s['validity'])} | {fmt(s['validity'])} | "
                              f"{fmt(s['novelty'])} | "
                              f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {cells[0]} | {cells[1]} |")
-    lines += ["", "### Paired: arm minus control, and λ = 1 minus λ = 0.5 (same seed, T and temperature)", "",
+    lines += ["", "### Paired: arm minus control, and arm minus arm (same seed, T and temperature)", "",
               "Mean ± std over the seeds that have both rows (n); this cancels the seed-to-seed spread the "
               "columns above carry.", "",
               "| arm | T | temperature | validity | uniqueness | novelty | valid∧unique∧novel | FCD | n |",

@@ -152,7 +152,7 @@ def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, b
                          f"{fmt(values(arm, T, tau, 'entropy_bits'))} | {fmt(null, 4) if null else '–'} | "
                          f"{fmt(two, 4) if two else '–'} | "
                          f"{fmt(ratios, 2, unit='×', count=True) if ratios and arm != 'control' else '–'} |")
-    lines += ["", "### Paired: arm minus control, and λ = 1 minus λ = 0.5 (same seed, T and temperature)", "",
+    lines += ["", "### Paired: arm minus control, and arm minus arm (same seed, T and temperature)", "",
               "Differences per seed, then mean ± std over the seeds that have both rows (n). Lower bits/char is "
               "better; lower entropy means more repetitive text.", "",
               "| arm | T | temperature | Δ scorer bits/char | Δ entropy | Δ gen PPL | n |",

@@ -80,7 +80,8 @@ def test_paired_differences_and_same_process() -> None:
     pairs = selfcond_ablation.reference_pairs(["control", "mask_add@1", "projection@1", "mask_add@0.5",
                                                "mask_add@0.5x2", "mask_add@1+lagT32", "gated@1+lagT16",
                                                "projection@1+drop0.3", "mask_add@0.5+noise1"])
-    assert pairs == [("mask_add@1", "mask_add@0.5"), ("mask_add@1+lagT32", "mask_add@1"),
+    assert pairs == [("mask_add@1", "mask_add@0.5"), ("mask_add@1", "mask_add@0.5x2"),
+                     ("mask_add@0.5x2", "mask_add@0.5"), ("mask_add@1+lagT32", "mask_add@1"),
                      ("projection@1+drop0.3", "projection@1"), ("mask_add@0.5+noise1", "mask_add@0.5")]
     Arm = selfcond_ablation.Arm
     assert selfcond_ablation.parse_arm("mask_add@0.5x2+lagT16") == Arm("mask_add", 0.5, 2, hint_lag=1 / 16)
