@@ -4,6 +4,7 @@ One base model (runs/qm9_base, from benchmarks/qm9_base.py) is post-trained for 
 steps in every arm:
 
     control          selfcond.injection=none: vanilla continuation, the compute-matched baseline
+    controlx2        the control for twice the steps: the step-matched baseline of the x2 arms
     INJ@0.5          λ = 0.5 with injection INJ (mask_add | projection | gated)
     INJ@0.5x2        λ = 0.5 for twice the steps: as many self-conditioned updates as λ = 1
     INJ@1            λ = 1
@@ -56,6 +57,7 @@ from scmdm.training import Trainer  # noqa: E402
 from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
 
 DEFAULT_ARMS = ["base", "control", *[f"{inj}@{rate}" for inj in INJECTIONS for rate in ("0.5", "0.5x2", "1")]]
+BASELINES = ("base", "control", "controlx2")  # drawn dashed; no self-conditioned sampling time
 METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
 
 
@@ -82,12 +84,14 @@ class Arm:
 
 
 def parse_arm(arm: str) -> Arm:
-    """'projection@0.5x2' → Arm('projection', 0.5, multiplier=2); 'control' → Arm('none', 0). Suffixes, in any
-    order: '+lagTN' hint lag 1/N, '+dropP' hint dropout P, '+noiseS' hint noise σ = S."""
-    if arm == "control":
-        return Arm("none", 0.0)
-    usage = (f"arm {arm!r} must be base, control or INJECTION@RATE[x2][+lagTN][+dropP][+noiseS] (INJECTION in "
-             f"{INJECTIONS}; +lagTN: hint lag 1/N; +dropP: hint dropout P in (0, 1); +noiseS: hint noise σ = S > 0)")
+    """'projection@0.5x2' → Arm('projection', 0.5, multiplier=2); 'control' → Arm('none', 0); 'controlx2' →
+    Arm('none', 0, multiplier=2). Suffixes, in any order: '+lagTN' hint lag 1/N, '+dropP' hint dropout P,
+    '+noiseS' hint noise σ = S."""
+    if arm in ("control", "controlx2"):
+        return Arm("none", 0.0, 2 if arm == "controlx2" else 1)
+    usage = (f"arm {arm!r} must be base, control, controlx2 or INJECTION@RATE[x2][+lagTN][+dropP][+noiseS] "
+             f"(INJECTION in {INJECTIONS}; +lagTN: hint lag 1/N; +dropP: hint dropout P in (0, 1); "
+             f"+noiseS: hint noise σ = S > 0)")
     if "@" not in arm:
         raise SystemExit(usage)
     injection, rest = arm.split("@", 1)
@@ -234,12 +238,16 @@ def time_ratios(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int]) -
 def reference_pairs(arms: list[str]) -> list[tuple[str, str]]:
     """Arms compared with another arm besides the control. For every injection, whichever of these ran: (INJ@1,
     INJ@0.5), the paper's λ = 1 vs λ = 0.5; (INJ@1, INJ@0.5x2), the same with as many self-conditioned updates;
-    (INJ@0.5x2, INJ@0.5), what twice the steps buys at λ = 0.5. Then (ARM+lagTN, ARM) for every arm with a
-    lagged or corrupted hint whose plain-hint twin ran."""
+    (INJ@0.5x2, INJ@0.5), what twice the steps buys at λ = 0.5; (INJ@0.5x2, controlx2), against the control of
+    as many steps. Then (ARM+lagTN, ARM) for every arm with a lagged or corrupted hint whose plain-hint twin
+    ran."""
     parsed = {parse_arm(a): a for a in arms if a != "base"}
     rate_pairs = [((1.0, 1), (0.5, 1)), ((1.0, 1), (0.5, 2)), ((0.5, 2), (0.5, 1))]
     pairs = [(parsed[Arm(inj, *a)], parsed[Arm(inj, *b)]) for inj in INJECTIONS for a, b in rate_pairs
              if Arm(inj, *a) in parsed and Arm(inj, *b) in parsed]
+    long_control = Arm("none", 0.0, 2)
+    pairs += [(parsed[Arm(inj, 0.5, 2)], parsed[long_control]) for inj in INJECTIONS
+              if Arm(inj, 0.5, 2) in parsed and long_control in parsed]
     return pairs + [(arm, parsed[spec.without_hint_changes()]) for spec, arm in parsed.items()
                     if spec != spec.without_hint_changes() and spec.without_hint_changes() in parsed]
 
@@ -273,7 +281,7 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
             pts = [(T, *mean_std(summary[(arm, T, tau)][key])) for T in Ts if (arm, T, tau) in summary]
             if pts:
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                            capsize=3, label=arm, ls="--" if arm in ("control", "base") else "-")
+                            capsize=3, label=arm, ls="--" if arm in BASELINES else "-")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("steps T (= NFE)")
             ax.set_title(f"{key} (temperature {tau})")
@@ -291,7 +299,7 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
                     mean_std(summary[(arm, T, t)]["fcd"])) for t in temps if (arm, T, t) in summary]
             if not pts:
                 continue
-            style = dict(marker="o", capsize=2, label=arm, ls="--" if arm in ("control", "base") else "-")
+            style = dict(marker="o", capsize=2, label=arm, ls="--" if arm in BASELINES else "-")
             axes[0, col].errorbar([p[0][0] for p in pts], [p[1][0] for p in pts], xerr=[p[0][1] for p in pts],
                                   yerr=[p[1][1] for p in pts], **style)
             axes[1, col].errorbar([p[1][0] for p in pts], [p[2][0] for p in pts], xerr=[p[1][1] for p in pts],
@@ -465,7 +473,7 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
               "averaged over the seeds that have both (n); – where no seed's rows share a process.", "",
               "| arm | " + " | ".join(f"T={T}" for T in args.T) + " |", "|---|" + "---:|" * len(args.T)]
     for arm in args.arms:
-        if arm in ("control", "base"):
+        if arm in BASELINES:
             continue
         cells = []
         for T in args.T:

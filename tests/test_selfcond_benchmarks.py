@@ -79,19 +79,21 @@ def test_paired_differences_and_same_process() -> None:
                                                 reference="sc@0.5") == pytest.approx([0.03])
     pairs = selfcond_ablation.reference_pairs(["control", "mask_add@1", "projection@1", "mask_add@0.5",
                                                "mask_add@0.5x2", "mask_add@1+lagT32", "gated@1+lagT16",
-                                               "projection@1+drop0.3", "mask_add@0.5+noise1"])
+                                               "projection@1+drop0.3", "mask_add@0.5+noise1", "controlx2"])
     assert pairs == [("mask_add@1", "mask_add@0.5"), ("mask_add@1", "mask_add@0.5x2"),
-                     ("mask_add@0.5x2", "mask_add@0.5"), ("mask_add@1+lagT32", "mask_add@1"),
+                     ("mask_add@0.5x2", "mask_add@0.5"), ("mask_add@0.5x2", "controlx2"),
+                     ("mask_add@1+lagT32", "mask_add@1"),
                      ("projection@1+drop0.3", "projection@1"), ("mask_add@0.5+noise1", "mask_add@0.5")]
     Arm = selfcond_ablation.Arm
     assert selfcond_ablation.parse_arm("mask_add@0.5x2+lagT16") == Arm("mask_add", 0.5, 2, hint_lag=1 / 16)
     assert selfcond_ablation.parse_arm("gated@1+noise0.5+drop0.25") == Arm("gated", 1.0, hint_dropout=0.25,
                                                                            hint_noise=0.5)
     assert selfcond_ablation.parse_arm("control") == Arm("none", 0.0)
+    assert selfcond_ablation.parse_arm("controlx2") == Arm("none", 0.0, 2)
     assert "selfcond.hint_dropout=0.25" in selfcond_ablation.parse_arm("gated@1+drop0.25").overrides()
     for bad in ("mask_add@1+lagT0", "mask_add@1+lagTx", "mask_add", "mask_add@1+lagT2.5", "mask_add@1+drop1",
-                "mask_add@1+drop0.1+drop0.2", "mask_add@1+blur2", "mask_add@one"):
-        with pytest.raises(SystemExit, match="must be base, control or"):
+                "mask_add@1+drop0.1+drop0.2", "mask_add@1+blur2", "mask_add@one", "controlx3"):
+        with pytest.raises(SystemExit, match="must be base, control, controlx2 or"):
             selfcond_ablation.parse_arm(bad)
     assert selfcond_ablation.same_process({"process": "a"}, {"process": "a"})
     assert not selfcond_ablation.same_process({"process": "a"}, {"process": "b"})
