@@ -274,6 +274,8 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    tab20 = plt.get_cmap("tab20").colors  # one colour per arm in every panel: the ten dark ones, then the light
+    color = {arm: (tab20[0::2] + tab20[1::2])[i % 20] for i, arm in enumerate(arms)}
     tau = 1.0 if 1.0 in temps else max(temps)
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     for arm in arms:
@@ -281,7 +283,7 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
             pts = [(T, *mean_std(summary[(arm, T, tau)][key])) for T in Ts if (arm, T, tau) in summary]
             if pts:
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                            capsize=3, label=arm, ls="--" if arm in BASELINES else "-")
+                            capsize=3, label=arm, color=color[arm], ls="--" if arm in BASELINES else "-")
             ax.set_xscale("log", base=2)
             ax.set_xlabel("steps T (= NFE)")
             ax.set_title(f"{key} (temperature {tau})")
@@ -299,7 +301,7 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
                     mean_std(summary[(arm, T, t)]["fcd"])) for t in temps if (arm, T, t) in summary]
             if not pts:
                 continue
-            style = dict(marker="o", capsize=2, label=arm, ls="--" if arm in BASELINES else "-")
+            style = dict(marker="o", capsize=2, label=arm, color=color[arm], ls="--" if arm in BASELINES else "-")
             axes[0, col].errorbar([p[0][0] for p in pts], [p[1][0] for p in pts], xerr=[p[0][1] for p in pts],
                                   yerr=[p[1][1] for p in pts], **style)
             axes[1, col].errorbar([p[1][0] for p in pts], [p[2][0] for p in pts], xerr=[p[1][1] for p in pts],
