@@ -245,7 +245,7 @@ def reference_pairs(arms: list[str]) -> list[tuple[str, str]]:
     rate_pairs = [((1.0, 1), (0.5, 1)), ((1.0, 1), (0.5, 2)), ((0.5, 2), (0.5, 1))]
     pairs = [(parsed[Arm(inj, *a)], parsed[Arm(inj, *b)]) for inj in INJECTIONS for a, b in rate_pairs
              if Arm(inj, *a) in parsed and Arm(inj, *b) in parsed]
-    long_control = Arm("none", 0.0, 2)
+    long_control = parse_arm("controlx2")
     pairs += [(parsed[Arm(inj, 0.5, 2)], parsed[long_control]) for inj in INJECTIONS
               if Arm(inj, 0.5, 2) in parsed and long_control in parsed]
     return pairs + [(arm, parsed[spec.without_hint_changes()]) for spec, arm in parsed.items()
