@@ -56,7 +56,9 @@ from scmdm.selfcond import INJECTIONS  # noqa: E402
 from scmdm.training import Trainer  # noqa: E402
 from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
 
-DEFAULT_ARMS = ["base", "control", *[f"{inj}@{rate}" for inj in INJECTIONS for rate in ("0.5", "0.5x2", "1")]]
+DEFAULT_ARMS = [
+    "base", "control", "controlx2", *[f"{inj}@{rate}" for inj in INJECTIONS for rate in ("0.5", "0.5x2", "1")]
+]
 BASELINES = ("base", "control", "controlx2")  # drawn dashed; no self-conditioned sampling time
 METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
 
@@ -268,7 +270,9 @@ def seed_margins(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], 
     return margins
 
 
-def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_dir: Path, suffix: str = "") -> None:
+def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_dir: Path,
+         suffix: str = "") -> dict[str, set[str]]:
+    """Draw metric-vs-T and the frontier panels; return the colours (hex) each arm was drawn in, over all panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,6 +295,7 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / f"selfcond_vs_T{suffix}.png", dpi=110)
+    drawn = _colours_drawn(fig)
     plt.close(fig)
 
     frontier_Ts = [T for T in Ts if T <= 64] or Ts
@@ -317,7 +322,22 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     axes[0, 0].legend(handles.values(), handles.keys(), fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / f"selfcond_frontier{suffix}.png", dpi=110)
+    for arm, colours in _colours_drawn(fig).items():
+        drawn.setdefault(arm, set()).update(colours)
     plt.close(fig)
+    return drawn
+
+
+def _colours_drawn(fig) -> dict[str, set[str]]:
+    """Label -> the hex colours of the lines carrying that label, over every axes of `fig`."""
+    from matplotlib.colors import to_hex
+
+    drawn: dict[str, set[str]] = {}
+    for ax in fig.axes:
+        for container in ax.containers:  # errorbar: its data line carries the colour
+            label = container.get_label()
+            drawn.setdefault(label, set()).add(to_hex(container.lines[0].get_color()))
+    return drawn
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,25 @@ def test_seed_margins_use_each_seeds_own_control() -> None:
     assert fcd == pytest.approx([-0.6, -0.6])
 
 
+def test_one_colour_per_arm_in_every_panel(tmp_path) -> None:
+    """An arm missing at some T (hint dropout has no T = 16) must not shift the colours of the arms after it:
+    every arm is drawn in one colour in all panels of both figures, and no two arms share one."""
+    metrics = ("validity", "valid_unique_novel", "novelty", "fcd")
+    summary = {}
+    for i, arm in enumerate(("mask_add@1+drop0.3", "control", "projection@1")):
+        for T in (16, 32, 64):
+            if arm.endswith("drop0.3") and T == 16:
+                continue
+            for tau in (1.0, 0.9):
+                summary[(arm, T, tau)] = {k: [0.1 * i + 0.01 * T, 0.1 * i + 0.01 * T + 0.02] for k in metrics}
+    arms = ["mask_add@1+drop0.3", "control", "projection@1"]
+    drawn = selfcond_ablation.plot(summary, arms, [1.0, 0.9], [16, 32, 64], tmp_path)
+    assert sorted(drawn) == sorted(arms)
+    assert all(len(colours) == 1 for colours in drawn.values()), drawn
+    assert len({next(iter(c)) for c in drawn.values()}) == len(arms)
+    assert (tmp_path / "selfcond_vs_T.png").stat().st_size > 0 and (tmp_path / "selfcond_frontier.png").exists()
+
+
 def test_fmt_cells_by_hand() -> None:
     from common import fmt
 
