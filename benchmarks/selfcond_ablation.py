@@ -25,10 +25,11 @@ in OUT/rows.jsonl, so an interrupted run continues where it stopped. Arms are in
     python benchmarks/selfcond_ablation.py --arms control mask_add@1 --cached-only \\
         --rows-from benchmarks/results/selfcond_ablation.json   # the tables again, on a machine without the runs
 
-Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, docs/selfcond_frontier.png
-and the ``selfcond_ablation`` section of docs/RESULTS.md. A variant that changes the control too (a learning
-rate, a post-training length) is its own ablation: ``--tag lr3e-4 train.lr=3e-4`` keeps its runs in
-runs/selfcond_lr3e-4 and writes selfcond_ablation_lr3e-4.json, the plots with that suffix and its own section.
+Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, docs/selfcond_frontier.png (the
+grid of λ × injection), docs/selfcond_frontier_remedies.png (where arms with a suffix ran) and the
+``selfcond_ablation`` section of docs/RESULTS.md. A variant that changes the control too (a learning rate, a
+post-training length) is its own ablation: ``--tag lr3e-4 train.lr=3e-4`` keeps its runs in runs/selfcond_lr3e-4
+and writes selfcond_ablation_lr3e-4.json, the plots with that suffix and its own section.
 """
 
 from __future__ import annotations
@@ -299,33 +300,47 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     plt.close(fig)
 
     frontier_Ts = [T for T in Ts if T <= 64] or Ts
-    fig, axes = plt.subplots(2, len(frontier_Ts), figsize=(4.6 * len(frontier_Ts), 8), squeeze=False)
-    for col, T in enumerate(frontier_Ts):
-        for arm in arms:
-            pts = [(mean_std(summary[(arm, T, t)]["novelty"]), mean_std(summary[(arm, T, t)]["validity"]),
-                    mean_std(summary[(arm, T, t)]["fcd"])) for t in temps if (arm, T, t) in summary]
-            if not pts:
-                continue
-            style = dict(marker="o", capsize=2, label=arm, color=color[arm], ls="--" if arm in BASELINES else "-")
-            axes[0, col].errorbar([p[0][0] for p in pts], [p[1][0] for p in pts], xerr=[p[0][1] for p in pts],
-                                  yerr=[p[1][1] for p in pts], **style)
-            axes[1, col].errorbar([p[1][0] for p in pts], [p[2][0] for p in pts], xerr=[p[1][1] for p in pts],
-                                  yerr=[p[2][1] for p in pts], **style)
-        axes[0, col].set(xlabel="novelty", ylabel="validity", title=f"T = {T}: validity vs novelty over temperature")
-        axes[1, col].set(xlabel="validity", ylabel="FCD (lower is better)", title=f"T = {T}: FCD vs validity")
-        for ax in axes[:, col]:
-            ax.grid(alpha=0.3)
-    handles = {}  # every arm once, though an arm may be sampled at some T only
-    for ax in axes.flat:
-        artists, labels = ax.get_legend_handles_labels()
-        handles.update(zip(labels, artists, strict=True))
-    axes[0, 0].legend(handles.values(), handles.keys(), fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / f"selfcond_frontier{suffix}.png", dpi=110)
-    for arm, colours in _colours_drawn(fig).items():
-        drawn.setdefault(arm, set()).update(colours)
-    plt.close(fig)
+    for name, group in frontier_groups(arms):
+        fig, axes = plt.subplots(2, len(frontier_Ts), figsize=(4.6 * len(frontier_Ts), 8), squeeze=False)
+        for col, T in enumerate(frontier_Ts):
+            for arm in group:
+                pts = [(mean_std(summary[(arm, T, t)]["novelty"]), mean_std(summary[(arm, T, t)]["validity"]),
+                        mean_std(summary[(arm, T, t)]["fcd"])) for t in temps if (arm, T, t) in summary]
+                if not pts:
+                    continue
+                style = dict(marker="o", capsize=2, label=arm, color=color[arm], ls="--" if arm in BASELINES else "-")
+                axes[0, col].errorbar([p[0][0] for p in pts], [p[1][0] for p in pts], xerr=[p[0][1] for p in pts],
+                                      yerr=[p[1][1] for p in pts], **style)
+                axes[1, col].errorbar([p[1][0] for p in pts], [p[2][0] for p in pts], xerr=[p[1][1] for p in pts],
+                                      yerr=[p[2][1] for p in pts], **style)
+            axes[0, col].set(xlabel="novelty", ylabel="validity",
+                             title=f"T = {T}: validity vs novelty over temperature")
+            axes[1, col].set(xlabel="validity", ylabel="FCD (lower is better)", title=f"T = {T}: FCD vs validity")
+            for ax in axes[:, col]:
+                ax.grid(alpha=0.3)
+        handles = {}  # every arm once, though an arm may be sampled at some T only
+        for ax in axes.flat:
+            artists, labels = ax.get_legend_handles_labels()
+            handles.update(zip(labels, artists, strict=True))
+        axes[0, 0].legend(handles.values(), handles.keys(), fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"selfcond_frontier{name}{suffix}.png", dpi=110)
+        for arm, colours in _colours_drawn(fig).items():
+            drawn.setdefault(arm, set()).update(colours)
+        plt.close(fig)
     return drawn
+
+
+def frontier_groups(arms: list[str]) -> list[tuple[str, list[str]]]:
+    """The frontier figures: (file-name part, arms). The grid (baselines and INJ@RATE) in one; where remedies
+    (arms with a ``+`` suffix) ran, a second with the baselines, each remedy's remedy-free twin and the remedies,
+    so that neither figure draws every arm at once."""
+    grid = [arm for arm in arms if "+" not in arm]
+    remedies = [arm for arm in arms if "+" in arm]
+    if not remedies:
+        return [("", grid)]
+    twins = {arm.split("+")[0] for arm in remedies}
+    return [("", grid), ("_remedies", [arm for arm in grid if arm in BASELINES or arm in twins] + remedies)]
 
 
 def _colours_drawn(fig) -> dict[str, set[str]]:
@@ -502,7 +517,10 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
             ratios = time_ratios(by_seed, arm, T, tau, args.seeds)
             cells.append(fmt(ratios, 2, unit="×", count=True) if ratios else "–")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    lines += ["", f"![metrics against T](selfcond_vs_T{suffix}.png)", "", f"![frontier](selfcond_frontier{suffix}.png)"]
+    lines += ["", f"![metrics against T](selfcond_vs_T{suffix}.png)"]
+    for name, _ in frontier_groups(args.arms):
+        what = "frontier of the remedies, their twins and the baselines" if name else "frontier"
+        lines += ["", f"![{what}](selfcond_frontier{name}{suffix}.png)"]
     return "\n".join(lines)
 
 

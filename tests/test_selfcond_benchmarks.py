@@ -60,6 +60,17 @@ def test_one_colour_per_arm_in_every_panel(tmp_path) -> None:
     assert all(len(colours) == 1 for colours in drawn.values()), drawn
     assert len({next(iter(c)) for c in drawn.values()}) == len(arms)
     assert (tmp_path / "selfcond_vs_T.png").stat().st_size > 0 and (tmp_path / "selfcond_frontier.png").exists()
+    assert (tmp_path / "selfcond_frontier_remedies.png").exists()
+
+
+def test_frontier_groups_split_the_grid_from_the_remedies() -> None:
+    arms = ["control", "controlx2", "mask_add@1", "mask_add@0.5", "projection@1", "gated@1", "mask_add@1+lagT32",
+            "projection@1+noise1"]
+    assert selfcond_ablation.frontier_groups(arms) == [
+        ("", ["control", "controlx2", "mask_add@1", "mask_add@0.5", "projection@1", "gated@1"]),
+        ("_remedies", ["control", "controlx2", "mask_add@1", "projection@1", "mask_add@1+lagT32",
+                       "projection@1+noise1"])]
+    assert selfcond_ablation.frontier_groups(["control", "gated@1"]) == [("", ["control", "gated@1"])]
 
 
 def test_fmt_cells_by_hand() -> None:
