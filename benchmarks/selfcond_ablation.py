@@ -335,12 +335,13 @@ def frontier_groups(arms: list[str]) -> list[tuple[str, list[str]]]:
     """The frontier figures: (file-name part, arms). The grid (baselines and INJ@RATE) in one; where remedies
     (arms with a ``+`` suffix) ran, a second with the baselines, each remedy's remedy-free twin and the remedies,
     so that neither figure draws every arm at once."""
-    grid = [arm for arm in arms if "+" not in arm]
-    remedies = [arm for arm in arms if "+" in arm]
+    specs = {arm: parse_arm(arm) for arm in arms if arm != "base"}
+    remedies = [arm for arm, spec in specs.items() if spec != spec.without_hint_changes()]
+    grid = [arm for arm in arms if arm not in remedies]
     if not remedies:
         return [("", grid)]
-    twins = {arm.split("+")[0] for arm in remedies}
-    return [("", grid), ("_remedies", [arm for arm in grid if arm in BASELINES or arm in twins] + remedies)]
+    twins = {specs[arm].without_hint_changes() for arm in remedies}
+    return [("", grid), ("_remedies", [arm for arm in grid if arm in BASELINES or specs[arm] in twins] + remedies)]
 
 
 def _colours_drawn(fig) -> dict[str, set[str]]:
