@@ -25,9 +25,10 @@ in OUT/rows.jsonl, so an interrupted run continues where it stopped. Arms are in
     python benchmarks/selfcond_ablation.py --arms control mask_add@1 --cached-only \\
         --rows-from benchmarks/results/selfcond_ablation.json   # the tables again, on a machine without the runs
 
-Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, docs/selfcond_frontier.png (the
-grid of λ × injection), docs/selfcond_frontier_remedies.png (where arms with a suffix ran) and the
-``selfcond_ablation`` section of docs/RESULTS.md. A variant that changes the control too (a learning rate, a
+Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, the frontier figures
+docs/selfcond_frontier_INJECTION.png (one per injection, its rates beside the baselines; docs/selfcond_frontier.png
+where each injection ran at one rate) and docs/selfcond_frontier_remedies.png (where arms with a suffix ran), and
+the ``selfcond_ablation`` section of docs/RESULTS.md. A variant that changes the control too (a learning rate, a
 post-training length) is its own ablation: ``--tag lr3e-4 train.lr=3e-4`` keeps its runs in runs/selfcond_lr3e-4
 and writes selfcond_ablation_lr3e-4.json, the plots with that suffix and its own section.
 """
@@ -282,25 +283,28 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     tab20 = plt.get_cmap("tab20").colors  # one colour per arm in every panel: the ten dark ones, then the light
     color = {arm: (tab20[0::2] + tab20[1::2])[i % 20] for i, arm in enumerate(arms)}
     tau = 1.0 if 1.0 in temps else max(temps)
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
-    for arm in arms:
-        for ax, key in zip(axes, ("validity", "valid_unique_novel", "novelty", "fcd"), strict=True):
-            pts = [(T, *mean_std(summary[(arm, T, tau)][key])) for T in Ts if (arm, T, tau) in summary]
-            if pts:
-                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                            capsize=3, label=arm, color=color[arm], ls="--" if arm in BASELINES else "-")
+    groups = figure_groups(arms)
+    fig, axes = plt.subplots(len(groups), 4, figsize=(17, 3.8 * len(groups)), squeeze=False)
+    for row, (name, group) in enumerate(groups):
+        for arm in group:
+            for ax, key in zip(axes[row], ("validity", "valid_unique_novel", "novelty", "fcd"), strict=True):
+                pts = [(T, *mean_std(summary[(arm, T, tau)][key])) for T in Ts if (arm, T, tau) in summary]
+                if pts:
+                    ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                                capsize=3, label=arm, color=color[arm], ls="--" if arm in BASELINES else "-")
+        for ax, key in zip(axes[row], ("validity", "valid_unique_novel", "novelty", "fcd"), strict=True):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("steps T (= NFE)")
-            ax.set_title(f"{key} (temperature {tau})")
+            ax.set_title(f"{key} (temperature {tau})" + (f": {name.lstrip('_')}" if name else ""))
             ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+        axes[row, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / f"selfcond_vs_T{suffix}.png", dpi=110)
+    fig.savefig(out_dir / f"selfcond_vs_T{suffix}.png", dpi=90)
     drawn = _colours_drawn(fig)
     plt.close(fig)
 
     frontier_Ts = [T for T in Ts if T <= 64] or Ts
-    for name, group in frontier_groups(arms):
+    for name, group in groups:
         fig, axes = plt.subplots(2, len(frontier_Ts), figsize=(4.6 * len(frontier_Ts), 8), squeeze=False)
         for col, T in enumerate(frontier_Ts):
             for arm in group:
@@ -331,17 +335,28 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     return drawn
 
 
-def frontier_groups(arms: list[str]) -> list[tuple[str, list[str]]]:
-    """The frontier figures: (file-name part, arms). The grid (baselines and INJ@RATE) in one; where remedies
-    (arms with a ``+`` suffix) ran, a second with the baselines, each remedy's remedy-free twin and the remedies,
-    so that neither figure draws every arm at once."""
+def figure_groups(arms: list[str]) -> list[tuple[str, list[str]]]:
+    """The arms drawn together: (file-name part, arms); one frontier figure and one row of the metric-vs-T figure
+    each, so that none draws every arm at once. The grid (baselines and INJECTION@RATE[x2]) is one group, or,
+    where some injection ran at more than one rate, one group per injection (``_mask_add`` ...), each with the
+    baselines: a figure then compares the rates of one injection. Where remedies (arms with a ``+`` suffix) ran,
+    one more: ``_remedies``, the baselines, each remedy's remedy-free twin and the remedies."""
     specs = {arm: parse_arm(arm) for arm in arms if arm != "base"}
     remedies = [arm for arm, spec in specs.items() if spec != spec.without_hint_changes()]
     grid = [arm for arm in arms if arm not in remedies]
-    if not remedies:
-        return [("", grid)]
-    twins = {specs[arm].without_hint_changes() for arm in remedies}
-    return [("", grid), ("_remedies", [arm for arm in grid if arm in BASELINES or specs[arm] in twins] + remedies)]
+    baselines = [arm for arm in grid if arm in BASELINES]
+    by_injection: dict[str, list[str]] = {}
+    for arm in grid:
+        if arm not in BASELINES:
+            by_injection.setdefault(specs[arm].injection, []).append(arm)
+    if len(by_injection) > 1 and any(len(rates) > 1 for rates in by_injection.values()):
+        groups = [(f"_{injection}", baselines + rates) for injection, rates in by_injection.items()]
+    else:
+        groups = [("", grid)]
+    if remedies:
+        twins = {specs[arm].without_hint_changes() for arm in remedies}
+        groups.append(("_remedies", [arm for arm in grid if arm in BASELINES or specs[arm] in twins] + remedies))
+    return groups
 
 
 def _colours_drawn(fig) -> dict[str, set[str]]:
@@ -519,8 +534,9 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
             cells.append(fmt(ratios, 2, unit="×", count=True) if ratios else "–")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", f"![metrics against T](selfcond_vs_T{suffix}.png)"]
-    for name, _ in frontier_groups(args.arms):
-        what = "frontier of the remedies, their twins and the baselines" if name else "frontier"
+    for name, _ in figure_groups(args.arms):
+        what = ("frontier of the remedies, their twins and the baselines" if name == "_remedies" else
+                f"frontier of {name.lstrip('_')} at each rate, and the baselines" if name else "frontier")
         lines += ["", f"![{what}](selfcond_frontier{name}{suffix}.png)"]
     return "\n".join(lines)
 

@@ -63,14 +63,31 @@ def test_one_colour_per_arm_in_every_panel(tmp_path) -> None:
     assert (tmp_path / "selfcond_frontier_remedies.png").exists()
 
 
-def test_frontier_groups_split_the_grid_from_the_remedies() -> None:
+def test_one_figure_per_injection_where_rates_vary(tmp_path) -> None:
+    metrics = ("validity", "valid_unique_novel", "novelty", "fcd")
+    arms = ["control", "mask_add@1", "mask_add@0.5", "gated@1"]
+    summary = {(arm, T, 1.0): {k: [0.1 * i + 0.01 * T] for k in metrics}
+               for i, arm in enumerate(arms) for T in (16, 32)}
+    drawn = selfcond_ablation.plot(summary, arms, [1.0], [16, 32], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "selfcond_frontier_gated.png", "selfcond_frontier_mask_add.png", "selfcond_vs_T.png"]
+    assert all(len(colours) == 1 for colours in drawn.values()) and len(drawn) == len(arms)
+
+
+def test_figure_groups_split_the_grid_by_injection_and_from_the_remedies() -> None:
     arms = ["control", "controlx2", "mask_add@1", "mask_add@0.5", "projection@1", "gated@1", "mask_add@1+lagT32",
             "projection@1+noise1"]
-    assert selfcond_ablation.frontier_groups(arms) == [
-        ("", ["control", "controlx2", "mask_add@1", "mask_add@0.5", "projection@1", "gated@1"]),
+    assert selfcond_ablation.figure_groups(arms) == [
+        ("_mask_add", ["control", "controlx2", "mask_add@1", "mask_add@0.5"]),
+        ("_projection", ["control", "controlx2", "projection@1"]),
+        ("_gated", ["control", "controlx2", "gated@1"]),
         ("_remedies", ["control", "controlx2", "mask_add@1", "projection@1", "mask_add@1+lagT32",
                        "projection@1+noise1"])]
-    assert selfcond_ablation.frontier_groups(["control", "gated@1"]) == [("", ["control", "gated@1"])]
+    # one rate per injection: the injections side by side in one figure
+    assert selfcond_ablation.figure_groups(["control", "mask_add@1", "gated@1"]) == [
+        ("", ["control", "mask_add@1", "gated@1"])]
+    assert selfcond_ablation.figure_groups(["control", "gated@1", "gated@0.5x2"]) == [
+        ("", ["control", "gated@1", "gated@0.5x2"])]
 
 
 def test_fmt_cells_by_hand() -> None:
