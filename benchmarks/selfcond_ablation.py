@@ -256,14 +256,22 @@ def reference_pairs(arms: list[str]) -> list[tuple[str, str]]:
                     if spec != spec.without_hint_changes() and spec.without_hint_changes() in parsed]
 
 
+def step_matched_control(arm: str, arms: list[str]) -> str:
+    """The control an arm's frontier margin is taken against: ``controlx2`` (as many post-training steps) for an
+    x2 arm where it ran, else ``control``."""
+    if arm not in BASELINES and parse_arm(arm).multiplier == 2 and "controlx2" in arms:
+        return "controlx2"
+    return "control"
+
+
 def seed_margins(by_seed: dict, arm: str, T: int, tau: float, seeds: list[int], temps: list[float],
-                 x: str, y: str) -> list[float]:
-    """``frontier_margin`` of (x, y) per seed, each against the control's curve of the same seed (its rows at
-    every temperature); seeds where the point lies outside that curve are left out."""
+                 x: str, y: str, reference: str = "control") -> list[float]:
+    """``frontier_margin`` of (x, y) per seed, each against the ``reference`` arm's curve of the same seed (its
+    rows at every temperature); seeds where the point lies outside that curve are left out."""
     margins = []
     for seed in seeds:
         row = by_seed.get((arm, seed, T, tau))
-        control = [(r[x], r[y]) for t in temps if (r := by_seed.get(("control", seed, T, t))) is not None]
+        control = [(r[x], r[y]) for t in temps if (r := by_seed.get((reference, seed, T, t))) is not None]
         if row is None or len(control) < 2 or row[y] != row[y]:
             continue
         margin = frontier_margin((row[x], row[y]), control)
@@ -487,24 +495,26 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
               "between its temperatures), then averaged (mean ± std over the seeds whose point lies inside the "
               "control's range; `n` says how many; – where none does). `validity margin` = validity minus the "
               "control's validity at the same novelty: positive is beyond the control's frontier. `FCD margin` = "
-              "FCD minus the control's FCD at the same validity: negative is beyond.", "",
-              "| T | arm | temperature | seeds | validity | novelty | valid∧unique∧novel | FCD | validity margin (n) | "
-              "FCD margin (n) |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "FCD minus the control's FCD at the same validity: negative is beyond. An x2 arm's margins are "
+              "taken against controlx2's curve where it ran (as many post-training steps; column `against`).", "",
+              "| T | arm | temperature | seeds | validity | novelty | valid∧unique∧novel | FCD | against | "
+              "validity margin (n) | FCD margin (n) |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for T in args.T:
         for arm in args.arms:
             for t in args.temperatures:
                 s = summary.get((arm, T, t))
                 if s is None:
                     continue
-                cells = []
+                cells, reference = [], step_matched_control(arm, args.arms)
                 for x, y in (("novelty", "validity"), ("validity", "fcd")):
                     m = [] if arm == "control" else seed_margins(by_seed, arm, T, t, args.seeds, args.temperatures,
-                                                                 x, y)
+                                                                 x, y, reference)
                     cells.append(fmt(m, sign=True, count=True) if m else "–")
+                against = "–" if arm == "control" else reference
                 lines.append(f"| {T} | {arm} | {t} | {len(s['validity'])} | {fmt(s['validity'])} | "
-                             f"{fmt(s['novelty'])} | "
-                             f"{fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | {cells[0]} | {cells[1]} |")
+                             f"{fmt(s['novelty'])} | {fmt(s['valid_unique_novel'])} | {fmt(s['fcd'], 2)} | "
+                             f"{against} | {cells[0]} | {cells[1]} |")
     lines += ["", "### Paired: arm minus control, and arm minus arm (same seed, T and temperature)", "",
               "Mean ± std over the seeds that have both rows (n); this cancels the seed-to-seed spread the "
               "columns above carry.", "",

@@ -41,6 +41,17 @@ def test_seed_margins_use_each_seeds_own_control() -> None:
     # FCD at equal validity: seed 0's control has FCD 2.8 at validity 0.48; seed 1's has FCD 2.8 at 0.58
     fcd = selfcond_ablation.seed_margins(by_seed, "sc", 64, 1.0, seeds, temps, "validity", "fcd")
     assert fcd == pytest.approx([-0.6, -0.6])
+    # against another arm's curve: 0.1 lower in validity than seed 0's control, so the margin grows by 0.1
+    by_seed |= {("other", 0, 64, 0.9): row(0.5, 0.4, 3.0), ("other", 0, 64, 1.0): row(0.6, 0.3, 2.0)}
+    assert selfcond_ablation.seed_margins(by_seed, "sc", 64, 1.0, seeds, temps, "novelty", "validity",
+                                          reference="other") == pytest.approx([0.13])
+
+
+def test_x2_arms_are_measured_against_the_control_of_as_many_steps() -> None:
+    arms = ["control", "controlx2", "mask_add@1", "mask_add@0.5x2", "gated@0.5x2+drop0.3"]
+    assert [selfcond_ablation.step_matched_control(arm, arms) for arm in arms] == [
+        "control", "control", "control", "controlx2", "controlx2"]
+    assert selfcond_ablation.step_matched_control("mask_add@0.5x2", ["control", "mask_add@0.5x2"]) == "control"
 
 
 def test_one_colour_per_arm_in_every_panel(tmp_path) -> None:
