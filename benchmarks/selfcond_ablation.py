@@ -346,9 +346,9 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
 def figure_groups(arms: list[str]) -> list[tuple[str, list[str]]]:
     """The arms drawn together: (file-name part, arms); one frontier figure and one row of the metric-vs-T figure
     each, so that none draws every arm at once. The grid (baselines and INJECTION@RATE[x2]) is one group, or,
-    where some injection ran at more than one rate, one group per injection (``_mask_add`` ...), each with the
-    baselines: a figure then compares the rates of one injection. Where remedies (arms with a ``+`` suffix) ran,
-    one more: ``_remedies``, the baselines, each remedy's remedy-free twin and the remedies."""
+    where several injections ran and one of them at more than one rate, one group per injection (``_mask_add``
+    ...), each with the baselines: a figure then compares the rates of one injection. Where remedies (arms with a
+    ``+`` suffix) ran, one more: ``_remedies``, the baselines, each remedy's remedy-free twin and the remedies."""
     specs = {arm: parse_arm(arm) for arm in arms if arm != "base"}
     remedies = [arm for arm, spec in specs.items() if spec != spec.without_hint_changes()]
     grid = [arm for arm in arms if arm not in remedies]
