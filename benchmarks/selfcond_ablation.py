@@ -291,16 +291,16 @@ def plot(summary: dict, arms: list[str], temps: list[float], Ts: list[int], out_
     tab20 = plt.get_cmap("tab20").colors  # one colour per arm in every panel: the ten dark ones, then the light
     color = {arm: (tab20[0::2] + tab20[1::2])[i % 20] for i, arm in enumerate(arms)}
     tau = 1.0 if 1.0 in temps else max(temps)
-    groups = figure_groups(arms)
+    groups, panels = figure_groups(arms), ("validity", "valid_unique_novel", "novelty", "fcd")
     fig, axes = plt.subplots(len(groups), 4, figsize=(17, 3.8 * len(groups)), squeeze=False)
     for row, (name, group) in enumerate(groups):
         for arm in group:
-            for ax, key in zip(axes[row], ("validity", "valid_unique_novel", "novelty", "fcd"), strict=True):
+            for ax, key in zip(axes[row], panels, strict=True):
                 pts = [(T, *mean_std(summary[(arm, T, tau)][key])) for T in Ts if (arm, T, tau) in summary]
                 if pts:
                     ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                                 capsize=3, label=arm, color=color[arm], ls="--" if arm in BASELINES else "-")
-        for ax, key in zip(axes[row], ("validity", "valid_unique_novel", "novelty", "fcd"), strict=True):
+        for ax, key in zip(axes[row], panels, strict=True):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("steps T (= NFE)")
             ax.set_title(f"{key} (temperature {tau})" + (f": {name.lstrip('_')}" if name else ""))
