@@ -460,6 +460,12 @@ def main() -> int:
     return 0
 
 
+def base_label(base: str | Path) -> str:
+    """How a RESULTS section names its base run: relative to the repository where it lies inside it."""
+    path = Path(base).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def markdown(args, summary, rows: list[dict], sc_config, command: str, base_state: dict) -> str:
     tau = 1.0 if 1.0 in args.temperatures else max(args.temperatures)
     suffix = tag_suffix(args.tag)
@@ -467,7 +473,7 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
     lines = [
         f"## Self-conditioned post-training: ablation on QM9{variant}", "",
         f"Command: `{command}`", "",
-        f"Base: `runs/qm9_base` (step {base_state.get('step')}, validation NELBO "
+        f"Base: `{base_label(args.base)}` (step {base_state.get('step')}, validation NELBO "
         f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token on the trainer's protocol). Every arm "
         f"is post-trained {args.steps} steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with "
         f"`configs/selfcond.yaml` (lr {sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds "

@@ -318,12 +318,13 @@ def test_cached_only_tables_from_a_results_file_without_runs(tmp_path, tiny_data
     assert [(r["arm"], r["validity"]) for r in rows] == [("control", 0.4), ("mask_add@1", 0.35)]
 
     args = argparse.Namespace(arms=["control", "mask_add@1"], seeds=[0], T=[4], temperatures=[1.0], steps=8,
-                              num_samples=10, tag="", overrides=[])
+                              num_samples=10, tag="", overrides=[], base=str(selfcond_ablation.ROOT / "runs" / "weak"))
     summary = {(r["arm"], 4, 1.0): {k: [r[k]] for k in (*selfcond_ablation.METRICS, "seconds")} for r in rows}
     text = selfcond_ablation.markdown(args, summary, rows, post_train_config(tmp_path / "base"), "cmd", {})
     assert "| control | 4 | 1 | 0.400 |" in text and "| 0.9700 | – |" in text
     assert "| mask_add@1 | 4 | 1 | 0.350 |" in text and "| 1.0200 | 0.9500 |" in text
     assert "ablation on QM9\n" in text and "(selfcond_vs_T.png)" in text
+    assert "Base: `runs/weak` (step" in text  # the base it was given, named from the repository root
     # A tagged variant names its overrides and its own plots.
     args.tag, args.overrides = "lr3e-4", ["train.lr=3e-4"]
     text = selfcond_ablation.markdown(args, summary, rows, post_train_config(tmp_path / "base", args.overrides),
