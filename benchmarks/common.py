@@ -11,6 +11,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_relative(path: str | Path) -> str:
+    """A run's path relative to the repository when it lies inside it (docs do not name one machine's paths)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 RESULTS_MD = ROOT / "docs" / "RESULTS.md"
 
 

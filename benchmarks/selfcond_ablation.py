@@ -50,7 +50,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_row, fmt, mean_std, parse_args, read_rows, write_results_section  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    append_row,
+    fmt,
+    mean_std,
+    parse_args,
+    read_rows,
+    repo_relative,
+    write_results_section,
+)
 
 from scmdm.checkpoint import LoadedCheckpoint, find_checkpoint, load_checkpoint, read_state  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
@@ -460,12 +469,6 @@ def main() -> int:
     return 0
 
 
-def base_label(base: str | Path) -> str:
-    """How a RESULTS section names its base run: relative to the repository where it lies inside it."""
-    path = Path(base).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def markdown(args, summary, rows: list[dict], sc_config, command: str, base_state: dict) -> str:
     tau = 1.0 if 1.0 in args.temperatures else max(args.temperatures)
     suffix = tag_suffix(args.tag)
@@ -473,7 +476,7 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
     lines = [
         f"## Self-conditioned post-training: ablation on QM9{variant}", "",
         f"Command: `{command}`", "",
-        f"Base: `{base_label(args.base)}` (step {base_state.get('step')}, validation NELBO "
+        f"Base: `{repo_relative(args.base)}` (step {base_state.get('step')}, validation NELBO "
         f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token on the trainer's protocol). Every arm "
         f"is post-trained {args.steps} steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with "
         f"`configs/selfcond.yaml` (lr {sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds "

@@ -22,9 +22,7 @@ as causal_layers / depth of a trunk pass.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from harness import ROOT, command, finish, machine, machine_line, mean_std, parser, setup
+from harness import ROOT, command, finish, machine, machine_line, mean_std, parser, repo_relative, setup
 from speculative import matched  # benchmarks/speculative.py (on the path once harness is imported)
 
 from scmdm.checkpoint import load_checkpoint
@@ -33,12 +31,6 @@ from scmdm.workflows import evaluator_for, sample_and_evaluate
 
 QUALITY = (("validity", True), ("fcd", False))  # (metric, higher is better)
 
-
-
-def shown(path) -> str:
-    """A checkpoint path relative to the repository when it lies inside it (docs do not name one machine's paths)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 def curve(rows: list[dict], metric: str) -> list[tuple[float, float, float]]:
     """The ancestral curve [(NFE, metric, seconds)], means over seeds, sorted by NFE."""
@@ -118,7 +110,7 @@ def markdown(args, info: dict, base, spec, rows: list[dict], ratios: list[dict])
 
     lines = ["## Speculative against ancestral sampling at matched quality", "", f"Command: `{command()}`", "",
              machine_line(info), "",
-             f"Base `{shown(base.path)}`; verifier model `{shown(spec.path)}` "
+             f"Base `{repo_relative(base.path)}`; verifier model `{repo_relative(spec.path)}` "
              f"({spec.config.speculative.causal_layers} causal "
              f"layer(s) on the frozen trunk). {args.num_samples} molecules per row in batches of {args.batch_size}, "
              f"seeds {args.seeds}, float64 draws; rows measured alternately. `seconds` = sampling wall clock.", "",
