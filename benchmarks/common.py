@@ -125,11 +125,11 @@ def train_and_load(config, out: Path, skip_train: bool):
 def validation_bits(loaded, num_t: int = 16, limit: int = 0):
     """Validation NELBO of a loaded checkpoint over every validation canvas (the first ``limit`` when > 0; K =
     ``num_t`` midpoint times, seed 0), in bits per token, and the canvases it was measured on."""
-    from scmdm.data import prepare_data
     from scmdm.diffusion import validation_nelbo
+    from scmdm.domains import prepare_data
     from scmdm.schedules import get_schedule
 
-    data = prepare_data(loaded.config.data, tokenizer=loaded.tokenizer, quiet=True)
+    data = prepare_data(loaded.config, tokenizer=loaded.tokenizer, quiet=True)
     valid = data.valid[:limit] if limit else data.valid
     bits = validation_nelbo(lambda x, t: loaded.model(x, t), valid, get_schedule(loaded.config.diffusion.schedule),
                             loaded.tokenizer.mask_id, num_t=num_t, seed=0)

@@ -9,7 +9,7 @@ docs/<config>_loss_curve.png and the section ``<config>`` of docs/RESULTS.md.
     python benchmarks/dna_base.py --root /tmp/trial --out /tmp/trial/run train.steps=2 model.width=32 \
         model.depth=1 model.heads=2 --num-samples 20 --steps 4     # a trial run that leaves docs/ alone
 
-Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.evaluation.dna): k-mer spectrum
+Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.domains.dna.evaluator): k-mer spectrum
 Jensen-Shannon divergence to the held-out test windows for k = 3..6, GC content, identity to the nearest training
 window; every row has the same number of windows (the reference row's, at most the validation pool). Likelihood:
 the model's validation NELBO in bits per base, next to the cross-entropy of order-k Markov chains fit on the
@@ -40,7 +40,7 @@ from common import (  # noqa: E402
 )
 
 from scmdm.domains import get_domain  # noqa: E402
-from scmdm.evaluation.dna import kmer_counts  # noqa: E402
+from scmdm.domains.dna.evaluator import kmer_counts  # noqa: E402
 from scmdm.workflows import evaluator_for  # noqa: E402
 
 MARKOV_ORDERS = (3, 6)
@@ -99,7 +99,7 @@ def main() -> int:
     sizes = split["sizes"]
     shown = "\n".join(f"- {ev.name}: `{ev.samples[0][:80]}…`" for ev in evaluations)
     holdout = (f"the last {c.data.test_fraction:.0%} of every record held out for testing and the "
-               f"{c.data.valid_fraction:.0%} before it for validation" if c.data.holdout == "region" else
+               f"{c.data.valid_fraction:.0%} before it for validation" if c.dna.holdout == "region" else
                f"test genomes {', '.join(split['test_genomes'])}")
     markdown = f"""## DNA base model ({name})
 
@@ -107,7 +107,7 @@ Command: `python benchmarks/dna_base.py --config {name}` (config `configs/{name}
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Data: {', '.join(split['genomes'])}, windows of {c.data.max_length} bases every {split['stride']} bases, {holdout};
-{sizes['train']:,} training windows{' (reverse complements included)' if c.data.reverse_complement else ''},
+{sizes['train']:,} training windows{' (reverse complements included)' if c.dna.reverse_complement else ''},
 {sizes['valid']:,} validation, {sizes['test']:,} test. Model: {c.model.depth} layers, width {c.model.width},
 {state.get('num_parameters', 0) / 1e6:.2f} M parameters; trained {state['step']} steps × {c.train.batch_size} windows
 ({state['tokens_seen'] / 1e6:.1f} M bases) in {state['elapsed'] / 60:.1f} min on {torch.get_num_threads()} CPU

@@ -6,8 +6,8 @@ read against: real held-out data and the trivial baselines, through the same eva
     python benchmarks/domain_references.py --domains dna --genomes E.Coli/MG1655-K12 --window 256
     python benchmarks/domain_references.py --domains image --levels 4 --write-results
 
-DNA: held-out region of the given genome(s) (the data defaults of scmdm.data.dna.load_dna). Images: Fashion-MNIST
-at K grey levels; the classifier is trained on first use and cached (scmdm.evaluation.images). Writes
+DNA: held-out region of the given genome(s) (the data defaults of scmdm.domains.dna.data.load_dna). Images:
+Fashion-MNIST at K grey levels; the classifier is trained on first use and cached (scmdm.domains.image.evaluator). Writes
 benchmarks/results/domain_references.json, PNG grids of real and baseline images to --out, and, with
 --write-results, the section of docs/RESULTS.md between its markers.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, write_results_section  # noqa: E402
 
-from scmdm.data.dna import load_dna
-from scmdm.data.images import load_images
-from scmdm.evaluation.dna import DnaEvaluator, format_dna_table
-from scmdm.evaluation.images import ImageEvaluator, format_image_table, pixel_independent_samples, save_image_grid
+from scmdm.domains.dna.data import load_dna
+from scmdm.domains.dna.evaluator import DnaEvaluator, format_dna_table
+from scmdm.domains.image.data import load_images
+from scmdm.domains.image.evaluator import ImageEvaluator, format_image_table, pixel_independent_samples, save_image_grid
 
 
 def dna_rows(args: argparse.Namespace) -> tuple[str, list[dict]]:

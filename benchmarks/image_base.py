@@ -9,7 +9,7 @@ from), benchmarks/results/<config>.json, docs/<config>_loss_curve.png, sample gr
     python benchmarks/image_base.py --root /tmp/trial --out /tmp/trial/run data.source=digits data.max_length=64 \
         train.steps=2 model.width=32 model.depth=1 model.heads=2 --num-samples 50 --steps 4   # a trial run
 
-Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.evaluation.images): the Fréchet
+Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.domains.image.evaluator): the Fréchet
 distance in the features of scmdm's own small CNN, trained on the training images (**not Inception FID**: its
 numbers compare only within one table), and the classifier score of the same CNN. Likelihood: the model's
 validation NELBO in bits per pixel, next to the cross-entropy of the pixel-independent model.
@@ -39,7 +39,7 @@ from common import (  # noqa: E402
 )
 
 from scmdm.domains import get_domain  # noqa: E402
-from scmdm.evaluation.images import save_image_grid  # noqa: E402
+from scmdm.domains.image.evaluator import save_image_grid  # noqa: E402
 from scmdm.workflows import evaluator_for  # noqa: E402
 
 

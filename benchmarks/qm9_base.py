@@ -27,17 +27,17 @@ from common import ROOT, parse_args, write_results_section  # noqa: E402
 from scmdm.checkpoint import load_checkpoint
 from scmdm.config import SampleConfig, load_config
 from scmdm.diffusion import validation_nelbo
+from scmdm.domains.molecule.tokenizer import SmilesTokenizer
 from scmdm.evaluation import format_table
 from scmdm.schedules import get_schedule
-from scmdm.tokenizers import SmilesTokenizer
 from scmdm.training import Trainer
 from scmdm.workflows import TABLE_COLUMNS, evaluator_for, resolve_config_path, sample_and_evaluate
 
 
 def full_validation_nelbo(loaded, num_t: int = 16) -> float:
-    from scmdm.data import prepare_data
+    from scmdm.domains import prepare_data
 
-    data = prepare_data(loaded.config.data, tokenizer=loaded.tokenizer)
+    data = prepare_data(loaded.config, tokenizer=loaded.tokenizer)
     return validation_nelbo(lambda x, t: loaded.model(x, t), data.valid, get_schedule(loaded.config.diffusion.schedule),
                             loaded.tokenizer.mask_id, num_t=num_t, seed=0)
 

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.data import prepare_data  # noqa: E402
 from scmdm.diffusion import mask_tokens, masked_token_nll, subs_log_probs  # noqa: E402
+from scmdm.domains import prepare_data  # noqa: E402
 from scmdm.schedules import get_schedule  # noqa: E402
 from scmdm.selfcond import carried_hint, lagged_input  # noqa: E402
 
@@ -59,7 +59,7 @@ def hint_nelbo(run: str | Path, *, num_t: int = 8, max_sequences: int = 1024, ba
     self_conditioned = bool(getattr(model, "self_conditioned", False))  # if not (a control): the null row only
     sc, mask_id = config.selfcond, tokenizer.mask_id
     schedule = get_schedule(config.diffusion.schedule)
-    data = prepare_data(config.data, tokenizer, quiet=True).valid[:max_sequences]
+    data = prepare_data(config, tokenizer, quiet=True).valid[:max_sequences]
     generator = torch.Generator().manual_seed(0)  # the masks of x_t: the same for every model
     hint_generator = torch.Generator().manual_seed(1)  # re-masking and token carries
     t_values = ((torch.arange(num_t, dtype=torch.float64) + 0.5) / num_t).tolist()

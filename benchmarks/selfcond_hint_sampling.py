@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
 
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint  # noqa: E402
-from scmdm.sampling import Denoiser, ancestral_sample  # noqa: E402
+from scmdm.denoiser import Denoiser
+from scmdm.sampling import ancestral_sample  # noqa: E402
 from scmdm.schedules import get_schedule  # noqa: E402
 from scmdm.workflows import evaluator_for  # noqa: E402
 

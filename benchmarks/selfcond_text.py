@@ -42,7 +42,7 @@ from selfcond_ablation import (  # noqa: E402
 )
 
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.evaluation.lm_scorer import SCORER_NAME  # noqa: E402
+from scmdm.domains.text.scorer import SCORER_NAME  # noqa: E402
 from scmdm.workflows import evaluator_for, post_train_config  # noqa: E402
 
 METRICS = ("gen_ppl", "scorer_bpc", "entropy_bits", "chars")

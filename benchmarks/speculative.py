@@ -60,7 +60,6 @@ from common import ROOT, append_row, fmt, mean_std, parse_args, read_rows, write
 from scmdm.checkpoint import find_checkpoint, load_checkpoint, read_config, read_state  # noqa: E402
 from scmdm.config import SampleConfig  # noqa: E402
 from scmdm.domains import get_domain  # noqa: E402
-from scmdm.speculative import copy_head_into_verifier  # noqa: E402
 from scmdm.training import Trainer  # noqa: E402
 from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
 
@@ -127,11 +126,12 @@ def verifier_validation(checkpoint: Path) -> dict:
 
 def zero_verifier(model: torch.nn.Module) -> None:
     """Zero the verifier's contribution c_k (its output projection): q = p, and every draft is accepted
-    (scmdm/speculative.py; tests/test_speculative.py (c))."""
+    (scmdm/model/verifier.py)."""
     with torch.no_grad():
         model.causal.out_proj.weight.zero_()
         model.causal.out_proj.bias.zero_()
-    copy_head_into_verifier(model)  # a separate verifier head becomes the trunk's again
+    if model.causal.output_layer is not None:  # a separate verifier head becomes the trunk's again
+        model.causal.output_layer.load_state_dict(model.output_layer.state_dict())
 
 
 def settings(arm: str, args: argparse.Namespace) -> list[dict]:

@@ -7,7 +7,7 @@ post-training starts from), benchmarks/results/<config>.json, docs/<config>_loss
     python benchmarks/text_base.py --config text_austen_bpe     # the BPE model on Austen (Persuasion held out)
     python benchmarks/text_base.py --skip-train                 # re-evaluate an existing run
 
-Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.evaluation.text): generative
+Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.domains.text.evaluator): generative
 perplexity and bits per character under SmolLM2-135M (not GPT-2: compare only within the table), unigram entropy
 of the samples' scorer tokens, and the model's validation NELBO in bits per token and per character.
 """
@@ -33,9 +33,9 @@ from common import (  # noqa: E402
     write_results_section,
 )
 
+from scmdm.domains.text.evaluator import chars_per_token  # noqa: E402
+from scmdm.domains.text.scorer import SCORER_NAME  # noqa: E402
 from scmdm.evaluation import format_table  # noqa: E402
-from scmdm.evaluation.lm_scorer import SCORER_NAME  # noqa: E402
-from scmdm.evaluation.text import chars_per_token  # noqa: E402
 from scmdm.workflows import evaluator_for, table_columns  # noqa: E402
 
 
@@ -93,7 +93,7 @@ def main() -> int:
 Command: `python benchmarks/text_base.py --config {name}` (config `configs/{name}.yaml`; checkpoint in
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
-Data: `{c.data.source}`, {c.data.tokenizer} tokenizer ({loaded.tokenizer.vocab_size} ids incl. specials), packed
+Data: `{c.data.source}`, {c.text.tokenizer} tokenizer ({loaded.tokenizer.vocab_size} ids incl. specials), packed
 windows of {c.data.max_length} tokens; test books {', '.join(titles['test'])}, validation books
 {', '.join(titles['valid'])}, {len(titles['train'])} training books. Model: {c.model.depth} layers, width
 {c.model.width}, {state.get('num_parameters', 0) / 1e6:.2f} M parameters; trained {state['step']} steps ×

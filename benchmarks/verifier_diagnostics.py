@@ -37,19 +37,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
 
-from scmdm.backbone import KEY_POSITIONS  # noqa: E402
 from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.data import prepare_data  # noqa: E402
 from scmdm.diffusion import masked_token_nll  # noqa: E402
-from scmdm.speculative import (  # noqa: E402
-    CausalVerifier,
-    gather_tracks,
-    mask_after,
-    sample_orders,
-    set_train_mode,
-    speculative_loss,
-    trainable_parameters,
-)
+from scmdm.domains import prepare_data  # noqa: E402
+from scmdm.model import KEY_POSITIONS  # noqa: E402
+from scmdm.model.verifier import CausalVerifier  # noqa: E402
+from scmdm.objectives.speculative import set_train_mode, speculative_loss, trainable_parameters  # noqa: E402
+from scmdm.tracks import gather_tracks, mask_after, sample_orders  # noqa: E402
 
 
 def nll_by_revealed(model, x0: torch.Tensor, mask_id: int, counts: list[int]) -> list[dict]:
@@ -127,7 +121,7 @@ def main() -> int:
     model, mask_id = loaded.model.eval(), loaded.tokenizer.mask_id
     if not model.speculative:
         parser.error(f"{args.run} has no verifier")
-    data = prepare_data(loaded.config.data, tokenizer=loaded.tokenizer, quiet=True)
+    data = prepare_data(loaded.config, tokenizer=loaded.tokenizer, quiet=True)
     if args.retrain:
         retrain(model, data.train, mask_id, steps=args.steps, state_norm=not args.no_state_norm,
                 batch_size=args.batch_size or loaded.config.train.batch_size,

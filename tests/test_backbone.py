@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scmdm.backbone import BLOCK_TYPES, BackboneConfig, Transformer
+from scmdm.model import BLOCK_TYPES, BackboneConfig, Transformer
 
 VOCAB = 7  # 6 real tokens + MASK
 LENGTH = 8

@@ -9,9 +9,10 @@ import pytest
 
 from scmdm.cli import main
 from scmdm.config import load_config
-from scmdm.data import prepare_data
-from scmdm.data.molecules import load_smiles_file
-from scmdm.tokenizers import SmilesTokenizer, TokenizerError
+from scmdm.domains import prepare_data
+from scmdm.domains.molecule.data import load_smiles_file
+from scmdm.domains.molecule.tokenizer import SmilesTokenizer
+from scmdm.errors import TokenizerError
 
 pytest.importorskip("rdkit")
 
@@ -56,7 +57,7 @@ def test_unknown_tokens_are_aggregated_with_line_numbers(tmp_path) -> None:
     f = _file(tmp_path / "new.smi", lines)
     tokenizer = SmilesTokenizer.build(MOLECULES)
     with pytest.raises(TokenizerError) as info:
-        prepare_data(load_config(None, [f"data.source={f}"]).data, tokenizer)
+        prepare_data(load_config(None, [f"data.source={f}"]), tokenizer)
     message = str(info.value)
     assert f"data.source={f}: 4 of {len(lines)} SMILES contain tokens not in the" in message
     assert "'Br' (in 2), 'Cl' (in 1), '[Si]' (in 1)" in message
@@ -76,13 +77,13 @@ def test_too_long_error_skip_truncate(tmp_path, capsys) -> None:
     base = [f"data.source={f}", "data.max_length=12", "data.valid_fraction=0.1", "data.test_fraction=0.1"]
     with pytest.raises(TokenizerError, match=r"2 of 22 molecules need more than the 12 canvas positions \(train \d, "
                                              r"valid \d, test \d; the longest needs 20.*data.max_length to 20.*"
-                                             r"data.too_long=skip"):
-        prepare_data(load_config(None, base).data)
-    skipped = prepare_data(load_config(None, [*base, "data.too_long=skip"]).data)
+                                             r"molecule.too_long=skip"):
+        prepare_data(load_config(None, base))
+    skipped = prepare_data(load_config(None, [*base, "molecule.too_long=skip"]))
     n = len(skipped.train) + len(skipped.valid) + len(skipped.test)
     assert n == 20
     assert "note: skipped 2 of 22 molecules longer than the 12-token canvas" in capsys.readouterr().err
-    truncated = prepare_data(load_config(None, [*base, "data.too_long=truncate"]).data, quiet=True)
+    truncated = prepare_data(load_config(None, [*base, "molecule.too_long=truncate"]), quiet=True)
     assert len(truncated.train) + len(truncated.valid) + len(truncated.test) == 22
     assert truncated.notes[0].startswith("truncated 2 of 22 molecules")
     rows = [r for part in (truncated.train, truncated.valid, truncated.test) for r in part.tolist()]
@@ -95,7 +96,7 @@ def test_cli_reports_bad_data_in_one_line(tmp_path, capsys) -> None:
         ([f"data.source={_file(tmp_path / 'e.smi', ['# nothing'])}"], "contains no SMILES"),
         ([f"data.source={_file(tmp_path / 'm.smi', [*MOLECULES, 'C' * 30])}", "data.max_length=12"],
          "1 of 21 molecules need more than the 12 canvas positions"),
-        (["data.too_long=sometimes"], "data.too_long must be one of error, skip, truncate, got 'sometimes'"),
+        (["molecule.too_long=sometimes"], "molecule.too_long must be one of error, skip, truncate, got 'sometimes'"),
         (["train.keep_checkpoints=0"], "train.keep_checkpoints must be positive"),
         (["train.lr=.nan"], "train.lr must be a finite number"),
         (["train.device=gpu"], "train.device must be auto, cpu, mps, cuda or cuda:N"),

@@ -9,16 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scmdm.backbone import BLOCK_TYPES
-from scmdm.config import (
-    PRECISIONS,
-    SAMPLERS,
-    Config,
-    ConfigError,
-    apply_overrides,
-    describe_config,
-    load_config,
-)
+from scmdm.categorical import PRECISIONS
+from scmdm.config import Config, ConfigError, apply_overrides, describe_config, load_config
+from scmdm.model import BLOCK_TYPES
+from scmdm.sampling import SAMPLER_NAMES as SAMPLERS
 from scmdm.schedules import SCHEDULES
 
 
@@ -28,7 +22,8 @@ def test_defaults_validate() -> None:
     assert Config().data.max_length == 0 and config.data.max_length == 24  # 0 = the domain's canvas, resolved
     assert config == Config().validate()
     assert config.validate() is config
-    assert Config.sections() == ("data", "model", "diffusion", "train", "sample", "selfcond", "speculative")
+    assert Config.sections() == ("data", "molecule", "text", "dna", "image", "model", "diffusion", "train",
+                                 "sample", "selfcond", "speculative")
     # a few defaults the rest of the code relies on
     assert config.diffusion.schedule in SCHEDULES
     assert config.model.block_type in BLOCK_TYPES
@@ -122,22 +117,23 @@ def test_malformed_overrides_raise(override: str) -> None:
     (["model.block_type=dit"], "model.block_type must be one of prenorm, adaln"),
     (["model.dropout=1"], "model.dropout"),
     (["data.domain=protein"], "data.domain must be one of molecule, text, dna, image, got 'protein'"),
-    (["data.domain=dna", "data.holdout=species"], "data.holdout must be one of region, strain for DNA, got 'species'"),
-    (["data.domain=dna", "data.holdout=strain"], "data.holdout=strain needs data.test_genomes"),
-    (["data.domain=dna", "data.test_genomes=E.Coli/DH1"], "data.test_genomes='E.Coli/DH1' is only used with "
-                                                          "data.holdout=strain"),
-    (["data.domain=dna", "data.stride=-1"], "data.stride must be >= 0"),
+    (["data.domain=dna", "dna.holdout=species"], "dna.holdout must be one of region, strain, got 'species'"),
+    (["data.domain=dna", "dna.holdout=strain"], "dna.holdout=strain needs dna.test_genomes"),
+    (["data.domain=dna", "dna.test_genomes=E.Coli/DH1"], "dna.test_genomes='E.Coli/DH1' is only used with "
+                                                         "dna.holdout=strain"),
+    (["data.domain=dna", "dna.stride=-1"], "dna.stride must be >= 0"),
     (["data.domain=image", "data.source=cifar10"], "data.source must be one of fashion_mnist, digits for images, "
                                                     "got 'cifar10'"),
-    (["data.domain=image", "data.levels=8"], "data.levels must be one of 2, 4, 16, 256 for data.source=fashion_mnist, "
-                                             "got 8"),
-    (["data.domain=image", "data.source=digits", "data.levels=256"], "data.levels must be one of 2, 4, 16 for "
-                                                                     "data.source=digits, got 256"),
+    (["data.domain=image", "image.levels=8"], "image.levels must be one of 2, 4, 16, 256 for "
+                                              "data.source=fashion_mnist, got 8"),
+    (["data.domain=image", "data.source=digits", "image.levels=256"], "image.levels must be one of 2, 4, 16 for "
+                                                                      "data.source=digits, got 256"),
     (["data.domain=image", "data.max_length=100"], "data.max_length must be H·W = 28·28 = 784 for "
                                                    "data.source=fashion_mnist"),
     (["data.domain=image", "data.source=digits", "data.max_length=784"], "data.max_length must be H·W = 8·8 = 64"),
-    (["data.domain=text", "data.tokenizer=words"], "data.tokenizer must be one of char, bpe"),
-    (["data.domain=text", "data.tokenizer=bpe", "data.vocab_size=100"], "data.vocab_size must be at least 259"),
+    (["data.domain=text", "text.tokenizer=words"], "text.tokenizer must be one of char, bpe"),
+    (["data.domain=text", "text.tokenizer=bpe", "text.vocab_size=100"], "text.vocab_size must be at least 259"),
+    (["data.domain=text", "data.tokenizer=words"], "text.tokenizer must be one of char, bpe"),  # the old spelling
     (["data.max_length=1"], "data.max_length"),
     (["data.max_length=-3"], r"data.max_length must be at least 2 \(or 0: the domain's default\), got -3"),
 ])

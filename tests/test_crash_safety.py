@@ -121,9 +121,9 @@ def test_read_metrics_skips_a_half_written_line(tmp_path) -> None:
 
 @requires_qm9
 def test_non_finite_loss_in_the_cli_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch) -> None:
-    import scmdm.training
+    import scmdm.objectives.nelbo
 
-    real_loss = scmdm.training.nelbo_loss
+    real_loss = scmdm.objectives.nelbo.nelbo_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -133,7 +133,7 @@ def test_non_finite_loss_in_the_cli_keeps_the_last_good_checkpoint(tmp_path, cap
             out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(scmdm.training, "nelbo_loss", poisoned)
+    monkeypatch.setattr(scmdm.objectives.nelbo, "nelbo_loss", poisoned)
     run = tmp_path / "run"
     argv = ["train", "--out", str(run), "--no-progress", *[o for o in TINY if "save_every" not in o],
             "train.save_every=2", "train.eval_every=0"]
@@ -148,7 +148,7 @@ def test_non_finite_loss_in_the_cli_keeps_the_last_good_checkpoint(tmp_path, cap
 def test_nan_gradient_is_caught_before_the_update(tmp_path) -> None:
     pytest.importorskip("rdkit")
     from scmdm.config import load_config
-    from scmdm.data import prepare_data
+    from scmdm.domains import prepare_data
     from scmdm.training import Trainer
 
     smiles = tmp_path / "m.smi"
@@ -156,7 +156,7 @@ def test_nan_gradient_is_caught_before_the_update(tmp_path) -> None:
     config = load_config(None, ["model.depth=1", "model.width=32", "model.heads=2", f"data.source={smiles}",
                                 "data.valid_fraction=0.2", "data.test_fraction=0.2", "train.batch_size=2",
                                 "train.grad_clip=0", "train.val_sequences=2", "train.threads=1"])
-    trainer = Trainer(config, tmp_path / "run", data=prepare_data(config.data), show_progress=False)
+    trainer = Trainer(config, tmp_path / "run", data=prepare_data(config), show_progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.model.vocab_embed.embedding.register_hook(lambda g: g * float("inf"))
     with pytest.raises(FloatingPointError, match="gradient norm became"):

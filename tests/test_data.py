@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from scmdm.data.molecules import load_smiles_file, split_molecules
+from scmdm.domains.molecule.data import load_smiles_file, split_molecules
 
 
 def test_split_is_deterministic_disjoint_and_verified() -> None:

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from scmdm.backbone import BackboneConfig, Transformer
 from scmdm.diffusion import (
     mask_tokens,
     masked_token_nll,
@@ -16,6 +15,7 @@ from scmdm.diffusion import (
     subs_log_probs,
     validation_nelbo,
 )
+from scmdm.model import BackboneConfig, Transformer
 from scmdm.schedules import CosineSchedule, LogLinearSchedule, NoiseSchedule, get_schedule
 
 V = 5  # real tokens 0..4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scmdm.data.dna import (
+from scmdm.domains.dna.data import (
     INSTALL_HINT,
     genome_files,
     load_dna,
@@ -18,7 +18,7 @@ from scmdm.data.dna import (
     reverse_complement,
     write_fasta,
 )
-from scmdm.evaluation.dna import (
+from scmdm.domains.dna.evaluator import (
     DnaEvaluator,
     format_dna_table,
     gc_fractions,
@@ -26,9 +26,9 @@ from scmdm.evaluation.dna import (
     kmer_counts,
     nearest_identity,
 )
-from scmdm.evaluation.dna import codes as base_codes
-from scmdm.tokenizers import TokenizerError
-from scmdm.tokenizers_dna import DnaTokenizer
+from scmdm.domains.dna.evaluator import codes as base_codes
+from scmdm.domains.dna.tokenizer import DnaTokenizer
+from scmdm.errors import TokenizerError
 
 
 def have_genomes() -> bool:

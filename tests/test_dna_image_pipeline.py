@@ -13,11 +13,10 @@ import pytest
 from scmdm.checkpoint import load_checkpoint
 from scmdm.cli import main
 from scmdm.config import Config, load_config
-from scmdm.data import prepare_data
-from scmdm.data.dna import INSTALL_HINT, format_fasta, genome_files, parse_fasta, read_fasta, reverse_complement
-from scmdm.data.images import format_pgm, parse_pgm, read_pgm, write_pgm
-from scmdm.domains import get_domain
-from scmdm.tokenizers_images import ImageTokenizer
+from scmdm.domains import get_domain, prepare_data
+from scmdm.domains.dna.data import INSTALL_HINT, format_fasta, genome_files, parse_fasta, read_fasta, reverse_complement
+from scmdm.domains.image.data import format_pgm, parse_pgm, read_pgm, write_pgm
+from scmdm.domains.image.tokenizer import ImageTokenizer
 
 MODEL = ["model.depth=1", "model.width=32", "model.heads=2", "train.batch_size=32", "train.steps=6",
          "train.warmup_steps=2", "train.eval_every=0", "train.save_every=0", "train.val_sequences=32",
@@ -25,7 +24,7 @@ MODEL = ["model.depth=1", "model.width=32", "model.heads=2", "train.batch_size=3
 #: 512 real 64-base windows of E. coli MG1655 (the end of the genome held out), a 1-layer width-32 model
 TINY_DNA = ["data.domain=dna", "data.max_length=64", "data.subset=512", *MODEL]
 #: 512 real sklearn digits at 4 grey levels (8×8: the canvas, 64, is derived), the same model
-TINY_DIGITS = ["data.domain=image", "data.source=digits", "data.levels=4", "data.subset=512", *MODEL]
+TINY_DIGITS = ["data.domain=image", "data.source=digits", "image.levels=4", "data.subset=512", *MODEL]
 ECOLI = "E.Coli/MG1655-K12"
 
 
@@ -96,7 +95,7 @@ def test_dna_model_trains_samples_and_evaluates_through_the_cli(dna_run, tmp_pat
     assert json.loads(metrics.read_text())["model"]["nfe"] == 4
 
     # memorisation is seen through the CLI: training windows are their own nearest training window
-    data = prepare_data(loaded.config.data, tokenizer=loaded.tokenizer, quiet=True)
+    data = prepare_data(loaded.config, tokenizer=loaded.tokenizer, quiet=True)
     trained = tmp_path / "trained.fa"
     trained.write_text(format_fasta(loaded.tokenizer.decode_batch(data.train[:8])))
     assert main(["eval", str(dna_run), "--samples", str(trained), "--json", str(metrics)]) == 0
@@ -130,26 +129,26 @@ def test_dna_settings_reach_the_split(single_thread) -> None:
     if not _have_genomes():
         pytest.skip(f"the bacterial genomes are not installed: {INSTALL_HINT}")
     base = load_config(None, ["data.domain=dna", "data.max_length=128", "data.valid_fraction=0.02",
-                              "data.test_fraction=0.02"]).data
+                              "data.test_fraction=0.02"])
     plain = prepare_data(base, quiet=True)
     n = len(plain.train)
     both = load_config(None, ["data.domain=dna", "data.max_length=128", "data.valid_fraction=0.02",
-                              "data.test_fraction=0.02", "data.reverse_complement=true", "data.stride=64"]).data
+                              "data.test_fraction=0.02", "dna.reverse_complement=true", "dna.stride=64"])
     augmented = prepare_data(both, quiet=True)
     # stride 64 nearly doubles the windows of every split, the reverse complements double the training ones again
     assert 3.9 * n < len(augmented.train) < 4.1 * n and 1.9 * len(plain.valid) < len(augmented.valid)
     assert augmented.split.info()["reverse_complement_train"] and augmented.split.info()["stride"] == 64
     windows = set(augmented.split.train)
     assert all(reverse_complement(w) in windows for w in augmented.split.train[:20])
-    strain = load_config(None, ["data.domain=dna", "data.max_length=128", "data.holdout=strain",
-                                "data.test_genomes=E.Coli/DH1", "data.subset=100"]).data
+    strain = load_config(None, ["data.domain=dna", "data.max_length=128", "dna.holdout=strain",
+                                "dna.test_genomes=E.Coli/DH1", "data.subset=100"])
     held = prepare_data(strain, quiet=True)
     assert held.split.settings["test_genomes"] == ["E.Coli/DH1"] and len(held.train) == 100
     assert len(held.test) > 30000  # every window of DH1 (4.6 Mbp)
     assert held.train.shape[1] == 128 and int(held.train.max()) <= 5  # bases only: ids 2..5
-    with pytest.raises(ValueError, match="data.source='E.Coli', data.test_genomes='DH1': genomes .* both in training"):
-        prepare_data(load_config(None, ["data.domain=dna", "data.source=E.Coli", "data.holdout=strain",
-                                        "data.test_genomes=DH1"]).data, quiet=True)
+    with pytest.raises(ValueError, match="data.source='E.Coli', dna.test_genomes='DH1': genomes .* both in training"):
+        prepare_data(load_config(None, ["data.domain=dna", "data.source=E.Coli", "dna.holdout=strain",
+                                        "dna.test_genomes=DH1"]), quiet=True)
 
 
 # ---- images -----------------------------------------------------------------------------------------------------
@@ -194,13 +193,13 @@ def test_digits_model_trains_samples_and_evaluates_through_the_cli(digits_run, c
 def test_image_settings_reach_the_split() -> None:
     if importlib.util.find_spec("sklearn") is None:
         pytest.skip("the digits need scikit-learn (`make test` installs it)")
-    config = load_config(None, ["data.domain=image", "data.source=digits", "data.levels=2", "data.subset=100"])
-    data = prepare_data(config.data, quiet=True)
+    config = load_config(None, ["data.domain=image", "data.source=digits", "image.levels=2", "data.subset=100"])
+    data = prepare_data(config, quiet=True)
     assert data.tokenizer == ImageTokenizer(2, 8, 8) and data.train.shape == (100, 64)
     assert set(data.train.unique().tolist()) == {2, 3}  # two grey levels: ids 2 and 3
     assert len(data.valid) == len(data.test) == 90  # ⌈1797 · 0.05⌉
-    with pytest.raises(ValueError, match=r"data.source='digits' with data.levels=2 needs ImageTokenizer\(levels=2"):
-        prepare_data(config.data, tokenizer=ImageTokenizer(16, 8, 8), quiet=True)
+    with pytest.raises(ValueError, match=r"data.source='digits' with image.levels=2 needs ImageTokenizer\(levels=2"):
+        prepare_data(config, tokenizer=ImageTokenizer(16, 8, 8), quiet=True)
 
 
 # ---- sample files by hand ---------------------------------------------------------------------------------------
@@ -258,7 +257,8 @@ def test_config_json_written_before_these_fields_still_loads() -> None:
            "model": {"depth": 2, "width": 64, "heads": 2}}
     config = Config.from_dict(old).validate()
     assert config.data.max_length == 24 and config.model.width == 64
-    assert (config.data.stride, config.data.holdout, config.data.levels) == (0, "region", 16)
+    assert (config.dna.stride, config.dna.holdout, config.image.levels) == (0, "region", 16)
+    assert (config.molecule.too_long, config.text.tokenizer, config.text.vocab_size) == ("error", "char", 1024)
     text_run = Config.from_dict({"data": {"domain": "text", "max_length": 32}}).validate()
     assert text_run.data.max_length == 32
 
@@ -270,7 +270,7 @@ def test_dna_genome_names_are_checked_when_installed() -> None:
 
     with pytest.raises(ConfigError, match="data.source: unknown genome 'E.Colli'; available: E.Coli/DH1"):
         load_config(None, ["data.domain=dna", "data.source=E.Colli"])
-    with pytest.raises(ConfigError, match="data.test_genomes: unknown genome 'DH2'"):
-        load_config(None, ["data.domain=dna", "data.holdout=strain", "data.test_genomes=DH2"])
+    with pytest.raises(ConfigError, match="dna.test_genomes: unknown genome 'DH2'"):
+        load_config(None, ["data.domain=dna", "dna.holdout=strain", "dna.test_genomes=DH2"])
     assert load_config(None, ["data.domain=dna", "data.source=E.Coli,S.Aureus"]).data.source == "E.Coli,S.Aureus"
 

@@ -7,9 +7,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from scmdm.backbone import BackboneConfig, Transformer
 from scmdm.diffusion import nelbo_loss
 from scmdm.flops import forward_flops, forward_flops_per_token, training_flops, training_flops_per_token
+from scmdm.model import BackboneConfig, Transformer
 from scmdm.schedules import get_schedule
 
 VOCAB = 7

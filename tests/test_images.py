@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from scmdm.data.images import FASHION_HINT, FASHION_MNIST_DIR, load_images, quantize, read_idx, to_unit
-from scmdm.evaluation.images import (
+from scmdm.domains.image.data import FASHION_HINT, FASHION_MNIST_DIR, load_images, quantize, read_idx, to_unit
+from scmdm.domains.image.evaluator import (
     FD_NOTE,
     ImageEvaluator,
     classifier_score,
@@ -19,8 +19,8 @@ from scmdm.evaluation.images import (
     pixel_independent_samples,
     save_image_grid,
 )
-from scmdm.tokenizers import TokenizerError
-from scmdm.tokenizers_images import ImageTokenizer
+from scmdm.domains.image.tokenizer import ImageTokenizer
+from scmdm.errors import TokenizerError
 
 HAVE_FASHION = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists() or (
     FASHION_MNIST_DIR / "train-images-idx3-ubyte").exists()

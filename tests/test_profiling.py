@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scmdm.backbone import BackboneConfig, Transformer
+from scmdm.model import BackboneConfig, Transformer
 from scmdm.profiling import NetworkTimer, profile_outside
 from scmdm.sampling import generate
 from scmdm.schedules import get_schedule

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from scmdm.checkpoint import CheckpointError, read_tokenizer
 from scmdm.config import Config, ConfigError, load_config
-from scmdm.tokenizers import EOS, MASK, PAD, SmilesTokenizer, TokenizerError
+from scmdm.domains.molecule.tokenizer import SmilesTokenizer
+from scmdm.errors import TokenizerError
+from scmdm.tokenizer import EOS, MASK, PAD
 
 # every kind of token the SMILES expression produces
 VOCAB = ["C", "N", "O", "S", "P", "F", "I", "B", "Br", "Cl", "b", "c", "n", "o", "s", "p", "(", ")", ".", "=", "#",

@@ -9,16 +9,11 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from scmdm.backbone import BackboneConfig, Transformer
-from scmdm.sampling import (
-    Denoiser,
-    ancestral_sample,
-    apply_top_p,
-    gumbel_noise,
-    masked_counts,
-    sample_categorical,
-    topk_sample,
-)
+from scmdm.categorical import apply_top_p, gumbel_noise, sample_categorical
+from scmdm.denoiser import Denoiser
+from scmdm.model import BackboneConfig, Transformer
+from scmdm.sampling import ancestral_sample, topk_sample
+from scmdm.sampling.steps import masked_counts
 from scmdm.schedules import get_schedule
 
 REAL, LENGTH = 3, 3  # tiny vocabulary (3 real tokens + MASK) and canvas: 27 final sequences

@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scmdm.backbone import BackboneConfig, Transformer
+from scmdm.categorical import gumbel_noise, sample_categorical
+from scmdm.denoiser import Denoiser
 from scmdm.diffusion import subs_log_probs
-from scmdm.sampling import Denoiser, ancestral_sample, gumbel_noise, reveal_probabilities, sample_categorical
+from scmdm.model import BackboneConfig, Transformer
+from scmdm.sampling import ancestral_sample
+from scmdm.sampling.steps import reveal_probabilities
 from scmdm.schedules import NoiseSchedule, get_schedule
 from scmdm.selfcond import carried_hint
 

@@ -12,22 +12,15 @@ import math
 import pytest
 import torch
 
-from scmdm.backbone import BackboneConfig, Transformer
 from scmdm.config import ConfigError, load_config
+from scmdm.denoiser import Denoiser
 from scmdm.diffusion import masked_token_nll, subs_log_probs
-from scmdm.sampling import Denoiser, generate
+from scmdm.model import BackboneConfig, Transformer
+from scmdm.objectives.speculative import speculative_loss, trainable_parameters
+from scmdm.sampling import generate
+from scmdm.sampling.speculative import speculative_sample, verify_window, window_size
 from scmdm.schedules import get_schedule
-from scmdm.speculative import (
-    gather_tracks,
-    mask_after,
-    sample_revealed,
-    scatter_tracks,
-    speculative_loss,
-    speculative_sample,
-    trainable_parameters,
-    verify_window,
-    window_size,
-)
+from scmdm.tracks import gather_tracks, mask_after, sample_revealed, scatter_tracks
 
 from .conftest import TINY, requires_qm9
 
@@ -412,7 +405,7 @@ def test_train_from_scratch_with_the_joint_loss(tmp_path, tiny_data, capsys) -> 
     from scmdm.cli import main
 
     result = _train(tmp_path / "spec", tiny_data, ["speculative.causal_layers=1", "speculative.head=separate"])
-    assert result.val_target_bits is not None
+    assert result.validation.get("val_target_bits") is not None
     rows = [json.loads(line) for line in (tmp_path / "spec" / "metrics.jsonl").read_text().splitlines()]
     assert {"draft_bits", "target_bits"} <= set(rows[0]) and "val_draft_bits" in rows[-1]
     loaded = load_checkpoint(tmp_path / "spec")
@@ -435,7 +428,7 @@ def test_posttrain_speculative_freezes_the_trunk(tmp_path, tiny_data, capsys) ->
     assert main(["posttrain", "--from", str(tmp_path / "base"), "--out", str(tmp_path / "spec"), "--speculative",
                  "--no-progress", "train.steps=3", "train.eval_every=0", "train.save_every=0",
                  "train.val_sequences=64"]) == 0
-    assert "verifier target NLL" in capsys.readouterr().out
+    assert "validation NLL of the verifier's target" in capsys.readouterr().out
     spec = load_checkpoint(tmp_path / "spec")
     assert spec.config.speculative.freeze_trunk and spec.config.speculative.causal_layers == 1
     assert spec.config.train.lr == 1e-3 and spec.config.model.width == 32  # configs/speculative.yaml on the base
@@ -506,8 +499,8 @@ def test_a_verifier_saved_before_state_norm_loads_without_it(tmp_path, tiny_data
 def test_verifier_keys_sit_at_the_track_token_position() -> None:
     """key_positions=token: track k's key is rotated by σ(k), where its token sits (σ(1) for the start track),
     its query by σ(k+1); so the attention score of key j for query k depends on σ(k+1) − σ(j)."""
-    from scmdm.backbone import Block, RotaryEmbedding, apply_rotary
-    from scmdm.speculative import CausalVerifier
+    from scmdm.model.layers import Block, RotaryEmbedding, apply_rotary
+    from scmdm.model.verifier import CausalVerifier
 
     order = torch.tensor([[2, 0, 3, 1]])  # σ = (2, 0, 3, 1)
     assert CausalVerifier.key_order(order).tolist() == [[2, 2, 0, 3]]
@@ -565,7 +558,7 @@ def test_speculative_posttraining_of_a_self_conditioned_model(tmp_path, tiny_dat
                                "speculative")
     assert config.selfcond.injection == "mask_add" and config.selfcond.rate == 1.0
     result = Trainer(config, tmp_path / "spec", data=tiny_data, show_progress=False, init_from=tmp_path / "sc").fit()
-    assert result.val_target_bits is not None and result.val_nelbo_sc_bits is not None
+    assert {"val_target_bits", "val_nelbo_sc_bits"} <= set(result.validation)
     loaded = load_checkpoint(tmp_path / "spec")
     assert loaded.model.self_conditioned and loaded.model.speculative
     out = generate(loaded.model, get_schedule("loglinear"), mask_id=loaded.tokenizer.mask_id, num_samples=8,

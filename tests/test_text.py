@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from scmdm.config import ConfigError, load_config
-from scmdm.data import prepare_data
-from scmdm.data.text import (
+from scmdm.domains import prepare_data
+from scmdm.domains.text.data import (
     SEPARATOR,
     format_text_samples,
     kjv_books,
@@ -21,9 +21,9 @@ from scmdm.data.text import (
     parse_text_samples,
     split_text,
 )
-from scmdm.evaluation.text import NgramSampler, chars_per_token, unigram_entropy
-from scmdm.tokenizers import TokenizerError
-from scmdm.tokenizers_text import BpeTokenizer, CharTokenizer
+from scmdm.domains.text.evaluator import NgramSampler, chars_per_token, unigram_entropy
+from scmdm.domains.text.tokenizer import BpeTokenizer, CharTokenizer
+from scmdm.errors import TokenizerError
 
 
 # ---- tokenizers ------------------------------------------------------------------------------------------
@@ -143,22 +143,22 @@ def test_missing_kjv_says_what_to_install(monkeypatch, tmp_path) -> None:
 
 
 def test_prepare_packs_windows_and_a_bpe_tokenizer_is_cached(kjv, tmp_path, monkeypatch) -> None:
-    data = prepare_data(load_config(None, ["data.domain=text", "data.max_length=40"]).data, quiet=True)
+    data = prepare_data(load_config(None, ["data.domain=text", "data.max_length=40"]), quiet=True)
     assert data.train.shape[1] == 40 and data.tokenizer.kind == "char" and data.split_info["domain"] == "text"
     assert (data.train < data.tokenizer.mask_id).all() and (data.train > data.tokenizer.eos_id).all()  # no specials
     assert chars_per_token(data.tokenizer, data.valid) == 1.0
     monkeypatch.setenv("SCMDM_CACHE", str(tmp_path))
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(dict(kjv)["Ruth"].splitlines() * 3))
-    overrides = ["data.domain=text", f"data.source={path}", "data.tokenizer=bpe", "data.vocab_size=300",
+    overrides = ["data.domain=text", f"data.source={path}", "text.tokenizer=bpe", "text.vocab_size=300",
                  "data.max_length=16"]
-    bpe = prepare_data(load_config(None, overrides).data, quiet=True)
+    bpe = prepare_data(load_config(None, overrides), quiet=True)
     assert bpe.tokenizer.vocab_size == 300 and len(list(tmp_path.glob("bpe_v1_300_*.json"))) == 1
     assert chars_per_token(bpe.tokenizer, bpe.valid) > 1.3
-    again = prepare_data(load_config(None, overrides).data, quiet=True)  # from the cache: the same tokenizer
+    again = prepare_data(load_config(None, overrides), quiet=True)  # from the cache: the same tokenizer
     assert again.tokenizer == bpe.tokenizer and torch.equal(again.train, bpe.train)
-    with pytest.raises(ValueError, match="the model's tokenizer is 'char' but data.tokenizer='bpe'"):
-        prepare_data(load_config(None, overrides).data, data.tokenizer)
+    with pytest.raises(ValueError, match="the model's tokenizer is 'char' but text.tokenizer='bpe'"):
+        prepare_data(load_config(None, overrides), data.tokenizer)
 
 
 # ---- metrics and baselines by hand -------------------------------------------------------------------------
@@ -191,5 +191,5 @@ def test_sample_files_round_trip() -> None:
 def test_config_for_text() -> None:
     config = load_config(None, ["data.domain=text"])
     assert config.data.resolved_source == "kjv" and load_config(None).data.resolved_source == "qm9"
-    with pytest.raises(ConfigError, match="data.tokenizer must be one of char, bpe"):
-        load_config(None, ["data.domain=text", "data.tokenizer=word"])
+    with pytest.raises(ConfigError, match="text.tokenizer must be one of char, bpe"):
+        load_config(None, ["data.domain=text", "text.tokenizer=word"])

@@ -13,7 +13,7 @@ import torch
 from scmdm.checkpoint import load_checkpoint
 from scmdm.cli import main
 from scmdm.config import load_config
-from scmdm.data.text import parse_text_samples
+from scmdm.domains.text.data import parse_text_samples
 from scmdm.workflows import evaluator_for
 
 from .conftest import TINY_TEXT

@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scmdm.tokenizers import EOS, MASK, PAD, SmilesTokenizer, TokenizerError
+from scmdm.domains.molecule.tokenizer import SmilesTokenizer
+from scmdm.errors import TokenizerError
+from scmdm.tokenizer import EOS, MASK, PAD
 
 
 def test_layout_and_hand_example() -> None:

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import ROOT, mean_std, repo_relative, write_results_section  # noqa: E402, F401  (re-exported)
 
-from scmdm.backbone import BackboneConfig, Transformer  # noqa: E402
+from scmdm.model import BackboneConfig, Transformer  # noqa: E402
 from scmdm.profiling import synchronize  # noqa: E402
 
 PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"

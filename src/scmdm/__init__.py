@@ -1,8 +1,14 @@
 """scmdm: masked (absorbing-state) discrete diffusion models — train, sample, evaluate.
 
-Importing the package is cheap; the modules are ``schedules``, ``diffusion``, ``backbone``,
-``tokenizers``, ``tokenizers_text``, ``domains``, ``data``, ``training``, ``checkpoint``, ``sampling``,
-``selfcond``, ``speculative``, ``evaluation``, ``cli``, ``cache``;
+Importing the package is cheap. From the bottom of the import graph up:
+
+* ``errors``, ``cache``, ``schedules``, ``categorical`` (Gumbel-max draws, top-p), ``tracks`` (generation orders);
+* ``diffusion`` (forward process, SUBS, NELBO), ``selfcond`` (the hint and its injection);
+* ``model`` (layers, causal verifier, the ``Transformer``), ``denoiser`` (what a sampler calls);
+* ``sampling`` (one module per sampler, ``generate``), ``objectives`` (NELBO, self-conditioned, speculative);
+* ``tokenizer``, ``data``, ``evaluation`` (shared by the domains), ``domains`` (one package per data domain);
+* ``config``, ``checkpoint``, ``distributed``, ``training``, ``workflows``, ``cli``.
+
 ``scmdm.load(path)`` loads a trained model.
 """
 

@@ -35,22 +35,17 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from scmdm.backbone import BackboneConfig, Transformer
-from scmdm.config import Config, ConfigError
-from scmdm.domains import DOMAINS, tokenizer_classes
+from scmdm.config import Config
+from scmdm.domains import DOMAINS, get_domain
+from scmdm.errors import CheckpointError, ConfigError
+from scmdm.model import BackboneConfig, Transformer
 
 __all__ = ["build_model", "save_checkpoint", "find_checkpoint", "load_checkpoint", "LoadedCheckpoint",
            "optimizer_to_tensors", "optimizer_from_tensors", "CheckpointError", "read_json", "read_weights",
-           "read_tokenizer", "export_model", "DOMAIN_TOKENIZERS"]
+           "read_tokenizer", "read_state", "export_model", "check_compatible"]
 
 CHECKPOINT_GLOB = "step_*"
 LEFTOVER_GLOBS = (".tmp_step_*", ".old_step_*")
-#: data.domain → {tokenizer kind → class} its checkpoints may hold (from the registry, scmdm.domains)
-DOMAIN_TOKENIZERS: dict[str, dict[str, type]] = {name: domain.tokenizers() for name, domain in DOMAINS.items()}
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or incompatible; the message names the file."""
 
 
 def build_model(config: Config, tokenizer: Any) -> Transformer:
@@ -243,7 +238,7 @@ def read_tokenizer(path: Path, config: Config) -> Any:
     """The tokenizer in ``path``, checked to belong to ``config.data.domain``."""
     data = read_json(path)
     try:
-        classes = DOMAIN_TOKENIZERS.get(config.data.domain) or tokenizer_classes(config.data.domain)
+        classes = get_domain(config.data.domain).tokenizers
     except ValueError as err:
         raise CheckpointError(f"{path.parent / 'config.json'}: {err}") from None
     expected = classes.get(data.get("kind"))
@@ -280,6 +275,27 @@ def _check_weights(weights: dict[str, torch.Tensor], model: Transformer, weights
                                   f"{tuple(tensor.shape)}")
         if weights[name].dtype != tensor.dtype:
             raise CheckpointError(f"{weights_file}: {name} is {weights[name].dtype}, expected {tensor.dtype}")
+
+
+def check_compatible(folder: Path, saved: dict, config: Config, verb: str) -> None:
+    """The model saved in ``folder`` (its config.json, ``saved``) must have the architecture and canvas ``config``
+    asks for; to resume (``verb`` = "resume from") also the same additions (self-conditioning input, verifier)."""
+    wanted = config.to_dict()
+    diffs = [f"model.{k}: {v!r} there, {wanted['model'].get(k)!r} here" for k, v in saved.get("model", {}).items()
+             if wanted["model"].get(k) != v]
+    saved_injection = saved.get("selfcond", {}).get("injection", "none")
+    if verb == "resume from" and saved_injection != wanted["selfcond"]["injection"]:
+        diffs.append(f"selfcond.injection: {saved_injection!r} there, {wanted['selfcond']['injection']!r} here")
+    for key, default in (("causal_layers", 0), ("head", "shared")):
+        there = saved.get("speculative", {}).get(key, default)
+        if verb == "resume from" and there != wanted["speculative"][key]:
+            diffs.append(f"speculative.{key}: {there!r} there, {wanted['speculative'][key]!r} here")
+    for key in ("max_length", "domain"):
+        if saved.get("data", {}).get(key) != wanted["data"][key]:
+            diffs.append(f"data.{key}: {saved.get('data', {}).get(key)!r} there, {wanted['data'][key]!r} here")
+    if diffs:
+        raise CheckpointError(f"cannot {verb} {folder}: its config.json differs ({'; '.join(diffs)}); use the "
+                              f"same model settings, or another --out folder for a new model")
 
 
 def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedCheckpoint:

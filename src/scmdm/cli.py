@@ -21,9 +21,9 @@ EXAMPLES = {
     "train": "scmdm train --config qm9_base --out runs/qm9_base train.steps=3000 model.depth=6\n  "
              "torchrun --standalone --nproc_per_node=4 -m scmdm train --config qm9_base --out runs/qm9_base   "
              "(distributed: README, Distributed training)\n  "
-             "scmdm train --domain text --out runs/kjv data.source=kjv data.tokenizer=bpe data.max_length=64\n  "
+             "scmdm train --domain text --out runs/kjv data.source=kjv text.tokenizer=bpe data.max_length=64\n  "
              "scmdm train --domain dna --out runs/ecoli data.source=E.Coli/MG1655-K12 data.max_length=256\n  "
-             "scmdm train --domain image --out runs/fmnist data.source=fashion_mnist data.levels=16",
+             "scmdm train --domain image --out runs/fmnist data.source=fashion_mnist image.levels=16",
     "sample": "scmdm sample runs/qm9_base --out samples.smi sample.sampler=cached sample.steps=128   (text: "
               "samples.txt, one sample after another, each followed by a line holding only %; dna: samples.fa "
               "(FASTA); images: samples.pgm (raw PGM, every sample) and samples.png (a grid of the first 100))",
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     train = command("train", "Train a masked diffusion model (resumes if --out already holds a checkpoint).",
-                    ("data", "model", "diffusion", "train", "selfcond", "speculative"))
+                    ("data", *DOMAIN_NAMES, "model", "diffusion", "train", "selfcond", "speculative"))
     train.add_argument("--config", help="YAML config file, or the name of one in configs/ (e.g. qm9_base)")
     train.add_argument("--domain", choices=DOMAIN_NAMES, help="the data domain (= data.domain=...)")
     train.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curve.png")
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     posttrain = command("posttrain", "Post-train a trained model. Self-conditioning (default): two passes at the "
                                      "same x_t, stop-gradient on the first, NELBO on the second (scmdm.selfcond). "
                                      "--speculative: add a causal verifier layer and train only it, the trunk "
-                                     "frozen (scmdm.speculative).",
+                                     "frozen (scmdm.objectives.speculative).",
                         ("selfcond", "speculative", "train"))
     posttrain.add_argument("--from", dest="init_from", required=True, metavar="MODEL",
                            help="the model to start from: a run folder, checkpoint folder or exported model folder "
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA weights")
 
     demo = command("demo", "Train a small model on QM9, sample 1,000 molecules and print the metrics table.",
-                   ("data", "model", "diffusion", "train", "sample", "selfcond"))
+                   ("data", *DOMAIN_NAMES, "model", "diffusion", "train", "sample", "selfcond"))
     demo.add_argument("--out", default="runs/demo", help="run folder")
     demo.add_argument("--selfcond-steps", type=int, default=0, metavar="N",
                       help="then post-train the model N more steps twice — vanilla (the compute-matched control) "
@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 def _load_for_sampling(args: argparse.Namespace):
     """The checkpoint (EMA or raw weights, as ``sample.use_ema`` says) and its sample settings + overrides."""
     from scmdm.checkpoint import load_checkpoint
-    from scmdm.training import resolve_device
+    from scmdm.distributed import resolve_device
 
     resolve_device(args.device)  # a device that is not there: one clear line
     loaded = load_checkpoint(args.checkpoint, device=args.device)
@@ -190,7 +190,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from scmdm import distributed
-    from scmdm.training import Trainer, resolve_device
+    from scmdm.distributed import resolve_device
+    from scmdm.objectives import METRIC_LABELS
+    from scmdm.training import Trainer
     from scmdm.workflows import resolve_config_path
 
     domain = [f"data.domain={args.domain}"] if getattr(args, "domain", None) else []
@@ -209,12 +211,9 @@ def _train(args: argparse.Namespace) -> int:
         result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from).fit()
     if not dist.is_main:
         return 0
-    two_pass = (f", two-pass (self-conditioned) {result.val_nelbo_sc_bits:.4f}"
-                if result.val_nelbo_sc_bits is not None else "")
-    if result.val_target_bits is not None:
-        two_pass += f"; verifier target NLL {result.val_target_bits:.4f} bits/token"
-    print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; validation NELBO "
-          f"{result.val_nelbo_bits:.4f} bits/token{two_pass}; checkpoint {result.checkpoint}")
+    metrics = "; ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in result.validation.items())
+    print(f"trained to step {result.step} in {result.seconds / 60:.1f} min; {metrics} (bits/token); checkpoint "
+          f"{result.checkpoint}")
     return 0
 
 

@@ -1,9 +1,12 @@
 """Run configuration: typed dataclasses, loaded from YAML and overridden with ``section.key=value``.
 
-A config has seven sections — ``data``, ``model``, ``diffusion``, ``train``, ``sample``, ``selfcond``,
-``speculative`` — whose fields,
-defaults and help texts are declared once here; ``scmdm <command> --help`` prints them from these
-declarations, and unknown keys or wrongly typed values are errors that name the key.
+A config has the sections ``data``, ``model``, ``diffusion``, ``train``, ``sample``, ``selfcond``,
+``speculative``, declared here, and one section per data domain — ``molecule``, ``text``, ``dna``, ``image`` —
+declared in the domain's package (``scmdm.domains.<domain>.settings``). Fields, defaults and help texts are
+declared once; ``scmdm <command> --help`` prints them from these declarations, and unknown keys or wrongly typed
+values are errors that name the key. A domain option written under ``data`` (``data.tokenizer=bpe``, the spelling
+of configs and checkpoints written before the domain sections existed) is read as its domain's
+(``text.tokenizer=bpe``).
 """
 
 from __future__ import annotations
@@ -19,21 +22,24 @@ from typing import Any
 
 import yaml
 
-from scmdm.backbone import BLOCK_TYPES, KEY_POSITIONS
-from scmdm.domains import DOMAIN_NAMES
+from scmdm.categorical import PRECISIONS
+from scmdm.domains import DOMAIN_NAMES, get_domain
+from scmdm.domains.dna.settings import DnaSettings
+from scmdm.domains.image.settings import ImageSettings
+from scmdm.domains.molecule.settings import MoleculeSettings
+from scmdm.domains.text.settings import TextSettings
+from scmdm.errors import ConfigError
+from scmdm.model import BLOCK_TYPES, KEY_POSITIONS, VERIFIER_HEADS
+from scmdm.options import check_seed
+from scmdm.options import option as _f
+from scmdm.sampling import SAMPLER_NAMES
+from scmdm.sampling.speculative import WINDOW_SCHEDULES
 from scmdm.schedules import SCHEDULES
 from scmdm.selfcond import CARRIES, INJECTIONS
-from scmdm.speculative import HEADS as VERIFIER_HEADS
-from scmdm.speculative import WINDOW_SCHEDULES
 
 __all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "SelfCondConfig",
-           "SpeculativeConfig", "Config",
-           "ConfigError", "load_config", "apply_overrides", "describe_config", "SAMPLERS", "PRECISIONS", "TOO_LONG"]
+           "SpeculativeConfig", "Config", "ConfigError", "load_config", "apply_overrides", "describe_config"]
 
-SAMPLERS = ("ancestral", "cached", "topk", "speculative")
-PRECISIONS = ("float64", "float32")
-TOO_LONG = ("error", "skip", "truncate")
-MAX_SEED = 2**32 - 1
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
 
@@ -48,18 +54,10 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key."""
-
-
-def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - 'help' reads best here
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class DataConfig:
+    """What every domain reads: the source, the canvas and the split; each domain's own options are in its section."""
+
     domain: str = _f("molecule", f"data domain: {' | '.join(DOMAIN_NAMES)} (scmdm.domains)")
     source: str = _f("auto", "auto (the domain's default: qm9 for molecules, kjv for text, E.Coli/MG1655-K12 for DNA, "
                              "fashion_mnist for images) | molecule: 'qm9' (the qm9pack wheel) or a file with one "
@@ -78,46 +76,19 @@ class DataConfig:
                                     "digits; Fashion-MNIST keeps its official test set)")
     subset: int = _f(0, "use only the first N training molecules / text windows / DNA windows / images (0 = all); "
                         "for quick experiments")
-    too_long: str = _f("error", "molecules longer than the canvas: error | skip (drop them) | truncate (cut to "
-                                "the canvas; truncated SMILES are usually invalid); counts are reported")
-    tokenizer: str = _f("char", "text: char (one id per character) | bpe (byte-level BPE trained on the training "
-                                "books with Hugging Face tokenizers)")
-    vocab_size: int = _f(1024, "text, bpe tokenizer: vocabulary size, <pad> <eos> <mask> included (>= 259)")
-    valid_books: str = _f("auto", "text (kjv, austen): comma-separated books held out for validation; auto = "
-                                  "Josh,Heb (kjv), northangerabbey (austen)")
-    test_books: str = _f("auto", "text (kjv, austen): comma-separated books held out for testing (the evaluation "
-                                 "reference); auto = Job,Acts (kjv), persuasion (austen)")
-    stride: int = _f(0, "dna: a window starts every N bases (0 = the window length: non-overlapping windows)")
-    holdout: str = _f("region", "dna: what is held out: region (the end of every record: data.valid_fraction, "
-                                "data.test_fraction) | strain (the genomes in data.test_genomes are the test split)")
-    test_genomes: str = _f("", "dna, holdout=strain: comma-separated genomes held out for testing (e.g. E.Coli/DH1)")
-    reverse_complement: bool = _f(False, "dna: add the reverse complement of every training window (augmentation)")
-    levels: int = _f(16, "image: grey levels K the images are quantised to: 2 | 4 | 16 | 256 (digits: at most 16)")
 
     @property
     def resolved_source(self) -> str:
         """``source``, with ``auto`` replaced by the domain's default source."""
         if self.source != "auto":
             return self.source
-        from scmdm.domains import get_domain
-
         return get_domain(self.domain).default_source
 
     def validate(self) -> None:
-        from scmdm.domains import get_domain
-
         if self.domain not in DOMAIN_NAMES:
             raise ConfigError(f"data.domain must be one of {', '.join(DOMAIN_NAMES)}, got {self.domain!r}")
-        try:
-            domain = get_domain(self.domain)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if self.max_length == 0:  # auto: the domain's canvas, written into the config (and config.json) from here on
-            self.max_length = domain.default_length(self)
-        if self.too_long not in TOO_LONG:
-            raise ConfigError(f"data.too_long must be one of {', '.join(TOO_LONG)}, got {self.too_long!r}")
-        _check_seed("data.split_seed", self.split_seed)
-        if self.max_length < 2:
+        check_seed("data.split_seed", self.split_seed)
+        if self.max_length != 0 and self.max_length < 2:
             raise ConfigError(f"data.max_length must be at least 2 (or 0: the domain's default), got {self.max_length}")
         if self.subset < 0:
             raise ConfigError(f"data.subset must be >= 0, got {self.subset}")
@@ -125,7 +96,6 @@ class DataConfig:
                 and self.valid_fraction + self.test_fraction < 1):
             raise ConfigError(f"data.valid_fraction and data.test_fraction must be in [0, 1) and sum below 1, got "
                               f"{self.valid_fraction} and {self.test_fraction}")
-        domain.validate(self)
 
 
 @dataclass
@@ -214,7 +184,7 @@ class TrainConfig:
             raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
         if not _DEVICE.match(self.device):
             raise ConfigError(f"train.device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
-        _check_seed("train.seed", self.seed)
+        check_seed("train.seed", self.seed)
 
 
 @dataclass
@@ -246,7 +216,7 @@ class SelfCondConfig:
 @dataclass
 class SpeculativeConfig:
     causal_layers: int = _f(0, "causal verifier layers over σ-ordered tracks (self-speculative MDM, "
-                               "scmdm.speculative); 0 = none. `scmdm posttrain --speculative` sets 1")
+                               "scmdm.model.verifier); 0 = none. `scmdm posttrain --speculative` sets 1")
     head: str = _f("shared", f"the verifier's output head: {' | '.join(VERIFIER_HEADS)} (separate starts as a copy "
                              "of the trunk's when post-training)")
     freeze_trunk: bool = _f(False, "train only the verifier: the trunk (and a shared head) keep their weights "
@@ -275,7 +245,7 @@ class SpeculativeConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = _f("ancestral", f"sampler: {' | '.join(SAMPLERS)}")
+    sampler: str = _f("ancestral", f"sampler: {' | '.join(SAMPLER_NAMES)}")
     steps: int = _f(64, "number of denoising steps T")
     num_samples: int = _f(1000, "sequences to generate")
     batch_size: int = _f(500, "sequences per batch")
@@ -295,8 +265,8 @@ class SampleConfig:
                               "to eager sampling (docs/PERFORMANCE.md)")
 
     def validate(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sample.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.sampler not in SAMPLER_NAMES:
+            raise ConfigError(f"sample.sampler must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}")
         for name in ("steps", "num_samples", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"sample.{name} must be positive, got {getattr(self, name)}")
@@ -306,7 +276,7 @@ class SampleConfig:
             raise ConfigError(f"sample.top_p must be in (0, 1], got {self.top_p}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"sample.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        _check_seed("sample.seed", self.seed)
+        check_seed("sample.seed", self.seed)
         if self.window < 1 or self.min_window < 1:
             raise ConfigError(f"sample.window and sample.min_window must be positive, got {self.window} and "
                               f"{self.min_window}")
@@ -319,14 +289,14 @@ class SampleConfig:
             raise ConfigError(f"sample.verify_loops must be >= 0, got {self.verify_loops}")
 
 
-def _check_seed(key: str, value: int) -> None:
-    if not 0 <= value <= MAX_SEED:
-        raise ConfigError(f"{key} must be in [0, 2**32 - 1], got {value}")
-
 
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
+    molecule: MoleculeSettings = field(default_factory=MoleculeSettings)
+    text: TextSettings = field(default_factory=TextSettings)
+    dna: DnaSettings = field(default_factory=DnaSettings)
+    image: ImageSettings = field(default_factory=ImageSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -335,13 +305,22 @@ class Config:
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
 
     def validate(self) -> Config:
+        """Check every section (a domain's own section only when it is the run's domain) and derive
+        ``data.max_length=0`` from the domain."""
         for section in self.sections():
             obj = getattr(self, section)
             for f in dataclasses.fields(obj):  # NaN slips through every comparison, so check it once here
                 value = getattr(obj, f.name)
                 if isinstance(value, float) and not math.isfinite(value):
                     raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
-            obj.validate()
+        self.data.validate()
+        domain = get_domain(self.data.domain)
+        if self.data.max_length == 0:  # the domain's canvas, written into the config (and config.json) from here on
+            self.data.max_length = domain.default_length(self)
+        if domain.settings is not None:
+            getattr(self, domain.name).validate(self.data)
+        for section in ("model", "diffusion", "train", "sample", "selfcond", "speculative"):
+            getattr(self, section).validate()
         if self.selfcond.hint_lag > 0 and self.speculative.causal_layers > 0:
             raise ConfigError("selfcond.hint_lag is for the NELBO loss; the speculative loss (speculative."
                               "causal_layers > 0) draws its own orders and has no lagged first pass: set "
@@ -405,11 +384,19 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+def _domain_sections() -> dict[str, str]:
+    """Option name → the domain section that declares it (``data.<name>`` is read as ``<section>.<name>``)."""
+    return {f.name: section for section in DOMAIN_NAMES
+            for f in dataclasses.fields(Config.__dataclass_fields__[section].default_factory())}
+
+
 def _set(config: Config, key: str, value: Any) -> None:
     parts = key.split(".")
     if len(parts) != 2:
         raise ConfigError(f"override key {key!r} must look like section.key (e.g. train.steps)")
     section, name = parts
+    if section == "data" and name not in _field_types(config.data) and name in _domain_sections():
+        section = _domain_sections()[name]  # the spelling before domain sections existed
     if section not in Config.sections():
         raise ConfigError(f"unknown config section {section!r} in {key!r}; valid: {', '.join(Config.sections())}")
     target = getattr(config, section)

@@ -22,7 +22,7 @@ reduce-scatter divide by W), so every process ends with
 equal up to float32 round-off (a sum taken in another order). Every random number of a step (times, masks,
 generation orders, hint noise) is drawn for the whole global batch from one generator that all processes
 hold in the same state, and each takes its rows, so the union over processes is exactly one single-process
-draw (``scmdm.training``). Dropout is the exception: each process draws its own masks from its own global
+draw (``scmdm.objectives``). Dropout is the exception: each process draws its own masks from its own global
 RNG, so runs with ``model.dropout`` > 0 agree in distribution, not number by number.
 
 Rank 0 alone writes: metrics.jsonl, the progress bar, checkpoints (then a barrier), the loss plot. With
@@ -49,9 +49,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from scmdm.config import ConfigError
+from scmdm.errors import ConfigError
 
-__all__ = ["DistInfo", "info", "launched", "backend_for", "session", "shard_rows", "Objective", "wrap",
+__all__ = ["DistInfo", "info", "launched", "backend_for", "session", "shard_rows", "LossRunner", "wrap",
+           "resolve_device",
            "gradient_sync", "all_reduce_sum", "any_rank", "broadcast_object", "all_gather_object", "agree", "barrier",
            "full_tensor", "full_state_dict", "like", "full_optimizer_state", "shard_optimizer_state"]
 
@@ -111,6 +112,23 @@ def session(device_name: str) -> Iterator[DistInfo]:
         dist.destroy_process_group()
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA if available, else CPU. A device that is not there is a ConfigError (one line)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available here; use cpu (or auto)")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but MPS is not available here; use cpu (or auto)")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, mps, cuda, cuda:N")
+    return torch.device(name)
+
+
 def shard_rows(batch: int, *, rank: int = 0, world_size: int = 1, micro_batches: int = 1) -> list[slice]:
     """The rows of a global batch that process ``rank`` handles, one slice per micro-batch (module docstring):
     ``batch`` rows cut into world_size·micro_batches consecutive pieces whose sizes differ by at most one
@@ -127,8 +145,8 @@ def shard_rows(batch: int, *, rank: int = 0, world_size: int = 1, micro_batches:
     return [slice(starts[i], starts[i + 1]) for i in range(rank * micro_batches, (rank + 1) * micro_batches)]
 
 
-class Objective(nn.Module):
-    """Runs a loss function of the model as this module's ``forward``: ``objective(fn) = fn(model)``.
+class LossRunner(nn.Module):
+    """Runs a loss function of the model as this module's ``forward``: ``runner(fn) = fn(model)``.
 
     DDP and FSDP act on ``forward`` (DDP prepares its gradient reduction there; FSDP's root gathers its
     parameters there), while the losses call other methods too (``encode``, ``verify``) and may run the model
@@ -144,18 +162,18 @@ class Objective(nn.Module):
 
 
 def wrap(model: nn.Module, *, device: torch.device, fsdp: bool = False, find_unused: bool = False) -> nn.Module:
-    """``Objective(model)``, under DDP or FSDP when a process group is up.
+    """``LossRunner(model)``, under DDP or FSDP when a process group is up.
 
     FSDP (FSDP2's ``fully_shard``) shards each transformer block (and each verifier block) as its own unit and
     the rest with the root, over all processes; call it *before* building the optimizer, whose parameters
     are then the sharded ones. ``find_unused``: some parameters may get no gradient in a step (a
     self-conditioning projection on one-pass updates), which DDP must be told."""
-    objective = Objective(model)
+    runner = LossRunner(model)
     if not info().enabled:
         if fsdp:
             raise ConfigError("train.fsdp=true needs a distributed launch: torchrun --nproc_per_node=N -m scmdm "
                               "train ... (or an initialised torch.distributed process group)")
-        return objective
+        return runner
     if fsdp:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
@@ -164,8 +182,8 @@ def wrap(model: nn.Module, *, device: torch.device, fsdp: bool = False, find_unu
         causal = getattr(model, "causal", None)
         for block in [*model.blocks, *(causal.blocks if causal is not None else [])]:
             fully_shard(block, mesh=mesh)
-        fully_shard(objective, mesh=mesh)
-        return objective
+        fully_shard(runner, mesh=mesh)
+        return runner
     import inspect
 
     from torch.nn.parallel import DistributedDataParallel
@@ -174,7 +192,7 @@ def wrap(model: nn.Module, *, device: torch.device, fsdp: bool = False, find_unu
     no_buffer_sync = ({"forward_sync_buffers": False}
                       if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                       else {"broadcast_buffers": False})
-    return DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
+    return DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None,
                                    find_unused_parameters=find_unused, **no_buffer_sync)
 
 

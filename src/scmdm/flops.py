@@ -1,4 +1,4 @@
-"""Analytic matmul FLOP count of the Transformer denoiser (``scmdm.backbone``), forward and forward+backward.
+"""Analytic matmul FLOP count of the Transformer denoiser (``scmdm.model``), forward and forward+backward.
 
 Only matrix products are counted (the convention of ``torch.utils.flop_counter`` and of every "model FLOPs
 utilisation" figure): a product of an m×k and a k×n matrix costs 2·m·n·k FLOPs. Elementwise work (LayerNorm,
@@ -30,7 +30,7 @@ The attention terms count the full L×L score matrix, causal or not, which is wh
 
 from __future__ import annotations
 
-from scmdm.backbone import BackboneConfig
+from scmdm.model import BackboneConfig
 
 __all__ = ["FREQUENCY_DIM", "forward_flops", "training_flops", "forward_flops_per_token",
            "training_flops_per_token"]

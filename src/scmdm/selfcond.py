@@ -39,7 +39,7 @@ plain training exactly.
 Pre-drawn randomness (``HintDraws``, ``draw_hint_noise``). The random numbers a hint needs — the uniforms
 of the token draw, the Gaussian noise, the dropout uniforms — can be drawn for a whole batch up front, in
 the order the functions below would draw them, and sliced by rows; distributed and gradient-accumulated
-training (``scmdm.training``) use this so that every process sees the rows of one single-process draw.
+training (``scmdm.objectives``) use this so that every process sees the rows of one single-process draw.
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ import torch
 
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
 from scmdm.config import Config, SampleConfig, load_config
+from scmdm.distributed import resolve_device
 from scmdm.domains import get_domain
 from scmdm.sampling import SampleResult, generate
 from scmdm.schedules import get_schedule
-from scmdm.training import Trainer, resolve_device
+from scmdm.training import Trainer
 
 __all__ = ["sample_checkpoint", "evaluator_for", "SampledEvaluation", "sample_and_evaluate", "run_demo",
            "resolve_config_path", "post_train_config", "table_columns", "TABLE_COLUMNS"]
@@ -153,7 +154,8 @@ def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", o
         for name, extra in (("control", ["selfcond.injection=none"]), ("selfcond", [])):
             arm_config = post_train_config(result.checkpoint, [*common, *extra])
             arm = Trainer(arm_config, out_dir / name, show_progress=show_progress, init_from=result.checkpoint).fit()
-            two_pass = f", two-pass {arm.val_nelbo_sc_bits:.4f}" if arm.val_nelbo_sc_bits is not None else ""
+            two_pass = (f", two-pass {arm.validation['val_nelbo_sc_bits']:.4f}"
+                        if "val_nelbo_sc_bits" in arm.validation else "")
             print(f"      {name}: validation NELBO {arm.val_nelbo_bits:.4f}{two_pass} bits/token "
                   f"({arm.seconds / 60:.1f} min)")
             arms.append((arm_config, arm.checkpoint))

@@ -1,0 +1,67 @@
+"""The image domain: grey levels in raster order (``tokenizer``), Fashion-MNIST or scikit-learn's digits quantised
+to K levels (``data``), the Fréchet distance in scmdm's own CNN features and a classifier score (``evaluator``),
+``image.*`` options (``settings``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scmdm.domains.base import Domain
+from scmdm.domains.image.data import image_split, prepare_images, read_pgm, write_pgm
+from scmdm.domains.image.evaluator import FD_NOTE, ImageEvaluator, format_image_table, save_image_grid
+from scmdm.domains.image.settings import ImageSettings, image_shape
+from scmdm.domains.image.tokenizer import ImageTokenizer
+
+__all__ = ["DOMAIN", "image_evaluator"]
+
+
+def image_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *,
+                    show_progress: bool = False, **_: Any) -> ImageEvaluator:
+    """Fréchet distance in the features of scmdm's own CNN (trained on the run's training images on first use and
+    cached) against its test images; the reference row from its validation images."""
+    split = image_split(config)
+    if split_info is not None:
+        split.verify(split_info)
+    return ImageEvaluator.from_split(split, progress=show_progress)
+
+
+def _length(config: Any) -> int:
+    height, width = image_shape(config.data)
+    return height * width
+
+
+def _writer(samples: Sequence[Any], path: Path, tokenizer: Any) -> None:
+    """A raw PGM file of every sample at ``path`` and a PNG grid of the first 100 beside it (``.png``)."""
+    if tokenizer is None:
+        raise ValueError("writing image samples needs the model's tokenizer (its number of grey levels)")
+    if path.suffix.lower() == ".png":
+        raise ValueError(f"image samples are written as raw PGM (every sample, exact levels) with a PNG grid beside "
+                         f"it: give --out {path.with_suffix('.pgm')}, not {path}")
+    write_pgm(samples, path, tokenizer.levels)
+    save_image_grid(list(samples)[:100], path.with_suffix(".png"), tokenizer.levels, columns=10)
+
+
+def _reader(path: Path, tokenizer: Any) -> list[Any]:
+    images, maxval = read_pgm(path)
+    if tokenizer is not None:
+        if maxval != tokenizer.levels - 1:
+            raise ValueError(f"{path} holds images of {maxval + 1} grey levels (PGM maxval {maxval}) but the model has "
+                             f"{tokenizer.levels}")
+        if bad := [i for i, im in enumerate(images) if im.shape != (tokenizer.height, tokenizer.width)][:1]:
+            raise ValueError(f"{path}: image #{bad[0] + 1} is {images[bad[0]].shape[1]}x{images[bad[0]].shape[0]} "
+                             f"(W x H), the model's are {tokenizer.width}x{tokenizer.height}")
+    return images
+
+
+def _rows(rows: Sequence[tuple[str, dict]], columns: Sequence[str], evaluator: Any = None) -> str:
+    return format_image_table(rows, evaluator.note() if evaluator is not None else FD_NOTE, columns=columns)
+
+
+DOMAIN = Domain(
+    name="image", default_source="fashion_mnist", tokenizers={ImageTokenizer.kind: ImageTokenizer},
+    prepare=prepare_images, evaluator=image_evaluator, settings=ImageSettings, writer=_writer, reader=_reader,
+    sample_suffix=".pgm", item_name="images", reference_label="real held-out images",
+    table_columns=("n_samples", "fd_cnn", "classifier_score", "nfe", "seconds"),
+    default_length=_length, format_rows=_rows)

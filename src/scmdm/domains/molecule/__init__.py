@@ -1,0 +1,36 @@
+"""The molecule domain: SMILES strings on a canvas of regex tokens (``tokenizer``), QM9 or a SMILES file split by
+seed (``data``), validity / uniqueness / novelty / FCD / QED / SA (``evaluator``), ``molecule.*`` options
+(``settings``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scmdm.domains.base import Domain, format_lines, parse_lines
+from scmdm.domains.molecule.data import load_molecules, prepare_molecules, split_molecules
+from scmdm.domains.molecule.evaluator import MoleculeEvaluator
+from scmdm.domains.molecule.settings import MoleculeSettings
+from scmdm.domains.molecule.tokenizer import SmilesTokenizer
+
+__all__ = ["DOMAIN", "molecule_evaluator"]
+
+
+def molecule_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *,
+                       max_reference: int = 10000, **_: Any) -> MoleculeEvaluator:
+    """Novelty against the run's training split, FCD against its test split (split verified against
+    ``split_info`` when given)."""
+    d = config.data
+    source = d.resolved_source
+    split = split_molecules(load_molecules(source), source=source, seed=d.split_seed,
+                            valid_fraction=d.valid_fraction, test_fraction=d.test_fraction)
+    if split_info is not None:
+        split.verify(split_info)
+    return MoleculeEvaluator(split.train, split.test, max_reference=max_reference)
+
+
+DOMAIN = Domain(
+    name="molecule", default_source="qm9", tokenizers={SmilesTokenizer.kind: SmilesTokenizer},
+    prepare=prepare_molecules, evaluator=molecule_evaluator, settings=MoleculeSettings,
+    format_samples=format_lines, parse_samples=parse_lines, sample_suffix=".smi", item_name="molecules",
+    reference_label="real held-out molecules",
+    table_columns=("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd", "qed", "sa", "nfe", "seconds"))
