@@ -23,7 +23,7 @@ def test_defaults_validate() -> None:
     assert config == Config().validate()
     assert config.validate() is config
     assert Config.sections() == ("data", "molecule", "text", "dna", "image", "model", "diffusion", "train",
-                                 "sample", "selfcond", "speculative")
+                                 "sample", "selfcond", "speculative", "eval")
     # a few defaults the rest of the code relies on
     assert config.diffusion.schedule in SCHEDULES
     assert config.model.block_type in BLOCK_TYPES

@@ -13,13 +13,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: bottom to top; a module may import from its own layer and the layers below it (a package counts as one name)
 LAYERS = [
-    {"errors", "cache", "schedules", "categorical", "tracks", "options", "profiling"},
+    {"errors", "cache", "files", "schedules", "categorical", "tracks", "options", "profiling"},
     {"diffusion", "tokenizer", "data", "evaluation", "distributed"},
     {"selfcond"},
     {"model", "flops"},
     {"denoiser"},
     {"sampling", "objectives", "domains"},
     {"config"},
+    {"mdlm"},
     {"checkpoint"},
     {"training"},
     {"workflows"},

@@ -25,9 +25,7 @@ naming the file and what is wrong with it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,14 +33,16 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from scmdm import mdlm
 from scmdm.config import Config
 from scmdm.domains import DOMAINS, get_domain
 from scmdm.errors import CheckpointError, ConfigError
+from scmdm.files import write_folder_atomically
 from scmdm.model import BackboneConfig, Transformer
 
 __all__ = ["build_model", "save_checkpoint", "find_checkpoint", "load_checkpoint", "LoadedCheckpoint",
            "optimizer_to_tensors", "optimizer_from_tensors", "CheckpointError", "read_json", "read_weights",
-           "read_tokenizer", "read_state", "export_model", "check_compatible"]
+           "read_tokenizer", "read_state", "export_model", "check_compatible", "EXPORT_FORMATS"]
 
 CHECKPOINT_GLOB = "step_*"
 LEFTOVER_GLOBS = (".tmp_step_*", ".old_step_*")
@@ -53,7 +53,8 @@ def build_model(config: Config, tokenizer: Any) -> Transformer:
     return Transformer(BackboneConfig(
         vocab_size=tokenizer.vocab_size, max_length=config.data.max_length, depth=m.depth, width=m.width,
         heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, block_type=m.block_type,
-        time_conditioning=m.time_conditioning, cond_dim=m.cond_dim, self_conditioning=config.selfcond.injection,
+        time_conditioning=m.time_conditioning, cond_dim=m.cond_dim, time_input=m.time_input,
+        self_conditioning=config.selfcond.injection,
         causal_layers=config.speculative.causal_layers, causal_head=config.speculative.head,
         causal_state_norm=config.speculative.state_norm, causal_key_positions=config.speculative.key_positions))
 
@@ -83,43 +84,12 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_leftovers(root: Path, keep: Path | None = None) -> None:
     """Remove temporary folders of earlier writes that were killed before they were renamed."""
     for pattern in LEFTOVER_GLOBS:
         for path in root.glob(pattern):
             if path != keep:
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def _write_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` into a fresh temporary sibling of ``final``, fsync, then rename it to ``final``."""
-    root = final.parent
-    tmp = root / f".tmp_{final.name}_{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    write(tmp)
-    for file in tmp.iterdir():
-        with file.open("rb") as handle:
-            os.fsync(handle.fileno())
-    _fsync_dir(tmp)
-    old = None
-    if final.exists():  # rewriting a step (e.g. the final save after a resume): move the old one aside first
-        old = root / f".old_{final.name}_{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer: Any,
@@ -149,7 +119,7 @@ def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer
         save_file({k: v.cpu().contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
 
-    final = _write_folder_atomically(root / f"step_{step:07d}", write)
+    final = write_folder_atomically(root / f"step_{step:07d}", write)
     for old in sorted(root.glob(CHECKPOINT_GLOB))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -164,6 +134,8 @@ def find_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"{path} is a file; give a run folder, a checkpoint folder or an exported model folder")
     if (path / "model.safetensors").exists():
         return path
+    if (path / "pytorch_model.bin").exists():
+        raise CheckpointError(mdlm.BIN_REFUSED.format(path=path))
     candidates = sorted((path / "checkpoints").glob(CHECKPOINT_GLOB))
     if not candidates:
         if (path / "config.json").exists() or (path / "tokenizer.json").exists():
@@ -298,10 +270,24 @@ def check_compatible(folder: Path, saved: dict, config: Config, verb: str) -> No
                               f"same model settings, or another --out folder for a new model")
 
 
-def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Load a checkpoint, an exported model folder or a run's newest checkpoint, for sampling or further
+def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu",
+                    tokenizer: str | Path | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint, an exported model folder, a run's newest checkpoint or a folder in MDLM's Hugging Face
+    layout (``scmdm.mdlm``; ``tokenizer``: its tokenizer's path when the folder has none), for sampling or further
     training (EMA weights by default, if present). Any problem raises CheckpointError naming the file."""
     folder = find_checkpoint(path)
+    if mdlm.is_mdlm_folder(folder):
+        config, tok, tensors = mdlm.read_folder(folder, tokenizer)
+        model = build_model(config, tok)
+        weights_file = folder / "model.safetensors"
+        weights = mdlm.to_scmdm_weights(tensors, model, weights_file)
+        _check_weights(weights, model, weights_file, tok)
+        model.load_state_dict(weights)
+        model.to(device).eval()
+        return LoadedCheckpoint(path=folder, config=config, tokenizer=tok, split_info={}, model=model,
+                                state={"imported_from": str(folder.resolve())}, weights_file=weights_file)
+    if tokenizer is not None:
+        raise CheckpointError(f"a tokenizer path is for folders in MDLM's layout; {folder} has its own tokenizer.json")
     config = read_config(folder / "config.json")
     tokenizer = read_tokenizer(folder / "tokenizer.json", config)
     model = build_model(config, tokenizer)
@@ -316,11 +302,21 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | tor
                             weights_file=weights_file)
 
 
-def export_model(source: str | Path, out: str | Path, *, use_ema: bool = True, command: str | None = None) -> Path:
-    """Write a portable model folder: config.json, model.safetensors (EMA weights unless ``use_ema`` is
-    False), tokenizer.json, split.json, export.json and a README.md that says how it was trained.
-    ``source`` is a run, checkpoint or exported folder; ``out`` must not exist yet (or be empty)."""
-    loaded = load_checkpoint(source, use_ema=use_ema)
+EXPORT_FORMATS = ("scmdm", "mdlm")
+
+
+def export_model(source: str | Path, out: str | Path, *, use_ema: bool = True, command: str | None = None,
+                 format: str = "scmdm", tokenizer: str | Path | None = None) -> Path:  # noqa: A002
+    """Write a portable model folder. ``format="scmdm"``: config.json, model.safetensors (EMA weights unless
+    ``use_ema`` is False), tokenizer.json, split.json, export.json and a README.md that says how it was trained;
+    ``format="mdlm"``: MDLM's Hugging Face layout (``scmdm.mdlm.write_folder``). ``source`` is a run, checkpoint,
+    exported or MDLM folder (``tokenizer``: an MDLM folder's tokenizer, when it has none); ``out`` must not exist
+    yet (or be empty)."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    loaded = load_checkpoint(source, use_ema=use_ema, tokenizer=tokenizer)
+    if format == "mdlm":
+        return mdlm.write_folder(loaded.config, loaded.tokenizer, loaded.model, out, source=str(loaded.path))
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} already exists and is not an empty folder; choose another --out")
@@ -341,7 +337,7 @@ def export_model(source: str | Path, out: str | Path, *, use_ema: bool = True, c
         (tmp / "export.json").write_text(json.dumps(info, indent=1))
         (tmp / "README.md").write_text(_model_readme(loaded, info, out, command))
 
-    return _write_folder_atomically(out, write)
+    return write_folder_atomically(out, write)
 
 
 def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str | None) -> str:

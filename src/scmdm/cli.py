@@ -36,7 +36,10 @@ EXAMPLES = {
                  "scmdm posttrain --from runs/qm9_base --out runs/qm9_spec --speculative   (then: scmdm eval "
                  "runs/qm9_spec sample.sampler=speculative sample.window=6)",
     "export": "scmdm export runs/qm9_base --out models/qm9_base   (then: scmdm sample models/qm9_base, "
-              "or scmdm.load('models/qm9_base') in Python)",
+              "or scmdm.load('models/qm9_base') in Python)\n  "
+              "scmdm export runs/owt_sc --format mdlm --out exported/owt_sc   (MDLM's Hugging Face layout)",
+    "import": "scmdm import mdlm-owt/ --tokenizer gpt2/ --out models/mdlm_owt   (a folder in MDLM's Hugging Face "
+              "layout: config.json + model.safetensors; the tokenizer: tokenizer.json or vocab.json + merges.txt)",
 }
 
 
@@ -93,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                                "dna — k-mer spectrum JS divergence (k = 3..6), GC content, nearest-training-window "
                                "identity; images — Fréchet distance in scmdm's own CNN features (not Inception "
                                "FID), classifier score.",
-                       ("sample",))
+                       ("sample", "eval"))
     evaluate.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
     evaluate.add_argument("--samples", help="evaluate this samples file (as `scmdm sample --out` writes it) instead "
                                             "of sampling")
@@ -110,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
     export.add_argument("--out", required=True, help="the folder to create (must not exist, or be empty)")
     export.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA weights")
+    export.add_argument("--format", choices=("scmdm", "mdlm"), default="scmdm",
+                        help="scmdm (default): scmdm's model folder; mdlm: MDLM's Hugging Face layout (config.json + "
+                             "model.safetensors with backbone.* keys), for a model with adaln blocks")
+
+    imported = command("import", "Import a model in MDLM's Hugging Face layout (kuleshov-group/mdlm-owt or any model "
+                                 "trained with MDLM's code) as an scmdm model folder. sample, eval and posttrain "
+                                 "--from also read such folders directly.", ())
+    imported.add_argument("checkpoint", help="folder with config.json (model_type mdlm) and model.safetensors")
+    imported.add_argument("--out", required=True, help="the scmdm model folder to create (must not exist, or be empty)")
 
     demo = command("demo", "Train a small model on QM9, sample 1,000 molecules and print the metrics table.",
                    ("data", *DOMAIN_NAMES, "model", "diffusion", "train", "sample", "selfcond"))
@@ -118,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="then post-train the model N more steps twice — vanilla (the compute-matched control) "
                            "and self-conditioned — and compare them at equal NFE (0 = skip)")
     demo.add_argument("--config", default="qm9_demo", help="config name or YAML path")
+    for p in (posttrain, sample, evaluate, export, imported):
+        p.add_argument("--tokenizer", metavar="PATH",
+                       help="for a model folder in MDLM's layout without a tokenizer: a tokenizer.json, or a folder "
+                            "with one or with GPT-2's vocab.json + merges.txt (MASK is appended as MDLM does)")
     for p in (train, posttrain, sample, evaluate, demo):  # last, so that positional checkpoints come first
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides (listed below)")
     return parser
@@ -129,13 +145,13 @@ def _load_for_sampling(args: argparse.Namespace):
     from scmdm.distributed import resolve_device
 
     resolve_device(args.device)  # a device that is not there: one clear line
-    loaded = load_checkpoint(args.checkpoint, device=args.device)
+    loaded = load_checkpoint(args.checkpoint, device=args.device, tokenizer=args.tokenizer)
     if args.domain and args.domain != loaded.config.data.domain:
         raise ValueError(f"--domain {args.domain} was given but {loaded.path} is a {loaded.config.data.domain} model")
     config = apply_overrides(loaded.config, args.overrides)
     config.sample.validate()
     if not config.sample.use_ema:
-        loaded = load_checkpoint(args.checkpoint, use_ema=False, device=args.device)
+        loaded = load_checkpoint(args.checkpoint, use_ema=False, device=args.device, tokenizer=args.tokenizer)
     return loaded, config.sample
 
 
@@ -180,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "sample":
             return _sample(args)
-        if args.command == "export":
+        if args.command in ("export", "import"):
             return _export(args)
         return _eval(args)
     except CheckpointError as err:
@@ -196,11 +212,14 @@ def _train(args: argparse.Namespace) -> int:
     from scmdm.workflows import resolve_config_path
 
     domain = [f"data.domain={args.domain}"] if getattr(args, "domain", None) else []
+    init = None
     if args.init_from:
+        from scmdm.checkpoint import load_checkpoint
         from scmdm.workflows import post_train_config
 
+        init = load_checkpoint(args.init_from, tokenizer=getattr(args, "tokenizer", None))
         config_name = args.config or ("speculative" if getattr(args, "speculative", False) else "selfcond")
-        config = post_train_config(args.init_from, [*domain, *args.overrides], config_name)
+        config = post_train_config(init, [*domain, *args.overrides], config_name)
     else:
         config = load_config(resolve_config_path(args.config), [*domain, *args.overrides])
     out = Path(args.out)
@@ -208,7 +227,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")
     resolve_device(config.train.device)  # a device that is not there: one line, before joining a process group
     with distributed.session(config.train.device) as dist:  # under torchrun: one process of the group
-        result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from).fit()
+        result = Trainer(config, out, show_progress=not args.no_progress, init_from=init).fit()
     if not dist.is_main:
         return 0
     metrics = "; ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in result.validation.items())
@@ -239,11 +258,16 @@ def _export(args: argparse.Namespace) -> int:
     from scmdm.checkpoint import export_model
 
     if args.overrides:
-        raise ValueError(f"export takes no overrides, got {' '.join(args.overrides)}")
-    command = "scmdm export " + " ".join([args.checkpoint, "--out", args.out, *(["--raw"] if args.raw else [])])
-    folder = export_model(args.checkpoint, args.out, use_ema=not args.raw, command=command)
-    print(f"exported {'raw' if args.raw else 'EMA'} weights to {folder} "
-          f"({', '.join(sorted(p.name for p in folder.iterdir()))})")
+        raise ValueError(f"{args.command} takes no overrides, got {' '.join(args.overrides)}")
+    importing = args.command == "import"
+    options = [*(["--raw"] if getattr(args, "raw", False) else []),
+               *([f"--format {args.format}"] if getattr(args, "format", "scmdm") != "scmdm" else []),
+               *([f"--tokenizer {args.tokenizer}"] if args.tokenizer else [])]
+    command = " ".join(["scmdm", args.command, args.checkpoint, "--out", args.out, *options])
+    folder = export_model(args.checkpoint, args.out, use_ema=not getattr(args, "raw", False), command=command,
+                          format="scmdm" if importing else args.format, tokenizer=args.tokenizer)
+    what = "imported" if importing else f"exported {'raw' if args.raw else 'EMA'} weights"
+    print(f"{what} to {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))})")
     return 0
 
 

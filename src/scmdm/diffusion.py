@@ -68,9 +68,10 @@ def mask_tokens(x0: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule, mask
 
 
 def subs_log_probs(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """log p_θ(x₀ | x_t) under SUBS: no mass on MASK; observed tokens carried over as one-hot."""
+    """log p_θ(x₀ | x_t) under SUBS: no mass on MASK; observed tokens carried over as one-hot. Computed in float32
+    (float64 for float64 logits)."""
     vocab = torch.arange(logits.shape[-1], device=logits.device)
-    logits = logits.float().masked_fill(vocab == mask_id, -math.inf)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)).masked_fill(vocab == mask_id, -math.inf)
     log_probs = torch.log_softmax(logits, dim=-1)
     carried = torch.where(vocab == x_t[..., None], 0.0, -math.inf)
     return torch.where((x_t != mask_id)[..., None], carried, log_probs)

@@ -43,12 +43,12 @@ def resolve_config_path(name: str | None) -> Path | None:
     raise FileNotFoundError(f"no config {name!r}; give a YAML path or one of: {', '.join(available) or 'none found'}")
 
 
-def post_train_config(init_from: str | Path, overrides: list[str] | None = None,
+def post_train_config(init_from: str | Path | LoadedCheckpoint, overrides: list[str] | None = None,
                       config_name: str | None = "selfcond") -> Config:
     """The config of a post-training run: the model's own config (data, model, diffusion), then the
     post-training YAML (``configs/selfcond.yaml`` by default; ``speculative`` for the causal verifier), then
     ``overrides``."""
-    base = load_checkpoint(init_from).config
+    base = (init_from if isinstance(init_from, LoadedCheckpoint) else load_checkpoint(init_from)).config
     return load_config(resolve_config_path(config_name), overrides, base=base)
 
 

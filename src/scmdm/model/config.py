@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 from scmdm.selfcond import INJECTIONS
 
-__all__ = ["BackboneConfig", "BLOCK_TYPES", "KEY_POSITIONS", "VERIFIER_HEADS"]
+__all__ = ["BackboneConfig", "BLOCK_TYPES", "KEY_POSITIONS", "VERIFIER_HEADS", "TIME_INPUTS", "MDLM_EPS"]
 
 BLOCK_TYPES = ("prenorm", "adaln")
+#: what a time-conditioned model embeds: the time t itself, or MDLM's total noise σ(t) = −log(1 − (1 − ε)t)
+TIME_INPUTS = ("t", "sigma")
+MDLM_EPS = 1e-3  # ε of MDLM's log-linear noise
 KEY_POSITIONS = ("token", "predicted")  # where the verifier's attention keys are rotated (scmdm.model.verifier)
 VERIFIER_HEADS = ("shared", "separate")
 
@@ -29,6 +32,7 @@ class BackboneConfig:
     block_type: str = "prenorm"
     time_conditioning: bool = False
     cond_dim: int = 128
+    time_input: str = "t"  # with time conditioning: embed t, or MDLM's total noise σ(t) (TIME_INPUTS)
     self_conditioning: str = "none"  # "none" or an injection of scmdm.selfcond (mask_add, projection, gated)
     causal_layers: int = 0  # causal verifier layers over σ-ordered tracks (scmdm.model.verifier); 0 = none
     causal_head: str = "shared"  # the verifier's output head: "shared" (the trunk's) or "separate"
@@ -38,6 +42,8 @@ class BackboneConfig:
     def __post_init__(self) -> None:
         if self.block_type not in BLOCK_TYPES:
             raise ValueError(f"unknown block_type {self.block_type!r}; valid: {', '.join(BLOCK_TYPES)}")
+        if self.time_input not in TIME_INPUTS:
+            raise ValueError(f"unknown time_input {self.time_input!r}; valid: {', '.join(TIME_INPUTS)}")
         if self.causal_key_positions not in KEY_POSITIONS:
             raise ValueError(f"unknown causal_key_positions {self.causal_key_positions!r}; valid: "
                              f"{', '.join(KEY_POSITIONS)}")

@@ -27,20 +27,26 @@ __all__ = ["RotaryEmbedding", "apply_rotary", "LayerNorm", "TimestepEmbedder", "
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for RoPE: position p, frequency θ_j = 10000^(−2j/d)."""
+    """cos/sin tables for RoPE: position p, frequency θ_j = 10000^(−2j/d), angle p·θ_j.
+
+    The frequencies are a float32 buffer (as MDLM stores them); the angles and their cos/sin are computed in that
+    buffer's dtype on every call, so a model moved to float64 (``model.double()``) rotates in float64 with the
+    same frequencies, and a float32 model gets exactly the float32 tables. Not saved in the state dict."""
 
     def __init__(self, head_dim: int, max_length: int, base: float = 10000.0) -> None:
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        angles = torch.outer(torch.arange(max_length, dtype=torch.float32), inv_freq)  # [L, d/2]
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, positions: torch.Tensor | None, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tables for ``positions`` ([B, L] long) or for 0..length-1 when positions is None."""
+        """Tables for ``positions`` ([B, L] long; [B, 1, L, d/2]) or for 0..length-1 when positions is None
+        ([L, d/2])."""
+        inv_freq = self.inv_freq
         if positions is None:
-            return self.cos[:length], self.sin[:length]
-        return self.cos[positions][:, None], self.sin[positions][:, None]  # [B, 1, L, d/2]
+            angles = torch.outer(torch.arange(length, dtype=inv_freq.dtype, device=inv_freq.device), inv_freq)
+        else:
+            angles = (positions.to(inv_freq.dtype)[..., None] * inv_freq)[:, None]
+        return angles.cos(), angles.sin()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -50,18 +56,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with a weight and no bias (as in MDLM's DiT); computed in float32."""
+    """LayerNorm with a weight and no bias (as in MDLM's DiT); computed in float32 (float64 for a float64 input)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.float(), (x.shape[-1],), self.weight.float()).to(x.dtype)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        return F.layer_norm(x.to(dtype), (x.shape[-1],), self.weight.to(dtype)).to(x.dtype)
 
 
 class TimestepEmbedder(nn.Module):
-    """Sinusoidal features of t followed by a 2-layer MLP (DiT's TimestepEmbedder)."""
+    """Sinusoidal features of t followed by a 2-layer MLP (DiT's TimestepEmbedder):
+
+        f_i = exp(−ln(10000)·i/128),  features = [cos(t·f_i), sin(t·f_i)] (i = 0..127),  MLP = Linear, SiLU, Linear
+
+    computed in float32 (float64 when the MLP is float64)."""
 
     def __init__(self, cond_dim: int, frequency_dim: int = 256) -> None:
         super().__init__()
@@ -70,8 +81,9 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         half = self.frequency_dim // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-        args = t.float()[:, None] * freqs[None]
+        dtype = torch.promote_types(self.mlp[0].weight.dtype, torch.float32)
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=dtype) / half)
+        args = t.to(dtype)[:, None] * freqs[None]
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
 
 

@@ -3,7 +3,8 @@ self-conditioning input and an optional causal verifier — one model for the ba
 and the self-speculative MDM, which differ only in those small additions.
 
     h⁰ = E[x_t] (+ Δ(p_prev) at masked positions for a self-conditioned model, ``scmdm.selfcond``)
-    c  = SiLU(MLP(sinusoidal(t)))                         (time conditioning; t ≡ 0 when disabled)
+    c  = SiLU(MLP(sinusoidal(τ)))                         (τ = t, or MDLM's σ(t) = −log(1 − (1 − ε)t) with
+                                                           ``time_input=sigma``; τ ≡ 0 without time conditioning)
     hˡ = Block(hˡ⁻¹, c)                                   l = 1..depth   (``scmdm.model.layers``)
     logits = W_out · FinalNorm(h^depth, c) + b
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scmdm.model.config import BackboneConfig
+from scmdm.model.config import MDLM_EPS, BackboneConfig
 from scmdm.model.layers import Block, Embedding, OutputLayer, RotaryEmbedding, TimestepEmbedder
 from scmdm.model.verifier import CausalVerifier
 from scmdm.selfcond import SelfConditioningInput
@@ -69,6 +70,8 @@ class Transformer(nn.Module):
             return None
         if t is None or not self.config.time_conditioning:
             t = torch.zeros(batch, device=device)
+        elif self.config.time_input == "sigma":
+            t = -torch.log1p(-(1.0 - MDLM_EPS) * t)
         return F.silu(self.sigma_map(t))
 
     def encode(self, x_t: torch.Tensor, t: torch.Tensor | None = None, input_embedding: torch.Tensor | None = None,

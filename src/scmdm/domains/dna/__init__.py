@@ -20,7 +20,7 @@ def dna_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = 
     """k-mer spectra and GC of the run's test windows, memorisation against its training windows, the reference
     row from its validation windows (split re-derived from the config, verified against ``split_info``)."""
     split = dna_split(config)
-    if split_info is not None:
+    if split_info:  # an imported model ({}) has no split to check
         split.verify(split_info)
     return DnaEvaluator.from_split(split)
 

@@ -22,7 +22,7 @@ def image_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any 
     """Fréchet distance in the features of scmdm's own CNN (trained on the run's training images on first use and
     cached) against its test images; the reference row from its validation images."""
     split = image_split(config)
-    if split_info is not None:
+    if split_info:  # an imported model ({}) has no split to check
         split.verify(split_info)
     return ImageEvaluator.from_split(split, progress=show_progress)
 

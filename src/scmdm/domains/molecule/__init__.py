@@ -23,7 +23,7 @@ def molecule_evaluator(config: Any, split_info: dict | None = None, tokenizer: A
     source = d.resolved_source
     split = split_molecules(load_molecules(source), source=source, seed=d.split_seed,
                             valid_fraction=d.valid_fraction, test_fraction=d.test_fraction)
-    if split_info is not None:
+    if split_info:  # an imported model ({}) has no split to check
         split.verify(split_info)
     return MoleculeEvaluator(split.train, split.test, max_reference=max_reference)
 

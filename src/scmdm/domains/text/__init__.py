@@ -4,13 +4,15 @@ character (``evaluator``, ``scorer``), ``text.*`` options (``settings``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from scmdm.domains.base import Domain
 from scmdm.domains.text.data import format_text_samples, pack_windows, parse_text_samples, prepare_text
-from scmdm.domains.text.evaluator import TextEvaluator, chars_per_token
+from scmdm.domains.text.evaluator import TextEvaluator, chars_per_token, table_note
 from scmdm.domains.text.settings import TextSettings
 from scmdm.domains.text.tokenizer import TEXT_TOKENIZERS
+from scmdm.evaluation import format_table
 
 __all__ = ["DOMAIN", "text_evaluator"]
 
@@ -18,15 +20,20 @@ __all__ = ["DOMAIN", "text_evaluator"]
 def text_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *, device: str = "cpu",
                    batch_size: int = 8, show_progress: bool = False, **_: Any) -> TextEvaluator:
     """Reference windows from the test books, n-gram baselines from the training books, bits/char from the
-    validation books — all in the model's tokens (its tokenizer is rebuilt from the config when not given)."""
+    validation books — all in the model's tokens (its tokenizer is rebuilt from the config when not given); scored
+    by ``eval.scorer``."""
     data = prepare_text(config, tokenizer, quiet=True)
-    if split_info is not None:
+    if split_info:  # an imported model ({}) has no split to check
         data.split.verify(split_info)
     length = config.data.max_length
     valid, _ = pack_windows(data.tokenizer, data.split.valid, length)
     return TextEvaluator(data.split.train, data.split.test, tokenizer=data.tokenizer, length=length,
                          chars_per_token=chars_per_token(data.tokenizer, valid), device=device,
-                         batch_size=batch_size, show_progress=show_progress)
+                         batch_size=batch_size, show_progress=show_progress, scorer=config.eval.scorer)
+
+
+def _rows(rows: Sequence[tuple[str, dict]], columns: Sequence[str], evaluator: Any = None) -> str:
+    return f"{format_table(rows, columns=columns)}\n\n{evaluator.note() if evaluator is not None else table_note()}"
 
 
 DOMAIN = Domain(
@@ -35,7 +42,4 @@ DOMAIN = Domain(
     parse_samples=parse_text_samples, sample_suffix=".txt", item_name="text windows",
     reference_label="real held-out text",
     table_columns=("gen_ppl", "scorer_bpc", "entropy_bits", "nelbo_bpc", "chars", "nfe", "seconds"),
-    table_note="gen_ppl and scorer_bpc: the samples' perplexity per scorer token and bits per character under "
-               "SmolLM2-135M (not GPT-2: compare only with the real held-out text row); entropy_bits: mean "
-               "per-sample unigram entropy of the scorer tokens; nelbo_bpc: the model's validation NELBO in bits "
-               "per character.")
+    format_rows=_rows)

@@ -22,11 +22,13 @@ training text, so no verse or sentence of a held-out book is ever trained on. De
 Joshua + Hebrews (3.3 %), test Job + Acts (5.4 %; books without parallel passages elsewhere); Austen validation
 *Northanger Abbey*, test *Persuasion* (the held-out novel). A text file is split contiguously: its last
 ⌈n·test_fraction⌉ characters are the test text and the ⌈n·valid_fraction⌉ before them the validation text
-(both cuts moved forward to the next line break).
+(both cuts moved forward to the next line break, if one follows).
 
 Windows: a split's books are joined with a blank line (``\\n\\n``), encoded as one stream with the tokenizer and
 cut into consecutive non-overlapping windows of exactly L = ``data.max_length`` ids (``pack_windows``); the
-tail shorter than a window is dropped. The windows are the model's canvases (no EOS, no PAD).
+tail shorter than a window is dropped. The windows are the model's canvases (no EOS, no PAD). With a pretrained
+Hugging Face tokenizer (``text.tokenizer=hf``) windows are packed the way MDLM packs OpenWebText: every book's ids
+followed by EOS, all concatenated, cut into chunks of L − 2 ids, each window BOS + chunk + EOS.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import torch
 
 from scmdm.cache import cache_dir
 from scmdm.data import PreparedData
-from scmdm.domains.text.tokenizer import TEXT_TOKENIZERS, BpeTokenizer, CharTokenizer
+from scmdm.domains.text.tokenizer import TEXT_TOKENIZERS, BpeTokenizer, CharTokenizer, HfTokenizer
 
 __all__ = ["KJV_INSTALL", "AUSTEN_INSTALL", "NAMED_SOURCES", "DEFAULT_HELDOUT", "kjv_books", "austen_novels",
            "austen_data_dir", "load_documents", "TextSplit", "split_text", "pack_windows", "build_text_tokenizer",
@@ -232,11 +234,12 @@ def _pick(names: str, available: list[str], key: str, source: str) -> list[str]:
 
 
 def _cut_after_newline(text: str, position: int) -> int:
-    """``position`` if a line starts there, else the start of the next line (or the end of the text)."""
+    """``position`` if a line starts there, else the start of the next line — or ``position`` itself when no line
+    break follows (a file of one long line is still cut where its fractions say)."""
     if position <= 0 or text[position - 1] == "\n":
         return max(position, 0)
     found = text.find("\n", position)
-    return len(text) if found < 0 else found + 1
+    return position if found < 0 else found + 1
 
 
 def split_text(documents: list[tuple[str, str]], *, source: str, valid_books: str = "auto",
@@ -281,10 +284,21 @@ def split_text(documents: list[tuple[str, str]], *, source: str, valid_books: st
 
 
 def pack_windows(tokenizer: Any, texts: Sequence[str], length: int) -> tuple[torch.Tensor, int]:
-    """``texts`` joined by a blank line, encoded as one stream and cut into ``[N, length]`` consecutive windows;
-    also returns how many ids of the tail (shorter than a window) were dropped."""
+    """``texts`` joined by a blank line, encoded as one stream and cut into ``[N, length]`` consecutive windows
+    (MDLM's packing for an ``HfTokenizer``: see the module docstring); also returns how many ids of the tail
+    (shorter than a window) were dropped."""
     if not texts:
         return torch.empty(0, length, dtype=torch.long), 0
+    if isinstance(tokenizer, HfTokenizer):
+        if length < 3:
+            raise ValueError(f"MDLM's packing needs windows of at least 3 ids (BOS, text, EOS), got {length}")
+        stream = [i for text in texts for i in [*tokenizer.encode(text), tokenizer.eos_id]]
+        chunk = length - 2
+        n = len(stream) // chunk
+        ids = torch.tensor(stream[:n * chunk], dtype=torch.long).view(n, chunk)
+        bos = torch.full((n, 1), tokenizer.bos_id, dtype=torch.long)
+        eos = torch.full((n, 1), tokenizer.eos_id, dtype=torch.long)
+        return torch.cat([bos, ids, eos], dim=1), len(stream) - n * chunk
     ids = torch.tensor(tokenizer.encode(SEPARATOR.join(texts)), dtype=torch.long)
     n = len(ids) // length
     return ids[:n * length].view(n, length), len(ids) - n * length
@@ -294,12 +308,17 @@ def _bpe_cache_name(split: TextSplit, vocab_size: int) -> str:
     return f"bpe_v1_{vocab_size}_{split.info()['sha256']['train'][:24]}.json"
 
 
-def build_text_tokenizer(split: TextSplit, kind: str, vocab_size: int) -> Any:
+def build_text_tokenizer(split: TextSplit, kind: str, vocab_size: int, path: str = "") -> Any:
     """``char``: every character of the source (all splits — a character is not held-out knowledge, and an
     unknown character in held-out text would otherwise be an error). ``bpe``: trained on the **training** books
-    only, cached in the cache folder under the hash of that text and the size."""
+    only, cached in the cache folder under the hash of that text and the size. ``hf``: read from ``path``."""
     if kind == "char":
         return CharTokenizer.build([*split.train, *split.valid, *split.test, SEPARATOR])
+    if kind == "hf":
+        if not path:
+            raise ValueError("text.tokenizer=hf needs text.tokenizer_path (a tokenizer.json, or a folder with one or "
+                             "with GPT-2's vocab.json and merges.txt), or a model that brings its tokenizer")
+        return HfTokenizer.from_path(path)
     if kind != "bpe":
         raise ValueError(f"text.tokenizer must be one of {', '.join(TEXT_TOKENIZERS)}, got {kind!r}")
     path = cache_dir() / _bpe_cache_name(split, vocab_size)
@@ -320,15 +339,17 @@ def prepare_text(config: Any, tokenizer: Any = None, *, quiet: bool = False) -> 
     split = split_text(load_documents(source), source=source, valid_books=s.valid_books, test_books=s.test_books,
                        valid_fraction=d.valid_fraction, test_fraction=d.test_fraction)
     if tokenizer is None:
-        tokenizer = build_text_tokenizer(split, s.tokenizer, s.vocab_size)
+        tokenizer = build_text_tokenizer(split, s.tokenizer, s.vocab_size, s.tokenizer_path)
     elif tokenizer.kind != s.tokenizer:
         raise ValueError(f"the model's tokenizer is {tokenizer.kind!r} but text.tokenizer={s.tokenizer!r}")
     tensors, notes = {}, []
     for name in ("train", "valid", "test"):
         tensors[name], dropped = pack_windows(tokenizer, getattr(split, name), d.max_length)
-        if not len(tensors[name]) and getattr(split, name):
-            raise ValueError(f"the {name} text of {source} ({sum(map(len, getattr(split, name)))} characters) is "
-                             f"shorter than one window of data.max_length={d.max_length} tokens")
+        if not len(tensors[name]):  # every split is used: training, validation, the evaluation reference
+            chars = sum(map(len, getattr(split, name)))
+            raise ValueError(f"the {name} text of {source} ({chars} characters) is shorter than one window of "
+                             f"data.max_length={d.max_length} tokens; use a longer text, a smaller data.max_length or "
+                             f"a larger data.{'test' if name == 'test' else 'valid'}_fraction")
     if d.subset:
         tensors["train"] = tensors["train"][:d.subset]
     notes.append(f"{source}: {', '.join(f'{k} {len(v)}' for k, v in tensors.items())} windows of "

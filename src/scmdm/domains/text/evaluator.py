@@ -1,11 +1,11 @@
 r"""Evaluation of generated text: generative perplexity under an independent LM, unigram entropy, and the
 model's likelihood in bits per character.
 
-Let ``S = (s_1 … s_N)`` be the samples (strings). The scorer (``scmdm.domains.text.scorer``: SmolLM2-135M)
-tokenizes each sample into ``w_1 … w_n``.
+Let ``S = (s_1 … s_N)`` be the samples (strings). The scorer (``scmdm.domains.text.scorer``: SmolLM2-135M, or
+``eval.scorer``) tokenizes each sample into ``w_1 … w_n``.
 
 * ``gen_ppl``       = exp( Σ_s NLL(s) / Σ_s n(s) ) — corpus-level perplexity of the samples under the scorer,
-  every scorer token of every sample counted once (see ``lm_scorer`` for NLL). Lower = more like text the
+  every scorer token of every sample counted once (see ``scorer`` for NLL). Lower = more like text the
   scorer knows — but sharpening (low temperature, repetition) lowers it too, hence the entropy below.
 * ``scorer_bpc``    = Σ_s NLL(s) / (ln 2 · Σ_s |s|) — the same NLL in bits per *character*. Per-token perplexity
   depends on how the scorer splits the text: gibberish splits into many short, rare tokens, so character-level
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from scmdm.domains.text.data import SEPARATOR, pack_windows
-from scmdm.domains.text.scorer import load_scorer
+from scmdm.domains.text.scorer import DEFAULT_SCORER, load_scorer, scorer_name
 
-__all__ = ["TextMetrics", "TextEvaluator", "unigram_entropy", "chars_per_token", "NgramSampler"]
+__all__ = ["TextMetrics", "TextEvaluator", "table_note", "unigram_entropy", "chars_per_token", "NgramSampler"]
 
 
 @dataclass
@@ -112,6 +112,13 @@ class NgramSampler:
         return out
 
 
+def table_note(scorer: str = DEFAULT_SCORER) -> str:
+    """What a text table's columns mean, naming the scorer."""
+    return (f"gen_ppl and scorer_bpc: the samples' perplexity per scorer token and bits per character under "
+            f"{scorer_name(scorer)} (compare only with the real held-out text row); entropy_bits: mean per-sample "
+            "unigram entropy of the scorer tokens; nelbo_bpc: the model's validation NELBO in bits per character.")
+
+
 class TextEvaluator:
     """Computes :class:`TextMetrics` for text samples (see the module docstring).
 
@@ -122,13 +129,15 @@ class TextEvaluator:
         length: the canvas length L.
         chars_per_token: of the validation split, for ``nelbo_bpc`` (``chars_per_token``); nan if unknown.
         device, batch_size: of the scorer, loaded lazily on first use and shared by every evaluator.
+        scorer: ``smollm2`` (the shipped default) or a local Hugging Face causal-LM folder (``eval.scorer``).
     """
 
     def __init__(self, train_texts: Sequence[str], reference_texts: Sequence[str], *, tokenizer: Any, length: int,
                  chars_per_token: float = math.nan, device: str = "cpu", batch_size: int = 8,
-                 show_progress: bool = False) -> None:
+                 show_progress: bool = False, scorer: str = DEFAULT_SCORER) -> None:
         self.train_texts, self.tokenizer, self.length = list(train_texts), tokenizer, length
         self.chars_per_token, self.device, self.batch_size = chars_per_token, device, batch_size
+        self.scorer_path = scorer
         self.show_progress = show_progress
         windows, _ = pack_windows(tokenizer, list(reference_texts), length)
         if not len(windows):
@@ -137,7 +146,11 @@ class TextEvaluator:
 
     @property
     def scorer(self) -> Any:
-        return load_scorer(self.device)
+        return load_scorer(self.device, self.scorer_path)
+
+    def note(self) -> str:
+        """What the table's columns mean, naming this evaluator's scorer."""
+        return table_note(self.scorer_path)
 
     def evaluate(self, samples: Sequence[str]) -> TextMetrics:
         """Metrics of ``samples`` (strings)."""

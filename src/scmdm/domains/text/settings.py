@@ -15,7 +15,10 @@ __all__ = ["TextSettings"]
 @dataclass
 class TextSettings:
     tokenizer: str = option("char", "char (one id per character) | bpe (byte-level BPE trained on the training books "
-                                    "with Hugging Face tokenizers)")
+                                    "with Hugging Face tokenizers) | hf (a pretrained tokenizer, text.tokenizer_path; "
+                                    "MASK appended as MDLM does)")
+    tokenizer_path: str = option("", "hf tokenizer: a tokenizer.json, or a folder with one or with GPT-2's vocab.json "
+                                     "and merges.txt (a model imported with its tokenizer needs none)")
     vocab_size: int = option(1024, "bpe tokenizer: vocabulary size, <pad> <eos> <mask> included (>= 259)")
     valid_books: str = option("auto", "kjv, austen: comma-separated books held out for validation; auto = Josh,Heb "
                                       "(kjv), northangerabbey (austen)")

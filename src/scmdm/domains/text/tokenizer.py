@@ -1,5 +1,6 @@
-"""Text tokenizers: one id per character (``CharTokenizer``) or byte-level BPE trained locally with Hugging Face
-``tokenizers`` (``BpeTokenizer``). Both are ``scmdm.tokenizer.Tokenizer``\\ s:
+"""Text tokenizers: one id per character (``CharTokenizer``), byte-level BPE trained locally with Hugging Face
+``tokenizers`` (``BpeTokenizer``), or a pretrained model's own Hugging Face tokenizer (``HfTokenizer``, e.g. GPT-2's
+for MDLM's OpenWebText model). Both are ``scmdm.tokenizer.Tokenizer``\\ s:
 
     ids   0 = <pad>, 1 = <eos>, 2 … V−2 = the text units, V−1 = <mask> (always the last id)
 
@@ -20,6 +21,12 @@ book collection take ~2 s instead of ~8 s and changes nothing else. ``vocab_size
 specials included, so it is the model's output width; it must be at least 259 (256 bytes + 3 specials).
 Training is deterministic for a given text and size. A tokenizer is stored as JSON (its HF serialisation inside
 ``tokenizer.json``), never pickled.
+
+``HfTokenizer`` keeps a pretrained tokenizer's ids as they are and appends MASK as a new last id, as MDLM does
+(GPT-2: 50,257 ids + MASK = 50257, vocabulary 50,258). Its EOS is the tokenizer's own end-of-text token (GPT-2's
+``<|endoftext|>``, id 50256), which also serves as BOS and PAD; it is read from a ``tokenizer.json`` or from GPT-2's
+``vocab.json`` + ``merges.txt``. Its text windows are packed the way MDLM packs OpenWebText
+(``scmdm.domains.text.data.pack_windows``), and it decodes every id, special tokens included.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import json
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,10 +43,12 @@ import torch
 from scmdm.errors import TokenizerError
 from scmdm.tokenizer import EOS, MASK, PAD, TOO_LONG_ACTIONS, EncodeReport, Tokenizer, VocabularyTokenizer
 
-__all__ = ["CharTokenizer", "BpeTokenizer", "TEXT_TOKENIZERS", "MIN_BPE_VOCAB"]
+__all__ = ["CharTokenizer", "BpeTokenizer", "HfTokenizer", "TEXT_TOKENIZERS", "MIN_BPE_VOCAB", "EOS_CANDIDATES"]
 
 MIN_BPE_VOCAB = 256 + 3
 MASK_TEXT = "?"
+#: the end-of-text tokens ``HfTokenizer`` looks for, in this order, when none is named
+EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]")
 
 
 def _label(index: int, text: str, origins: Mapping[str, str] | None) -> str:
@@ -203,5 +213,99 @@ class BpeTokenizer(_TextTokenizer):
 
 
 
+class HfTokenizer(_TextTokenizer):
+    """A pretrained Hugging Face tokenizer with MASK appended (module docstring)."""
+
+    kind = "hf"
+
+    def __init__(self, hf: Any, eos_token: str | None = None) -> None:
+        self.hf = hf
+        self.base_size = hf.get_vocab_size(with_added_tokens=True)
+        names = (eos_token,) if eos_token else EOS_CANDIDATES
+        found = [(name, hf.token_to_id(name)) for name in names if hf.token_to_id(name) is not None]
+        if not found:
+            raise ValueError(f"the tokenizer has no end-of-text token (looked for {', '.join(names)})")
+        self.eos_token, self._eos_id = found[0]
+
+    @classmethod
+    def from_path(cls, path: str | Path, eos_token: str | None = None) -> HfTokenizer:
+        """From a ``tokenizer.json`` file, or a folder holding one or GPT-2's ``vocab.json`` + ``merges.txt``."""
+        from tokenizers import Tokenizer as HfTokenizerModel
+        from tokenizers import decoders, models, pre_tokenizers
+
+        path = Path(path)
+        file = path / "tokenizer.json" if path.is_dir() else path
+        if file.name.endswith(".json") and file.exists() and file.name != "vocab.json":
+            try:
+                return cls(HfTokenizerModel.from_file(str(file)), eos_token)
+            except Exception as err:  # the Rust side raises its own exception type
+                raise ValueError(f"{file} is not a Hugging Face tokenizer.json: {err}") from None
+        folder = path if path.is_dir() else path.parent
+        vocab, merges = folder / "vocab.json", folder / "merges.txt"
+        if not (vocab.exists() and merges.exists()):
+            raise FileNotFoundError(f"no tokenizer at {path}: expected a tokenizer.json, or GPT-2's vocab.json and "
+                                    "merges.txt")
+        hf = HfTokenizerModel(models.BPE.from_file(str(vocab), str(merges)))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        specials = [name for name in EOS_CANDIDATES if hf.token_to_id(name) is not None]
+        hf.add_special_tokens(specials)  # already in the vocabulary: they keep their ids and are never split
+        return cls(hf, eos_token)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.base_size + 1
+
+    @property
+    def eos_id(self) -> int:
+        return self._eos_id
+
+    @property
+    def pad_id(self) -> int:
+        return self._eos_id
+
+    @property
+    def bos_id(self) -> int:
+        return self._eos_id
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return self.hf.encode(text, add_special_tokens=False).ids
+        except Exception as err:  # the Rust side raises its own exception type (e.g. no [UNK] for a new character)
+            raise TokenizerError(f"the tokenizer cannot encode this text ({err}); first characters: "
+                                 f"{text[:40]!r}") from None
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        """Every id, special tokens included; MASK renders as ``?``."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        out, run = [], []
+        for i in ids:
+            if i == self.mask_id:
+                out += [self.hf.decode(run, skip_special_tokens=False), MASK_TEXT]
+                run = []
+            else:
+                run.append(i)
+        out.append(self.hf.decode(run, skip_special_tokens=False))
+        return "".join(out)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "tokenizer": json.loads(self.hf.to_str()), "eos_token": self.eos_token}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HfTokenizer:
+        from tokenizers import Tokenizer as HfTokenizerModel
+
+        cls.check_kind(data)
+        try:
+            hf = HfTokenizerModel.from_str(json.dumps(data["tokenizer"]))
+        except Exception as err:  # the Rust side raises its own exception type
+            raise ValueError(f"not a Hugging Face tokenizer serialisation: {err}") from None
+        return cls(hf, data.get("eos_token"))
+
+    def __repr__(self) -> str:
+        return f"HfTokenizer(vocab_size={self.vocab_size}, eos={self.eos_token!r})"
+
+
 #: ``text.tokenizer`` → class
-TEXT_TOKENIZERS: dict[str, type[_TextTokenizer]] = {"char": CharTokenizer, "bpe": BpeTokenizer}
+TEXT_TOKENIZERS: dict[str, type[_TextTokenizer]] = {"char": CharTokenizer, "bpe": BpeTokenizer, "hf": HfTokenizer}
