@@ -261,7 +261,7 @@ def _cached_reference_stats(canonical: list[str], device: str) -> tuple[np.ndarr
     digest = hashlib.sha256("\n".join(canonical).encode()).hexdigest()[:32]
     path = cache_dir() / f"fcd_reference_{digest}.npz"
     if path.exists():
-        with np.load(path, allow_pickle=False) as stored:
+        with np.load(path, allow_pickle=False) as stored:  # noqa: TID251 -- allow_pickle=False: plain arrays only
             return stored["mu"], stored["sigma"]
     mu, sigma = _fcd_stats(canonical, device)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
