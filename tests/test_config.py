@@ -250,3 +250,51 @@ def test_integer_overrides_round_trip_exactly(train_steps: int, sample_steps: in
 def test_non_positive_step_overrides_are_rejected(steps: int) -> None:
     with pytest.raises(ConfigError, match="train.steps"):
         load_config(overrides=[f"train.steps={steps}"])
+
+
+# ---- the self-conditioning and speculative sections ------------------------------------------------------
+@pytest.mark.parametrize(("override", "message"), [
+    ("selfcond.rate=1.5", "selfcond.rate must be in [0, 1], got 1.5"),
+    ("selfcond.rate=-0.1", "selfcond.rate must be in [0, 1]"),
+    ("selfcond.injection=film", "selfcond.injection must be one of none, mask_add, projection, gated, got 'film'"),
+    ("selfcond.carry=argmax", "selfcond.carry must be one of distribution, sharpened, token"),
+    ("selfcond.hint_dropout=2", "selfcond.hint_dropout must be in [0, 1]"),
+    ("selfcond.hint_noise=-1", "selfcond.hint_noise must be >= 0"),
+    ("selfcond.hint_lag=1.5", "selfcond.hint_lag must be in [0, 1]"),
+    ("selfcond.hint_lag=0.1 speculative.causal_layers=1", "selfcond.hint_lag is for the NELBO loss"),
+])
+def test_bad_selfcond_values_are_named(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(None, override.split())
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("speculative.causal_layers=-1", "speculative.causal_layers must be >= 0, got -1"),
+    ("speculative.head=tied", "speculative.head must be one of shared, separate, got 'tied'"),
+    ("speculative.freeze_trunk=true", "speculative.freeze_trunk needs a verifier to train"),
+    ("sample.window=0", "sample.window and sample.min_window must be positive"),
+    ("sample.window_schedule=exp", "sample.window_schedule must be one of constant, linear, cosine"),
+    ("sample.verify_loops=-2", "sample.verify_loops must be >= 0"),
+])
+def test_bad_speculative_values_are_named(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(None, [override])
+
+
+def test_min_window_above_window_is_named() -> None:
+    with pytest.raises(ConfigError, match="must not exceed sample.window"):
+        load_config(None, ["sample.window=2", "sample.min_window=3", "sample.window_schedule=cosine"])
+
+
+# ---- config.json written by older versions ----------------------------------------------------------------
+def test_config_json_written_before_these_fields_still_loads() -> None:
+    old = {"data": {"domain": "molecule", "source": "auto", "max_length": 24, "split_seed": 0, "valid_fraction": 0.05,
+                    "test_fraction": 0.05, "subset": 0, "too_long": "error", "tokenizer": "char", "vocab_size": 1024,
+                    "valid_books": "auto", "test_books": "auto"},
+           "model": {"depth": 2, "width": 64, "heads": 2}}
+    config = Config.from_dict(old).validate()
+    assert config.data.max_length == 24 and config.model.width == 64
+    assert (config.dna.stride, config.dna.holdout, config.image.levels) == (0, "region", 16)
+    assert (config.molecule.too_long, config.text.tokenizer, config.text.vocab_size) == ("error", "char", 1024)
+    text_run = Config.from_dict({"data": {"domain": "text", "max_length": 32}}).validate()
+    assert text_run.data.max_length == 32

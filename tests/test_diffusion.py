@@ -15,8 +15,9 @@ from scmdm.diffusion import (
     subs_log_probs,
     validation_nelbo,
 )
-from scmdm.model import BackboneConfig, Transformer
+from scmdm.model import Transformer
 from scmdm.schedules import CosineSchedule, LogLinearSchedule, NoiseSchedule, get_schedule
+from tests.conftest import tiny_model
 
 V = 5  # real tokens 0..4
 MASK = V  # the mask token is the last id; logits have V + 1 entries
@@ -256,14 +257,12 @@ def test_validation_nelbo_rejects_empty_or_flat_data(shape: tuple[int, ...]) -> 
 # --------------------------------------------------------------------------------------------- gradients
 
 
-def _tiny_model(block_type: str) -> Transformer:
-    torch.manual_seed(0)
-    return Transformer(BackboneConfig(vocab_size=V + 1, max_length=8, depth=2, width=16, heads=2,
-                                      mlp_ratio=2.0, block_type=block_type, time_conditioning=True,
-                                      cond_dim=16))
+#: the models of the gradient tests: two blocks, time-conditioned
+TIME_CONDITIONED = dict(depth=2, mlp_ratio=2.0, time_conditioning=True, cond_dim=16)
 
 
 def _backward_nelbo(model: Transformer) -> dict[str, torch.Tensor]:
+    model.train()  # as the trainer runs it
     x0 = torch.randint(0, V, (8, 8), generator=_gen(0))
     out = nelbo_loss(model, x0, LogLinearSchedule(), MASK, generator=_gen(1))
     assert torch.isfinite(out.loss) and out.loss.item() > 0
@@ -277,7 +276,7 @@ def _backward_nelbo(model: Transformer) -> dict[str, torch.Tensor]:
 
 
 def test_nelbo_gradients_flow_through_prenorm_transformer() -> None:
-    grads = _backward_nelbo(_tiny_model("prenorm"))
+    grads = _backward_nelbo(tiny_model(V + 1, 8, block_type="prenorm", **TIME_CONDITIONED))
     for name, grad in grads.items():
         assert grad.abs().sum() > 0, name
 
@@ -286,7 +285,7 @@ def test_nelbo_gradients_flow_through_adaln_transformer() -> None:
     # adaLN-Zero: at initialisation every gate is 0, so the blocks are the identity and their inner
     # weights (and the time embedding behind the zero adaLN maps) get exactly zero gradient; the
     # gradient reaches the embedding, the output layer and the adaLN maps themselves.
-    grads = _backward_nelbo(_tiny_model("adaln"))
+    grads = _backward_nelbo(tiny_model(V + 1, 8, block_type="adaln", **TIME_CONDITIONED))
     for name in ("vocab_embed.embedding", "output_layer.linear.weight", "output_layer.linear.bias",
                  "output_layer.adaLN_modulation.weight", "blocks.0.adaLN_modulation.weight",
                  "blocks.1.adaLN_modulation.bias"):

@@ -9,8 +9,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from scmdm.diffusion import nelbo_loss
 from scmdm.flops import forward_flops, forward_flops_per_token, training_flops, training_flops_per_token
-from scmdm.model import BackboneConfig, Transformer
+from scmdm.model import BackboneConfig
 from scmdm.schedules import get_schedule
+from tests.conftest import tiny_model
 
 VOCAB = 7
 
@@ -46,9 +47,8 @@ CASES = {
 def test_formula_matches_flop_counter(name: str) -> None:
     """Forward (with and without a hint) and forward+backward of the NELBO loss, counted by torch itself. The
     math attention backend runs attention as batched matmuls, which the counter sees."""
-    torch.manual_seed(0)
-    cfg = config(**CASES[name])
-    model = Transformer(cfg)
+    model = tiny_model(VOCAB, 10, depth=2, cond_dim=8, **CASES[name]).train()
+    cfg = model.config
     batch, length = 3, 9
     x = torch.randint(0, VOCAB - 1, (batch, length))
     t = torch.rand(batch)

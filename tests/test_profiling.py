@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scmdm.model import BackboneConfig, Transformer
 from scmdm.profiling import NetworkTimer, profile_outside
 from scmdm.sampling import generate
 from scmdm.schedules import get_schedule
+from tests.conftest import tiny_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -17,18 +17,13 @@ VOCAB, LENGTH, BATCH = 12, 16, 8
 MASK = VOCAB - 1
 
 
-def tiny_model(**kwargs) -> Transformer:
-    torch.manual_seed(0)
-    model = Transformer(BackboneConfig(vocab_size=VOCAB, max_length=LENGTH, depth=2, width=32, heads=2, **kwargs))
-    if model.speculative:
-        with torch.no_grad():  # a verifier that disagrees with the draft, so that drafts are rejected
-            model.causal.out_proj.weight.normal_(0.0, 1.0)
-    return model.eval()
+#: two blocks of width 32
+SIZES = dict(depth=2, width=32)
 
 
 @pytest.mark.parametrize("sampler", ["ancestral", "cached", "topk"])
 def test_forward_calls_are_the_nfe(sampler: str) -> None:
-    model = tiny_model()
+    model = tiny_model(VOCAB, LENGTH, **SIZES)
     steps = 12
     with NetworkTimer(model) as timer:
         result = generate(model, get_schedule("loglinear"), mask_id=MASK, num_samples=BATCH, length=LENGTH,
@@ -43,7 +38,7 @@ def test_forward_calls_are_the_nfe(sampler: str) -> None:
 
 
 def test_speculative_trunk_and_verifier_passes_are_counted_apart() -> None:
-    model = tiny_model(causal_layers=1)
+    model = tiny_model(VOCAB, LENGTH, **SIZES, causal_layers=1, random_verifier=True)  # drafts get rejected
     with NetworkTimer(model) as timer:
         result = generate(model, get_schedule("loglinear"), mask_id=MASK, num_samples=BATCH, length=LENGTH,
                           sampler="speculative", window=4, batch_size=BATCH, show_progress=False)
@@ -56,7 +51,7 @@ def test_speculative_trunk_and_verifier_passes_are_counted_apart() -> None:
 
 
 def test_timer_restores_the_model_and_nested_calls_count_once() -> None:
-    model = tiny_model()
+    model = tiny_model(VOCAB, LENGTH, **SIZES)
     x = torch.full((2, LENGTH), MASK)
     with NetworkTimer(model) as timer:
         assert "forward" in vars(model)
@@ -70,7 +65,7 @@ def test_timer_restores_the_model_and_nested_calls_count_once() -> None:
 
 
 def test_profiler_reading_agrees_with_the_timer() -> None:
-    model = tiny_model()
+    model = tiny_model(VOCAB, LENGTH, **SIZES)
     with torch.profiler.profile() as prof, NetworkTimer(model) as timer:
         result = generate(model, get_schedule("loglinear"), mask_id=MASK, num_samples=BATCH, length=LENGTH,
                           steps=8, batch_size=BATCH, show_progress=False)

@@ -1,5 +1,6 @@
-"""Self-conditioning: the injection rules by hand, the null condition is the base model, stop-gradient,
-λ = 0 is plain training, the samplers carry p_prev at no extra NFE, validation reports both NELBOs."""
+"""Self-conditioning (scmdm.selfcond): the injection rules by hand, the null condition is the base model,
+stop-gradient, the carried hint and its corruptions, the rate coin, the lagged first pass, and the samplers carry
+p_prev at no extra NFE. Training with it (the two-pass objective): tests/objectives/test_selfcond.py."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import math
 import pytest
 import torch
 
-from scmdm.config import ConfigError, load_config
 from scmdm.denoiser import Denoiser
 from scmdm.diffusion import subs_log_probs
-from scmdm.model import BackboneConfig, Transformer
+from scmdm.model import Transformer
 from scmdm.sampling import ancestral_sample, generate, topk_sample
 from scmdm.schedules import get_schedule
 from scmdm.selfcond import (
@@ -25,18 +25,15 @@ from scmdm.selfcond import (
     self_condition_coin,
     two_pass_logits,
 )
-
-from .conftest import TINY, requires_qm9
+from tests.conftest import tiny_model
 
 V, MASK, L = 5, 4, 6  # 4 real tokens + MASK (last)
 
 
 def model_pair(injection: str, seed: int = 0) -> tuple[Transformer, Transformer]:
-    """A base model and a self-conditioned one holding the same weights."""
-    torch.manual_seed(seed)
-    base = Transformer(BackboneConfig(vocab_size=V, max_length=L, depth=2, width=16, heads=2)).eval()
-    sc = Transformer(BackboneConfig(vocab_size=V, max_length=L, depth=2, width=16, heads=2,
-                                    self_conditioning=injection)).eval()
+    """A base model and a self-conditioned one holding the same weights (built one after the other from one seed)."""
+    base = tiny_model(V, L, seed=seed, depth=2)
+    sc = tiny_model(V, L, seed=None, depth=2, self_conditioning=injection)
     missing, unexpected = sc.load_state_dict(base.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("self_cond.") for k in missing)
     return base, sc
@@ -228,75 +225,3 @@ def test_lagged_first_pass_is_the_prediction_at_the_lagged_input() -> None:
     assert not torch.equal(lagged, first_pass_hint(sc, x_t, t, MASK))
     with pytest.raises(ValueError, match="needs the noise schedule"):
         first_pass_hint(sc, x_t, t, MASK, hint_lag=0.25)
-
-
-@pytest.mark.parametrize(("override", "message"), [
-    ("selfcond.rate=1.5", "selfcond.rate must be in [0, 1], got 1.5"),
-    ("selfcond.rate=-0.1", "selfcond.rate must be in [0, 1]"),
-    ("selfcond.injection=film", "selfcond.injection must be one of none, mask_add, projection, gated, got 'film'"),
-    ("selfcond.carry=argmax", "selfcond.carry must be one of distribution, sharpened, token"),
-    ("selfcond.hint_dropout=2", "selfcond.hint_dropout must be in [0, 1]"),
-    ("selfcond.hint_noise=-1", "selfcond.hint_noise must be >= 0"),
-    ("selfcond.hint_lag=1.5", "selfcond.hint_lag must be in [0, 1]"),
-    ("selfcond.hint_lag=0.1 speculative.causal_layers=1", "selfcond.hint_lag is for the NELBO loss"),
-])
-def test_bad_selfcond_values_are_named(override: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_config(None, override.split())
-
-
-def _train(tmp_path, data, extra: list[str], name: str):
-    from scmdm.training import Trainer
-
-    trainer = Trainer(load_config(None, [*TINY, *extra]), tmp_path / name, data=data,
-                      show_progress=False)
-    result = trainer.fit()
-    return trainer, result
-
-
-@requires_qm9
-def test_rate_zero_is_plain_training_exactly(tmp_path, tiny_data) -> None:
-    plain, _ = _train(tmp_path, tiny_data, [], "plain")
-    reference = plain.model.state_dict()
-    for injection in ("projection", "mask_add"):
-        trainer, result = _train(tmp_path, tiny_data, [f"selfcond.injection={injection}", "selfcond.rate=0"],
-                                 f"rate0_{injection}")
-        state = trainer.model.state_dict()
-        assert all(torch.equal(state[k], v) for k, v in reference.items()), injection
-        assert result.validation.get("val_nelbo_sc_bits") is not None  # a self-conditioned model reports both NELBOs
-    trainer, _ = _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"], "rate1")
-    state = trainer.model.state_dict()
-    assert not all(torch.equal(state[k], v) for k, v in reference.items())  # two-pass updates do differ
-    # a hint lag reaches training (pass 1 sees a more-masked input), and lag 0 is the paper's rule exactly
-    lag0, _ = _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1", "selfcond.hint_lag=0"],
-                     "lag0")
-    assert all(torch.equal(lag0.model.state_dict()[k], v) for k, v in state.items())
-    lagged, _ = _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1",
-                                             "selfcond.hint_lag=0.125"], "lag")
-    assert not all(torch.equal(lagged.model.state_dict()[k], v) for k, v in state.items())
-
-
-@requires_qm9
-def test_posttrain_from_a_checkpoint_and_sample(tmp_path, tiny_data, capsys) -> None:
-    import json
-
-    from scmdm.checkpoint import load_checkpoint
-    from scmdm.cli import main
-
-    _train(tmp_path, tiny_data, [], "base")
-    capsys.readouterr()
-    code = main(["posttrain", "--from", str(tmp_path / "base"), "--out", str(tmp_path / "sc"), "--no-progress",
-                 "selfcond.injection=projection", "train.steps=3", "train.eval_every=0", "train.save_every=0",
-                 "train.val_sequences=32"])
-    assert code == 0, capsys.readouterr().err
-    assert "two-pass (self-conditioned)" in capsys.readouterr().out
-    loaded = load_checkpoint(tmp_path / "sc")
-    assert loaded.model.self_conditioned and loaded.config.selfcond.injection == "projection"
-    assert loaded.config.model.width == 32 and loaded.config.train.lr == 1e-4  # base config + configs/selfcond.yaml
-    rows = [json.loads(line) for line in (tmp_path / "sc" / "metrics.jsonl").read_text().splitlines()]
-    final = [r for r in rows if "val_nelbo_bits" in r][-1]
-    assert {"val_nelbo_bits", "val_nelbo_sc_bits"} <= set(final)
-    assert main(["sample", str(tmp_path / "sc"), "--no-progress", "sample.num_samples=4", "sample.steps=4"]) == 0
-    assert main(["sample", str(tmp_path / "sc"), "--no-progress", "sample.num_samples=4", "sample.steps=4",
-                 "sample.sampler=cached"]) == 2
-    assert "self-conditioned" in capsys.readouterr().err

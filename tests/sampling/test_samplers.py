@@ -1,4 +1,5 @@
-"""Sampler invariants, the cached sampler's exactness (by exact enumeration), and categorical draws."""
+"""The ancestral, cached and top-k samplers: their invariants, and the cached sampler's exactness (by exact
+enumeration). The categorical draws: tests/test_categorical.py."""
 
 from __future__ import annotations
 
@@ -9,26 +10,17 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from scmdm.categorical import apply_top_p, gumbel_noise, sample_categorical
 from scmdm.denoiser import Denoiser
-from scmdm.model import BackboneConfig, Transformer
 from scmdm.sampling import ancestral_sample, topk_sample
 from scmdm.sampling.steps import masked_counts
 from scmdm.schedules import get_schedule
+from tests.conftest import tiny_model
 
 REAL, LENGTH = 3, 3  # tiny vocabulary (3 real tokens + MASK) and canvas: 27 final sequences
 MASK = REAL
-
-
-def tiny_model(seed: int = 0, time_conditioning: bool = False) -> Transformer:
-    """A real (untrained) transformer whose output head is scaled so its predictions are far from uniform
-    and depend on context — otherwise every sampler would look right."""
-    torch.manual_seed(seed)
-    model = Transformer(BackboneConfig(vocab_size=REAL + 1, max_length=LENGTH, depth=1, width=16, heads=2,
-                                       time_conditioning=time_conditioning))
-    with torch.no_grad():
-        model.output_layer.linear.weight.mul_(30.0)
-    return model.eval()
+#: the output head scaled so that predictions are far from uniform and depend on context — otherwise every sampler
+#: would look right
+HEAD_SCALE = 30.0
 
 
 def exact_ancestral_distribution(denoiser: Denoiser, steps: int) -> dict[tuple[int, ...], float]:
@@ -82,7 +74,7 @@ def chi_square_pvalue(samples: torch.Tensor, exact: dict[tuple[int, ...], float]
 
 @pytest.mark.parametrize("steps", [2, 5])
 def test_ancestral_and_cached_match_the_exact_chain(steps: int) -> None:
-    denoiser = Denoiser(tiny_model(), MASK)
+    denoiser = Denoiser(tiny_model(REAL + 1, LENGTH, head_scale=HEAD_SCALE), MASK)
     exact = exact_ancestral_distribution(denoiser, steps)
     assert abs(sum(exact.values()) - 1) < 1e-6  # float32 network probabilities
     n = 40_000
@@ -103,7 +95,7 @@ def test_ancestral_and_cached_match_the_exact_chain(steps: int) -> None:
 
 
 def test_cached_nfe_counts_only_rows_that_changed() -> None:
-    denoiser = Denoiser(tiny_model(), MASK)
+    denoiser = Denoiser(tiny_model(REAL + 1, LENGTH, head_scale=HEAD_SCALE), MASK)
     schedule = get_schedule("loglinear")
     steps, batch = 12, 64
     gen = torch.Generator().manual_seed(0)
@@ -116,7 +108,7 @@ def test_cached_nfe_counts_only_rows_that_changed() -> None:
 
 
 def test_cached_sampler_refuses_time_conditioned_models() -> None:
-    denoiser = Denoiser(tiny_model(time_conditioning=True), MASK)
+    denoiser = Denoiser(tiny_model(REAL + 1, LENGTH, head_scale=HEAD_SCALE, time_conditioning=True), MASK)
     with pytest.raises(ValueError, match="time conditioning"):
         ancestral_sample(denoiser, get_schedule("loglinear"), batch_size=2, length=LENGTH, steps=4, cache=True)
 
@@ -137,8 +129,7 @@ class RecordingDenoiser(Denoiser):
 @pytest.mark.parametrize("sampler", ["ancestral", "topk"])
 @pytest.mark.parametrize("schedule_name", ["loglinear", "cosine", "linear"])
 def test_sampler_invariants(sampler: str, schedule_name: str) -> None:
-    torch.manual_seed(1)
-    model = Transformer(BackboneConfig(vocab_size=6, max_length=10, depth=1, width=16, heads=2)).eval()
+    model = tiny_model(6, 10, seed=1)
     denoiser = RecordingDenoiser(model, 5)
     schedule = get_schedule(schedule_name)
     steps, batch = 7, 16
@@ -155,8 +146,7 @@ def test_sampler_invariants(sampler: str, schedule_name: str) -> None:
 
 
 def test_topk_reveals_the_scheduled_number_of_most_confident_positions() -> None:
-    torch.manual_seed(2)
-    model = Transformer(BackboneConfig(vocab_size=6, max_length=10, depth=1, width=16, heads=2)).eval()
+    model = tiny_model(6, 10, seed=2)
     denoiser = RecordingDenoiser(model, 5)
     schedule = get_schedule("loglinear")
     counts = masked_counts(schedule, 10, 4)
@@ -166,51 +156,3 @@ def test_topk_reveals_the_scheduled_number_of_most_confident_positions() -> None
     assert not (tokens == 5).any()
     masked_per_step = [int((x == 5).sum(1).unique().item()) for x in denoiser.inputs]
     assert masked_per_step == counts[:-1]
-
-
-def test_sample_categorical_matches_probabilities_in_both_precisions() -> None:
-    probs = torch.tensor([0.5, 0.3, 0.15, 0.049, 0.001], dtype=torch.float64)
-    n = 200_000
-    for precision in ("float64", "float32"):
-        gen = torch.Generator().manual_seed(7)
-        draws = sample_categorical(probs.log().float().expand(n, -1), precision=precision, generator=gen)
-        counts = torch.bincount(draws, minlength=5).double()
-        assert chisquare(counts.numpy(), (probs * n).numpy()).pvalue > 1e-3
-    # the precision switch really changes the noise: same seed, different draws
-    log_p = probs.log().expand(1000, -1)
-    d64 = sample_categorical(log_p, precision="float64", generator=torch.Generator().manual_seed(1))
-    d32 = sample_categorical(log_p, precision="float32", generator=torch.Generator().manual_seed(1))
-    assert not torch.equal(d64, d32)
-    with pytest.raises(ValueError, match="precision"):
-        sample_categorical(probs.log(), precision="float16")
-
-
-def test_float32_gumbel_noise_is_truncated_float64_is_not() -> None:
-    """float32 uniforms are multiples of 2⁻²⁴ below 1, so g = −log(−log u) ≤ −log(−log(1 − 2⁻²⁴)) ≈ 16.64 and
-    ≥ −log(−log 2⁻²⁴) ≈ −2.81 (u = 0 gives −∞, never chosen). Tokens whose log-probability is more than
-    16.64 + 2.81 ≈ 19.4 nats below the best one can never be drawn in float32 (the truncation that lowers
-    the effective temperature, Zheng et al. 2024). float64 noise has no such bound in practice
-    (≤ 36.7). We check the sampled noise respects the float32 bound and that float64 noise is float64."""
-    g32 = gumbel_noise((2_000_000,), precision="float32", generator=torch.Generator().manual_seed(0))
-    finite = g32[torch.isfinite(g32)]
-    upper = -math.log(-math.log1p(-(2.0 ** -24)))
-    assert g32.dtype == torch.float32 and finite.max().item() <= upper + 1e-4
-    assert finite.min().item() >= -math.log(-math.log(2.0 ** -24)) - 1e-4
-    g64 = gumbel_noise((10,), precision="float64", generator=torch.Generator().manual_seed(0))
-    assert g64.dtype == torch.float64
-    # a token 20 nats below the favourite: impossible in float32, by the bound above
-    log_p = torch.tensor([0.0, -20.0]).expand(200_000, -1)
-    assert (sample_categorical(log_p, precision="float32", generator=torch.Generator().manual_seed(3)) == 0).all()
-
-
-def test_top_p_and_temperature() -> None:
-    log_p = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
-    kept = apply_top_p(log_p, 0.75).exp()  # 0.5 + 0.3 ≥ 0.75 → keep the first two, renormalized
-    assert torch.allclose(kept, torch.tensor([0.625, 0.375, 0.0, 0.0]))
-    assert torch.equal(apply_top_p(log_p, 1.0), log_p)
-    model = tiny_model()
-    x = torch.full((1, LENGTH), MASK)
-    base = Denoiser(model, MASK)(x, torch.ones(1))[0].exp()
-    cold = Denoiser(model, MASK, temperature=0.5)(x, torch.ones(1))[0].exp()
-    expected = base ** 2 / (base ** 2).sum(-1, keepdim=True)  # p^(1/τ) renormalized, τ = 0.5
-    assert torch.allclose(cold, expected, atol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests of scmdm.evaluation.molecules (RDKit metrics, FCD via fcd_torch's ChemNet, table)."""
+"""Tests of scmdm.domains.molecule.evaluator: RDKit metrics and the FCD via fcd_torch's ChemNet."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ pytest.importorskip("fcd_torch", reason="fcd_torch not installed (installed --no
 from rdkit import Chem  # noqa: E402
 from rdkit.Chem import QED, RDConfig  # noqa: E402
 
-from scmdm.domains.molecule.evaluator import DEFAULT_COLUMNS, MoleculeEvaluator, MoleculeMetrics  # noqa: E402
-from scmdm.evaluation import format_table, frechet_distance  # noqa: E402
+from scmdm.domains.molecule.evaluator import MoleculeEvaluator  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 
 SMALL_REF = ["CCO", "CC", "CCC", "CCN", "c1ccccc1", "CC(=O)O", "CCOC", "C1CCCCC1", "OCCO", "CN(C)C",
              "C#N", "CC=O", "c1ccncc1", "NC(=O)C", "CCCl"]
@@ -132,16 +132,6 @@ def test_fcd_matches_fcd_torch_and_is_order_invariant(
     assert qm9_evaluator.evaluate(shuffled).fcd == ours  # exactly: inputs are sorted before ChemNet
 
 
-def test_frechet_distance_closed_form() -> None:
-    import numpy as np
-
-    # 1-D Gaussians: (m1 - m2)^2 + (s1 - s2)^2 with s the standard deviations
-    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == (
-        pytest.approx(4.0 + 1.0))
-    cov = np.diag([1.0, 2.0, 0.0])  # rank-deficient is fine
-    assert frechet_distance(np.zeros(3), cov, np.zeros(3), cov) == pytest.approx(0.0, abs=1e-9)
-
-
 def test_reference_row_and_subset(qm9: list[str]) -> None:
     ev = MoleculeEvaluator(qm9[300:], qm9[:300], max_reference=50, seed=3)
     assert ev.n_reference == 50
@@ -158,31 +148,8 @@ def test_reference_row_and_subset(qm9: list[str]) -> None:
     assert ev.reference_row(n=10_000).n_samples == 300  # capped at the reference set
 
 
-def test_format_table() -> None:
-    rows = [
-        ("reference (test)", MoleculeMetrics(100, 1.0, 1.0, 1.0, 1.0, 0.12345, 0.5, 3.0).as_dict()),
-        ("mdm|sc", {**MoleculeMetrics(50, 0.5, 1.0, 0.9, 0.45, float("nan"), 0.4, float("nan")).as_dict(),
-                    "nfe": 64, "seconds": 1.25}),
-    ]
-    table = format_table(rows, columns=[*DEFAULT_COLUMNS, "n_samples", "nfe", "seconds"])
-    lines = table.splitlines()
-    assert len(lines) == 4
-    assert len({len(x) for x in lines}) == 1  # aligned
-    assert "reference (test)" in table and "mdm\\|sc" in table
-    assert "n/a" in lines[3] and "nan" not in table
-    assert "0.12" in lines[2] and "0.123" not in lines[2]  # fcd: 2 decimals
-    assert "0.450" in lines[3] and "1.250" in lines[3] and "64" in lines[3]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header[:8] == [
-        "model", "validity", "uniqueness", "novelty", "valid_unique_novel", "fcd", "qed", "sa"]
-    assert {"nfe", "seconds"} <= set(header)
-    assert lines[2].count("|") == lines[0].count("|")  # missing nfe/seconds rendered as a cell
-    only = format_table(rows, columns=["fcd"]).splitlines()[0]
-    assert "validity" not in only and "fcd" in only
-
-
 def test_import_is_light() -> None:
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(ROOT / "src")
     code = ("import sys, scmdm.evaluation, scmdm.domains.molecule.evaluator; "
             "print(sorted(m for m in ('fcd_torch', 'rdkit') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -19,8 +19,7 @@ from safetensors.torch import load_file
 from scmdm.checkpoint import load_checkpoint
 from scmdm.cli import main
 from scmdm.training import read_metrics
-
-from .conftest import requires_qm9
+from tests.conftest import requires_qm9
 
 STEPS = 16
 TINY = ["model.depth=1", "model.width=32", "model.heads=2", "model.dropout=0.1", "data.subset=512",

@@ -29,9 +29,7 @@ import scmdm
 from scmdm.checkpoint import read_weights
 from scmdm.config import load_config
 from scmdm.training import Trainer, read_metrics
-
-from .conftest import requires_qm9
-from .test_distributed import EXACT, OBJECTIVES
+from tests.conftest import EXACT, OBJECTIVES, requires_qm9
 
 pytestmark = [pytest.mark.slow, requires_qm9]
 WEIGHTS, MOMENTS = 1e-5, 1e-5

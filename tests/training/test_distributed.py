@@ -1,6 +1,7 @@
 """Sharding and gradient accumulation, in one process: the rows rule by hand, pre-drawn noise equals a loss's
 own draws, accumulated micro-batches give the one-batch gradient, and the Trainer under DDP and FSDP (a
-process group of one) trains as without them. The two-process runs under torchrun are in test_torchrun.py."""
+process group of one) trains as without them. The two-process runs under torchrun are in test_torchrun.py; the
+settings both use (EXACT, OBJECTIVES) are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -16,23 +17,9 @@ import torch.distributed as dist
 from scmdm.config import ConfigError, load_config
 from scmdm.diffusion import mask_tokens, nelbo_loss, sample_times
 from scmdm.distributed import shard_rows
-from scmdm.model import BackboneConfig, Transformer
 from scmdm.schedules import LogLinearSchedule
 from scmdm.selfcond import draw_hint_noise, first_pass_hint
-
-from .conftest import TINY, requires_qm9
-
-#: TINY without dropout: dropout masks depend on the micro-batch shape, everything else must agree.
-EXACT = [*[o for o in TINY if not o.startswith("model.dropout")], "model.dropout=0", "train.threads=1",
-         "train.steps=4"]
-#: a two-pass objective that draws every kind of hint noise, with one-pass updates mixed in (rate 0.5: steps
-#: 1 and 3 are one-pass, so the projection gets no gradient there), and the frozen-trunk verifier objective
-OBJECTIVES = {
-    "selfcond": ["selfcond.injection=projection", "selfcond.rate=0.5", "selfcond.carry=token",
-                 "selfcond.hint_dropout=0.2", "selfcond.hint_noise=0.3"],
-    "verifier": ["speculative.causal_layers=1", "speculative.freeze_trunk=true", "selfcond.injection=mask_add",
-                 "selfcond.hint_noise=0.3"],
-}
+from tests.conftest import EXACT, OBJECTIVES, requires_qm9, tiny_model
 
 
 def test_shard_rows_by_hand() -> None:
@@ -49,9 +36,7 @@ def test_shard_rows_by_hand() -> None:
 def test_pre_drawn_noise_is_the_losses_own_draw() -> None:
     """Drawing times, masks and hint noise up front (in the losses' order) gives what the losses draw
     themselves, and a slice of the rows gives those rows' values."""
-    torch.manual_seed(0)
-    model = Transformer(BackboneConfig(vocab_size=7, max_length=5, depth=1, width=8, heads=2,
-                                       self_conditioning="mask_add")).eval()
+    model = tiny_model(7, 5, width=8, self_conditioning="mask_add")
     schedule, mask = LogLinearSchedule(), 6
     x0 = torch.randint(0, 6, (6, 5))
     own = nelbo_loss(model, x0, schedule, mask, generator=torch.Generator().manual_seed(3))

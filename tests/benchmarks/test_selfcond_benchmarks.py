@@ -1,18 +1,20 @@
-"""The self-conditioning benchmarks' own rules: the frontier margin (benchmarks/selfcond_ablation.py) and the
-hint diagnostics (benchmarks/selfcond_diagnostics.py), on cases small enough to check by hand."""
+"""The self-conditioning benchmarks' own rules: the frontier margin (benchmarks/selfcond_ablation.py), the hint
+diagnostics (benchmarks/selfcond_diagnostics.py) and the text ablation's tables (benchmarks/selfcond_text.py), on
+cases small enough to check by hand; and the text ablation end to end on a tiny model."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import requires_qm9
+from scmdm.cli import main
+from tests.conftest import ROOT, TINY_TEXT, requires_qm9, train_tiny
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import selfcond_ablation  # noqa: E402
 import selfcond_diagnostics  # noqa: E402
 
@@ -165,9 +167,7 @@ def test_post_train_resumes_a_killed_run_exactly(tmp_path, tiny_data) -> None:
     and ends with the weights of an uninterrupted run."""
     from safetensors.torch import load_file
 
-    from .test_selfcond import _train
-
-    _train(tmp_path, tiny_data, [], "base")
+    train_tiny(tmp_path / "base", tiny_data)
     overrides = ["train.batch_size=16", "train.val_sequences=32", "train.val_num_t=2", "train.device=cpu"]
     whole = selfcond_ablation.post_train(tmp_path / "base", tmp_path / "a", "mask_add@1", 0, 8, overrides)
     killed = selfcond_ablation.post_train(tmp_path / "base", tmp_path / "b", "mask_add@1", 0, 8, overrides)
@@ -187,10 +187,8 @@ def test_hint_nelbo_matches_the_trainers_validation(tmp_path, tiny_data) -> None
     from scmdm.schedules import get_schedule
     from scmdm.selfcond import two_pass_logits
 
-    from .test_selfcond import _train
-
-    _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"], "sc")
-    _train(tmp_path, tiny_data, [], "plain")
+    train_tiny(tmp_path / "sc", tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"])
+    train_tiny(tmp_path / "plain", tiny_data)
     result = selfcond_diagnostics.hint_nelbo(tmp_path / "sc", num_t=2, max_sequences=48, batch_size=32)
     loaded = load_checkpoint(tmp_path / "sc")
     model, mask_id = loaded.model.eval(), loaded.tokenizer.mask_id
@@ -222,9 +220,7 @@ def test_hint_regimes_of_the_sampling_diagnostic(tmp_path, tiny_data) -> None:
     from scmdm.schedules import get_schedule
     from scmdm.selfcond import carried_hint
 
-    from .test_selfcond import _train
-
-    _train(tmp_path, tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"], "sc")
+    train_tiny(tmp_path / "sc", tiny_data, ["selfcond.injection=mask_add", "selfcond.rate=1"])
     loaded = load_checkpoint(tmp_path / "sc")
     model, mask_id, length = loaded.model.eval(), loaded.tokenizer.mask_id, loaded.config.data.max_length
     kwargs = dict(steps=4, num_samples=6, temperature=0.9, seed=3, batch_size=4)
@@ -295,9 +291,7 @@ def test_cached_only_tables_from_a_results_file_without_runs(tmp_path, tiny_data
 
     from scmdm.workflows import post_train_config
 
-    from .test_selfcond import _train
-
-    _train(tmp_path, tiny_data, [], "base")
+    train_tiny(tmp_path / "base", tiny_data)
 
     def row(arm: str, validity: float, nelbo: float, nelbo_sc: float | None) -> dict:
         return {"arm": arm, "seed": 0, "T": 4, "temperature": 1.0, "num_samples": 10, "validity": validity,
@@ -337,3 +331,42 @@ def test_cached_only_tables_from_a_results_file_without_runs(tmp_path, tiny_data
     monkeypatch.setattr(sys, "argv", [*argv[:-2], "--arms", "projection@1"])
     with pytest.raises(SystemExit, match="no rows for arms"):
         selfcond_ablation.main()
+
+
+@pytest.fixture(scope="module")
+def text_run(kjv, tmp_path_factory):
+    """A 1-layer char model trained 6 steps on 512 real 32-character KJV windows, through the CLI."""
+    run = tmp_path_factory.mktemp("text") / "run"
+    assert main(["train", "--domain", "text", "--out", str(run), "--no-progress", *TINY_TEXT[1:]]) == 0
+    return run
+
+
+def test_text_ablation_script_samples_caches_and_tabulates(text_run, tmp_path, monkeypatch, capsys) -> None:
+    """benchmarks/selfcond_text.py end to end on the tiny model: post-trains each arm, samples and scores every row
+    once (a second, --cached-only run reads the same rows back without sampling), tabulates the pair."""
+    import selfcond_text
+
+    out = tmp_path / "ablation"
+    argv = ["selfcond_text.py", "--base", str(text_run), "--out", str(out), "--arms", "control", "mask_add@1",
+            "--seeds", "0", "--steps", "2", "--T", "4", "--temperatures", "1.0", "--num-samples", "4", "--no-docs",
+            "train.batch_size=16", "train.val_sequences=16", "train.val_num_t=2", "train.warmup_steps=1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert selfcond_text.main() == 0
+    first = json.loads((out / "selfcond_text.json").read_text())["rows"]
+    assert [(r["arm"], r["T"], r["temperature"]) for r in first] == [("control", 4, 1.0), ("mask_add@1", 4, 1.0)]
+    assert all(r["scorer_bpc"] > 0 and r["val_nelbo_bits"] > 0 for r in first)
+    assert first[0]["val_nelbo_sc_bits"] is None and first[1]["val_nelbo_sc_bits"] > 0
+    assert "| mask_add@1 | 4 | 1.0 |" in capsys.readouterr().out  # its paired row against the control
+    cached_lines = (out / "rows.jsonl").read_text().splitlines()
+    monkeypatch.setattr(sys, "argv", [*argv, "--cached-only"])
+    assert selfcond_text.main() == 0
+    assert json.loads((out / "selfcond_text.json").read_text())["rows"] == first
+    assert (out / "rows.jsonl").read_text().splitlines() == cached_lines  # nothing sampled again
+    # Without the post-training runs (a fresh machine keeps the base and the row cache): the same tables.
+    import shutil
+    for arm in ("control", "mask_add@1"):
+        shutil.rmtree(out / arm)
+    table = capsys.readouterr().out
+    assert selfcond_text.main() == 0
+    assert json.loads((out / "selfcond_text.json").read_text())["rows"] == first
+    assert capsys.readouterr().out == table

@@ -1,3 +1,6 @@
+"""Tests of scmdm.training: the learning-rate schedule, the EMA and the batch order by hand; saving, resuming and
+fitting a tiny real QM9 model; a non-finite loss stops with the last good checkpoint kept."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +12,7 @@ import torch
 from scmdm.checkpoint import load_checkpoint
 from scmdm.config import load_config
 from scmdm.training import EMA, Trainer, batch_indices, learning_rate
-
-from .conftest import TINY, requires_qm9
+from tests.conftest import TINY, requires_qm9, train_tiny
 
 
 def test_learning_rate_by_hand() -> None:
@@ -68,8 +70,7 @@ def test_save_load_resume_is_exact(tmp_path, tiny_data) -> None:
 
 @requires_qm9
 def test_fit_writes_checkpoint_metrics_and_plot(tmp_path, tiny_data) -> None:
-    config = load_config(None, [*TINY, "train.save_every=3", "train.eval_every=3"])
-    result = Trainer(config, tmp_path, data=tiny_data, show_progress=False).fit()
+    trainer, result = train_tiny(tmp_path, tiny_data, ["train.save_every=3", "train.eval_every=3"])
     assert result.step == 6 and math.isfinite(result.val_nelbo_bits)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss_bits" in r] == [1, 2, 3, 4, 5, 6]
@@ -80,7 +81,7 @@ def test_fit_writes_checkpoint_metrics_and_plot(tmp_path, tiny_data) -> None:
             "tokenizer.json", "split.json", "state.json"} <= names
     loaded = load_checkpoint(tmp_path)
     assert loaded.path == result.checkpoint and loaded.state["step"] == 6
-    ema = Trainer(config, tmp_path, data=tiny_data, show_progress=False).ema.state_dict()
+    ema = Trainer(trainer.config, tmp_path, data=tiny_data, show_progress=False).ema.state_dict()
     for name, tensor in loaded.model.state_dict().items():  # sampling uses the EMA weights
         assert torch.equal(tensor, ema[name])
 

@@ -1,0 +1,106 @@
+"""Tests of scmdm.domains.image.data: quantisation, IDX files, PGM sample files by hand, the Fashion-MNIST split and
+the image settings reaching the split of the digits."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from scmdm.config import load_config
+from scmdm.domains import prepare_data
+from scmdm.domains.image.data import (
+    FASHION_HINT,
+    FASHION_MNIST_DIR,
+    format_pgm,
+    load_images,
+    parse_pgm,
+    quantize,
+    read_idx,
+    to_unit,
+)
+from scmdm.domains.image.tokenizer import ImageTokenizer
+from tests.conftest import requires_digits
+
+HAVE_FASHION = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists() or (
+    FASHION_MNIST_DIR / "train-images-idx3-ubyte").exists()
+requires_fashion = pytest.mark.skipif(not HAVE_FASHION, reason=f"Fashion-MNIST is not installed: {FASHION_HINT}")
+
+
+# ---- quantisation and IDX -----------------------------------------------------------------------
+def test_quantize_by_hand():
+    # level = ⌊v·K/M⌋
+    assert quantize(np.array([0, 15, 16, 255]), 16).tolist() == [0, 0, 1, 15]
+    assert quantize(np.array([0, 127, 128, 255]), 2).tolist() == [0, 0, 1, 1]
+    assert quantize(np.array([0, 63, 64, 255]), 4).tolist() == [0, 0, 1, 3]
+    assert quantize(np.arange(256), 256).tolist() == list(range(256))
+    assert quantize(np.array([0, 4, 5, 16]), 4, source_levels=17).tolist() == [0, 0, 1, 3]  # 0, 16/17, 20/17, 64/17
+    assert to_unit(np.array([0, 1, 3]), 4).tolist() == pytest.approx([0, 1 / 3, 1])
+    with pytest.raises(ValueError, match="levels must be in 2..17"):
+        quantize(np.array([3]), 32, source_levels=17)
+    with pytest.raises(ValueError, match="intensities must be in 0..255, got 0..300"):
+        quantize(np.array([0, 300]), 16)
+
+
+def test_read_idx_plain_and_gzipped(tmp_path):
+    data = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    raw = b"\0\0\x08\x03" + np.array([2, 3, 4], dtype=">u4").tobytes() + data.tobytes()
+    (tmp_path / "plain").write_bytes(raw)
+    (tmp_path / "packed.gz").write_bytes(gzip.compress(raw))
+    assert (read_idx(tmp_path / "plain") == data).all() and (read_idx(tmp_path / "packed.gz") == data).all()
+    (tmp_path / "short").write_bytes(raw[:-1])
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 4\) \(24 bytes\) but 23 bytes follow"):
+        read_idx(tmp_path / "short")
+    (tmp_path / "text").write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="is not an IDX file"):
+        read_idx(tmp_path / "text")
+
+
+def test_missing_fashion_mnist_names_the_package(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_images("fashion_mnist", folder=tmp_path)
+
+
+@requires_fashion
+def test_fashion_mnist_split():
+    split = load_images("fashion_mnist", levels=4)
+    assert split.info()["sizes"] == {"train": 57000, "valid": 3000, "test": 10000} and split.shape == (28, 28)
+    assert split.arrays["train"].max() == 3 and split.arrays["train"].dtype == np.uint8
+    assert np.bincount(split.labels["test"]).tolist() == [1000] * 10
+    assert len(split.train) == 57000 and split.train[0].shape == (28, 28)
+    assert not set(map(bytes, split.arrays["valid"][:500])) & set(map(bytes, split.arrays["train"][:20000]))
+    split.verify(load_images("fashion_mnist", levels=4).info())
+    with pytest.raises(ValueError, match="differs from the one saved"):
+        load_images("fashion_mnist", levels=2).verify(split.info())
+
+
+# ---- sample files by hand ----------------------------------------------------------------------
+def test_pgm_samples_file_by_hand() -> None:
+    image = np.array([[0, 1, 2], [3, 3, 0]], dtype=np.uint8)  # 2 rows, 3 columns, K = 4
+    data = format_pgm([image, image[::-1]], 4)
+    assert data == b"P5\n3 2\n3\n\x00\x01\x02\x03\x03\x00" + b"P5\n3 2\n3\n\x03\x03\x00\x00\x01\x02"
+    images, maxval = parse_pgm(data)
+    assert maxval == 3 and [im.tolist() for im in images] == [image.tolist(), image[::-1].tolist()]
+    commented = b"P5 # made by hand\n3 2\n# levels\n3\n" + bytes([0, 1, 2, 3, 3, 0])
+    assert parse_pgm(commented)[0][0].tolist() == image.tolist()
+    with pytest.raises(ValueError, match="truncated"):
+        parse_pgm(data[:-1])
+    with pytest.raises(ValueError, match="raw PGM magic P5"):
+        parse_pgm(b"P2\n3 2\n3\n0 1 2 3 3 0\n")
+    with pytest.raises(ValueError, match="different maxvals"):
+        parse_pgm(data + format_pgm([image], 16))
+    with pytest.raises(ValueError, match="outside 0..3"):
+        format_pgm([image + 1], 4)
+
+
+# ---- the digits ---------------------------------------------------------------------------------
+@requires_digits
+def test_image_settings_reach_the_split() -> None:
+    config = load_config(None, ["data.domain=image", "data.source=digits", "image.levels=2", "data.subset=100"])
+    data = prepare_data(config, quiet=True)
+    assert data.tokenizer == ImageTokenizer(2, 8, 8) and data.train.shape == (100, 64)
+    assert set(data.train.unique().tolist()) == {2, 3}  # two grey levels: ids 2 and 3
+    assert len(data.valid) == len(data.test) == 90  # ⌈1797 · 0.05⌉
+    with pytest.raises(ValueError, match=r"data.source='digits' with image.levels=2 needs ImageTokenizer\(levels=2"):
+        prepare_data(config, tokenizer=ImageTokenizer(16, 8, 8), quiet=True)
