@@ -85,7 +85,7 @@ def base_parser(doc: str, default_config: str, default_samplers: tuple[str, ...]
     import argparse
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=default_config, help="a config name in configs/ or a YAML path")
+    parser.add_argument("--config", default=default_config, help="a config name in src/scmdm/configs/ or a YAML path")
     parser.add_argument("--out", help="run folder (default runs/<config>)")
     parser.add_argument("--skip-train", action="store_true", help="re-evaluate the run folder's newest checkpoint")
     parser.add_argument("--num-samples", type=int, help="samples per row (default: the config's sample.num_samples)")

@@ -4,7 +4,7 @@ chain fit on the training windows, and training windows themselves (what memoris
 runs/<config>/ (the checkpoint post-training starts from), benchmarks/results/<config>.json,
 docs/<config>_loss_curve.png and the section ``<config>`` of docs/RESULTS.md.
 
-    python benchmarks/dna_base.py                     # configs/dna_ecoli.yaml: train ≤ 55 min, then evaluate
+    python benchmarks/dna_base.py                     # src/scmdm/configs/dna_ecoli.yaml: train ≤ 55 min, then evaluate
     python benchmarks/dna_base.py --skip-train        # re-evaluate an existing run
     python benchmarks/dna_base.py --root /tmp/trial --out /tmp/trial/run train.steps=2 model.width=32 \
         model.depth=1 model.heads=2 --num-samples 20 --steps 4     # a trial run that leaves docs/ alone
@@ -103,7 +103,7 @@ def main() -> int:
                f"test genomes {', '.join(split['test_genomes'])}")
     markdown = f"""## DNA base model ({name})
 
-Command: `python benchmarks/dna_base.py --config {name}` (config `configs/{name}.yaml`; checkpoint in
+Command: `python benchmarks/dna_base.py --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Data: {', '.join(split['genomes'])}, windows of {c.data.max_length} bases every {split['stride']} bases, {holdout};

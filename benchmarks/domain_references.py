@@ -7,7 +7,8 @@ read against: real held-out data and the trivial baselines, through the same eva
     python benchmarks/domain_references.py --domains image --levels 4 --write-results
 
 DNA: held-out region of the given genome(s) (the data defaults of scmdm.domains.dna.data.load_dna). Images:
-Fashion-MNIST at K grey levels; the classifier is trained on first use and cached (scmdm.domains.image.evaluator). Writes
+Fashion-MNIST at K grey levels; the classifier is trained on first use and cached (scmdm.domains.image.evaluator).
+Writes
 benchmarks/results/domain_references.json, PNG grids of real and baseline images to --out, and, with
 --write-results, the section of docs/RESULTS.md between its markers.
 """

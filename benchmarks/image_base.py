@@ -4,7 +4,7 @@ from its own marginal over the training images). Writes runs/<config>/ (the chec
 from), benchmarks/results/<config>.json, docs/<config>_loss_curve.png, sample grids docs/<config>_samples.png
 (the model) and docs/<config>_real.png (held-out images), and the section ``<config>`` of docs/RESULTS.md.
 
-    python benchmarks/image_base.py                   # configs/fashion_mnist_k16.yaml: train ≤ 55 min, evaluate
+    python benchmarks/image_base.py                   # config fashion_mnist_k16: train ≤ 55 min, evaluate
     python benchmarks/image_base.py --skip-train      # re-evaluate an existing run
     python benchmarks/image_base.py --root /tmp/trial --out /tmp/trial/run data.source=digits data.max_length=64 \
         train.steps=2 model.width=32 model.depth=1 model.heads=2 --num-samples 50 --steps 4   # a trial run
@@ -109,7 +109,7 @@ def main() -> int:
     pictures = " ".join(f"![{label}]({file})" for label, file in grids)
     markdown = f"""## Image base model ({name})
 
-Command: `python benchmarks/image_base.py --config {name}` (config `configs/{name}.yaml`; checkpoint in
+Command: `python benchmarks/image_base.py --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Data: {split['source']}, {height}×{width} pixels quantised to K = {levels} grey levels, raster-scan canvases of

@@ -109,7 +109,7 @@ def main() -> int:
     m = loaded.config.model
     markdown = f"""## QM9 base model
 
-Command: `python benchmarks/qm9_base.py` (config `configs/qm9_base.yaml`; checkpoint written to
+Command: `python benchmarks/qm9_base.py` (config `src/scmdm/configs/qm9_base.yaml`; checkpoint written to
 `runs/qm9_base/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Model: {m.depth} layers, width {m.width}, {m.heads} heads, {state.get('num_parameters', 0) / 1e6:.2f} M parameters,

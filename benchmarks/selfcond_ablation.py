@@ -479,7 +479,7 @@ def markdown(args, summary, rows: list[dict], sc_config, command: str, base_stat
         f"Base: `{repo_relative(args.base)}` (step {base_state.get('step')}, validation NELBO "
         f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token on the trainer's protocol). Every arm "
         f"is post-trained {args.steps} steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with "
-        f"`configs/selfcond.yaml` (lr {sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds "
+        f"`src/scmdm/configs/selfcond.yaml` (lr {sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds "
         f"{args.seeds} (post-training seed = 100 + s, sampling seed = s); {args.num_samples} samples per row, "
         "ancestral sampler, float64 draws. Mean ± std over seeds. NELBO: validation NELBO of the post-trained "
         "EMA weights (trainer protocol) with the null condition and with two passes.", "",

@@ -129,7 +129,7 @@ def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, b
         f"Command: `{command}`", "",
         f"Base: `{args.base}` (step {base_state.get('step')}, validation NELBO "
         f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token). Every arm is post-trained {args.steps} "
-        f"steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with `configs/selfcond.yaml` (lr "
+        f"steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with the bundled config `selfcond` (lr "
         f"{sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds {seeds} (post-training seed = 100 + s, "
         f"sampling seed = s); {args.num_samples} samples per row, ancestral sampler, float64 draws; mean ± std over "
         f"seeds (n). Scorer: {SCORER_NAME} (not GPT-2). Real held-out text ({args.num_samples} windows): gen PPL "

@@ -4,10 +4,10 @@ Models (post-training is skipped when its run folder already holds the final che
 
     base      --base (runs/qm9_base, written by benchmarks/qm9_base.py; runs/text_kjv by benchmarks/text_base.py
               for text: the domain is the base model's)
-    spec      base + a causal verifier trained on the frozen trunk (configs/speculative.yaml) → OUT/spec
+    spec      base + a causal verifier trained on the frozen trunk (src/scmdm/configs/speculative.yaml) → OUT/spec
     sc        a self-conditioned post-training of the base: --sc-base, by default the mask_add λ = 1 run of
               benchmarks/selfcond_ablation.py (runs/selfcond/mask_add@1/seed0) when it exists, otherwise
-              post-trained here with configs/selfcond.yaml → OUT/sc
+              post-trained here with src/scmdm/configs/selfcond.yaml → OUT/sc
     sc_spec   sc + a verifier on its frozen trunk → OUT/sc_spec
 
 Arms (rows = arm × setting × sampling seed):
@@ -95,7 +95,7 @@ def results_name(domain: str) -> str:
 
 def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list[str], *,
                cached_only: bool = False) -> Path:
-    """Post-train ``init_from`` into ``run_dir`` with configs/<config_name>.yaml, unless already done (or
+    """Post-train ``init_from`` into ``run_dir`` with src/scmdm/configs/<config_name>.yaml, unless already done (or
     ``cached_only``: the run must exist)."""
     config = post_train_config(init_from, overrides, config_name)
     state_file = sorted((run_dir / "checkpoints").glob("step_*/state.json"))
@@ -266,10 +266,10 @@ def main() -> int:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=500, help="samples per sampler batch")
     parser.add_argument("--post-train-steps", type=int, default=None,
-                        help="verifier post-training steps (default: configs/speculative.yaml)")
+                        help="verifier post-training steps (default: src/scmdm/configs/speculative.yaml)")
     parser.add_argument("--sc-post-train-steps", type=int, default=None,
                         help="steps of the self-conditioned post-training, when one is run here (default: "
-                             "configs/selfcond.yaml)")
+                             "src/scmdm/configs/selfcond.yaml)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ or benchmarks/results (a trial)")
     parser.add_argument("--cached-only", action="store_true",

@@ -3,7 +3,7 @@
 post-training starts from), benchmarks/results/<config>.json, docs/<config>_loss_curve.png and the section
 ``<config>`` of docs/RESULTS.md.
 
-    python benchmarks/text_base.py                              # configs/text_kjv.yaml: train ≤ 55 min, evaluate
+    python benchmarks/text_base.py                              # config text_kjv: train ≤ 55 min, evaluate
     python benchmarks/text_base.py --config text_austen_bpe     # the BPE model on Austen (Persuasion held out)
     python benchmarks/text_base.py --skip-train                 # re-evaluate an existing run
 
@@ -90,7 +90,7 @@ def main() -> int:
     titles = loaded.split_info["titles"]
     markdown = f"""## Text base model ({name})
 
-Command: `python benchmarks/text_base.py --config {name}` (config `configs/{name}.yaml`; checkpoint in
+Command: `python benchmarks/text_base.py --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Data: `{c.data.source}`, {c.text.tokenizer} tokenizer ({loaded.tokenizer.vocab_size} ids incl. specials), packed

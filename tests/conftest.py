@@ -219,3 +219,21 @@ def train_tiny(run_dir: str | Path, data: PreparedData | None, overrides: Sequen
     trainer = Trainer(load_config(None, [*TINY, *overrides]), run_dir, data=data, show_progress=False,
                       init_from=init_from)
     return trainer, trainer.fit()
+
+
+#: 59 characters + the end-of-text token: ids 0..59, MASK = 60, vocabulary 61 as the fixture's config says
+CHARS = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?"
+
+
+def char_tokenizer_json(path: Path) -> None:
+    """A Hugging Face tokenizer.json built here (no download): one id per character of CHARS, then <|endoftext|>;
+    with MASK appended (id 60) it is the vocabulary of the MDLM fixture (tests/fixtures/mdlm_dit)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {c: i for i, c in enumerate(CHARS)}
+    vocab["<|endoftext|>"] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(["<|endoftext|>"])
+    tok.save(str(path))

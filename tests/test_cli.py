@@ -37,29 +37,30 @@ def test_train_sample_eval(tmp_path, capsys, monkeypatch) -> None:
 
 
 @requires_qm9
-def test_demo_pipeline_on_a_tiny_budget(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--no-progress", *TINY, "sample.num_samples=30",
-                 "sample.steps=8"]) == 0
-    out = capsys.readouterr().out
-    assert "MDM ancestral T=8" in out and "real held-out molecules (n=30)" in out
-    assert (tmp_path / "samples.smi").exists() and (tmp_path / "loss_curve.png").exists()
-
-
-@requires_qm9
-def test_demo_with_the_self_conditioning_comparison(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--no-progress", "--selfcond-steps", "2", *TINY,
-                 "sample.num_samples=20", "sample.steps=4"]) == 0
-    out = capsys.readouterr().out
-    assert "[4/4]" in out and "vanilla continuation ancestral T=4" in out
-    assert "self-conditioned (mask_add, λ=1) ancestral T=4" in out
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert len(metrics["models"]) == 2 and metrics["selfcond_steps"] == 2
+def test_demo_shows_both_methods_side_by_side(tmp_path, capsys) -> None:
+    """The demo on a tiny base and verifier: both post-trained arms run the same steps from the base, and the table
+    has the reference, the base, the control, the self-conditioned model and the speculative row."""
+    base, spec, out = tmp_path / "base", tmp_path / "spec", tmp_path / "demo"
+    assert main(["train", "--out", str(base), "--no-progress", *TINY]) == 0
+    assert main(["posttrain", "--from", str(base), "--out", str(spec), "--speculative", "--no-progress",
+                 "train.steps=2", "train.batch_size=32", "train.val_sequences=32", "train.val_num_t=2"]) == 0
+    capsys.readouterr()
+    argv = ["demo", "--out", str(out), "--base", str(base), "--verifier", str(spec), "--no-progress", "train.steps=2",
+            "train.batch_size=32", "sample.num_samples=20", "sample.steps=4", "sample.window=3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for row in ("real held-out molecules (n=20)", "base model, ancestral", "control (vanilla post-training)",
+                "self-conditioned (mask_add), ancestral", "base + verifier, speculative (W ≤ 3, cosine)"):
+        assert row in printed, row
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    assert len(rows) == 5 and rows["base + verifier, speculative (W ≤ 3, cosine)"]["nfe"] < 24
     for arm in ("control", "selfcond"):
-        state = json.loads(sorted((tmp_path / arm / "checkpoints").glob("step_*"))[-1].joinpath("state.json")
-                           .read_text())
+        state = json.loads(sorted((out / arm / "checkpoints").glob("step_*"))[-1].joinpath("state.json").read_text())
         assert state["step"] == 2 and state["init_from"].endswith("step_0000004")
-    assert (tmp_path / "samples_control.smi").exists() and (tmp_path / "samples_selfcond.smi").exists()
-    assert main(["demo", "--out", str(tmp_path / "x"), "--selfcond-steps", "2", "sample.sampler=cached"]) == 2
+    assert {p.name for p in out.glob("samples_*.smi")} == {f"samples_{arm}.smi" for arm in
+                                                           ("base", "control", "selfcond", "speculative")}
+    assert main(["demo", "--out", str(out), "--base", str(tmp_path / "nowhere")]) == 2  # one clear line
+    assert "the QM9 base model is not at" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -77,7 +78,33 @@ def test_errors_are_one_line_not_tracebacks(argv, message, capsys) -> None:
 
 def test_help_lists_every_option(capsys) -> None:
     with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for key in ("train.lr", "model.block_type", "diffusion.schedule", "data.max_length", "text.tokenizer", "dna.stride",
+                "image.levels", "molecule.too_long", "selfcond.injection", "speculative.causal_layers"):
+        assert key in text, key
+    with pytest.raises(SystemExit):
         main(["demo", "--help"])
     text = capsys.readouterr().out
-    for key in ("train.lr", "sample.precision", "model.block_type", "diffusion.schedule", "data.max_length"):
-        assert key in text
+    for key in ("train.steps", "sample.precision", "sample.window", "selfcond.injection", "--base", "--verifier"):
+        assert key in text, key
+
+
+@requires_qm9
+def test_every_sampler_from_the_command_line(tmp_path, capsys) -> None:
+    """The samplers added beside ancestral / cached / top-k / speculative, by name, with their knobs."""
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *TINY]) == 0
+    for knobs in (["sample.sampler=first_hitting"],
+                  ["sample.sampler=remdm", "sample.remask=loop", "sample.steps=30"],
+                  ["sample.sampler=remdm", "sample.remask=conf", "sample.eta=0.5"],
+                  ["sample.sampler=blocks", "sample.block_size=6"],
+                  ["sample.sampler=threshold", "sample.threshold=0.6"]):
+        out = tmp_path / "s.smi"
+        argv = ["sample", str(run), "--out", str(out), "--no-progress", "sample.num_samples=6", *knobs]
+        assert main(argv) == 0, knobs
+        assert len(out.read_text().splitlines()) == 6
+    assert main(["eval", str(run), "--no-progress", "sample.num_samples=6", "sample.sampler=threshold"]) == 0
+    assert "threshold threshold=0.9 block_size=8" in capsys.readouterr().out
+    assert main(["sample", str(run), "sample.sampler=remdm", "sample.remask=sometimes"]) == 2
+    assert "sample.remask must be one of cap, rescale, conf, loop" in capsys.readouterr().err

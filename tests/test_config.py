@@ -105,7 +105,8 @@ def test_malformed_overrides_raise(override: str) -> None:
     (["train.warmup_steps=-1"], "train.warmup_steps"),
     (["train.ema_decay=1.0"], "train.ema_decay"),
     (["train.precision=float16"], "train.precision"),
-    (["sample.sampler=foo"], "sample.sampler must be one of ancestral, cached, topk, speculative, got 'foo'"),
+    (["sample.sampler=foo"], "sample.sampler must be one of ancestral, cached, topk, first_hitting, remdm, blocks, "
+                             "threshold, speculative, got 'foo'"),
     (["sample.precision=float16"], "sample.precision must be one of float64, float32"),
     (["diffusion.schedule=foo"], "diffusion.schedule must be one of loglinear, cosine, linear"),
     (["diffusion.time_epsilon=0"], "diffusion.time_epsilon"),

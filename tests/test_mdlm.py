@@ -22,27 +22,11 @@ from scmdm.diffusion import subs_log_probs
 from scmdm.errors import CheckpointError
 from scmdm.model import Transformer
 from scmdm.model.config import MDLM_EPS
+from tests.conftest import char_tokenizer_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mdlm_dit"
 VARIANTS = ("time_conditioning_false", "time_conditioning_true")
 MASK = 60
-#: 59 characters + the end-of-text token: ids 0..59, MASK = 60, vocabulary 61 as the fixture's config says
-CHARS = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?"
-
-
-def char_tokenizer_json(path: Path) -> None:
-    """A Hugging Face tokenizer.json: one id per character of CHARS, then <|endoftext|> (built here, no download)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    vocab = {c: i for i, c in enumerate(CHARS)}
-    vocab["<|endoftext|>"] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(["<|endoftext|>"])
-    tok.save(str(path))
-
-
 def fixture_folder(tmp_path: Path, variant: str, *, with_tokenizer: bool = True) -> Path:
     """The fixture's config.json and model.safetensors (the MDLM layout), with a tokenizer.json beside them."""
     folder = tmp_path / variant

@@ -27,7 +27,7 @@ from scmdm.profiling import synchronize  # noqa: E402
 
 PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-#: The QM9 base model's shape (runs/qm9_base: configs/qm9_base.yaml, 33-token SMILES vocabulary incl. MASK).
+#: The QM9 base model's shape (runs/qm9_base: src/scmdm/configs/qm9_base.yaml, 33-token SMILES vocabulary incl. MASK).
 QM9_SHAPE = {"vocab_size": 33, "max_length": 24, "depth": 6, "width": 256, "heads": 8}
 
 

@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from scmdm.config import ConfigError, apply_overrides, describe_config, load_config
+from scmdm import __version__
+from scmdm.config import ConfigError, apply_overrides, bundled_configs, describe_config, load_config
 from scmdm.domains import DOMAIN_NAMES
 
 EXAMPLES = {
@@ -30,7 +31,7 @@ EXAMPLES = {
     "eval": "scmdm eval runs/qm9_base sample.steps=64   |   scmdm eval runs/qm9_base --samples samples.smi\n  "
             "scmdm eval runs/kjv sample.num_samples=200 --baselines   |   scmdm eval runs/fmnist --samples "
             "samples.pgm --baselines",
-    "demo": "scmdm demo --out runs/demo",
+    "demo": "scmdm demo --out runs/demo   (make demo)   |   scmdm demo train.steps=300 sample.num_samples=2000",
     "posttrain": "scmdm posttrain --from runs/qm9_base --out runs/qm9_sc selfcond.injection=projection "
                  "selfcond.rate=1   (selfcond.injection=none: the compute-matched vanilla continuation)\n  "
                  "scmdm posttrain --from runs/qm9_base --out runs/qm9_spec --speculative   (then: scmdm eval "
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="scmdm", description="Masked diffusion models: train, sample, evaluate.",
                                      formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"scmdm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, sections: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -58,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = command("train", "Train a masked diffusion model (resumes if --out already holds a checkpoint).",
                     ("data", *DOMAIN_NAMES, "model", "diffusion", "train", "selfcond", "speculative"))
-    train.add_argument("--config", help="YAML config file, or the name of one in configs/ (e.g. qm9_base)")
+    train.add_argument("--config", help="YAML config file, or the name of a bundled one (e.g. qm9_base; "
+                                        f"bundled: {', '.join(sorted(bundled_configs()))})")
     train.add_argument("--domain", choices=DOMAIN_NAMES, help="the data domain (= data.domain=...)")
     train.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curve.png")
     train.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
@@ -76,11 +79,11 @@ def _parser() -> argparse.ArgumentParser:
                                 "(its config is the base that --config and the overrides change)")
     posttrain.add_argument("--out", required=True, help="run folder of the post-trained model")
     posttrain.add_argument("--config", default=None,
-                           help="YAML applied on top of the model's config (default: configs/selfcond.yaml, or "
-                                "configs/speculative.yaml with --speculative)")
+                           help="YAML applied on top of the model's config, or the name of a bundled one (default: "
+                                "selfcond, or speculative with --speculative)")
     posttrain.add_argument("--speculative", action="store_true",
                            help="self-speculative post-training: a causal verifier on the frozen trunk "
-                                "(configs/speculative.yaml); sample it with sample.sampler=speculative")
+                                "(src/scmdm/configs/speculative.yaml); sample it with sample.sampler=speculative")
     posttrain.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
 
     sample = command("sample", "Sample sequences from a checkpoint.", ("sample",))
@@ -123,13 +126,14 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument("checkpoint", help="folder with config.json (model_type mdlm) and model.safetensors")
     imported.add_argument("--out", required=True, help="the scmdm model folder to create (must not exist, or be empty)")
 
-    demo = command("demo", "Train a small model on QM9, sample 1,000 molecules and print the metrics table.",
-                   ("data", *DOMAIN_NAMES, "model", "diffusion", "train", "sample", "selfcond"))
-    demo.add_argument("--out", default="runs/demo", help="run folder")
-    demo.add_argument("--selfcond-steps", type=int, default=0, metavar="N",
-                      help="then post-train the model N more steps twice — vanilla (the compute-matched control) "
-                           "and self-conditioned — and compare them at equal NFE (0 = skip)")
-    demo.add_argument("--config", default="qm9_demo", help="config name or YAML path")
+    demo = command("demo", "Both methods on the shipped QM9 model, side by side: post-train the compute-matched "
+                           "control and the self-conditioned model for the same steps, sample 1,000 molecules from "
+                           "the base, both of them and speculatively with the shipped verifier, print one table "
+                           "(src/scmdm/configs/demo.yaml).", ("train", "sample", "selfcond"))
+    demo.add_argument("--out", default="runs/demo", help="folder of the post-trained runs and the samples")
+    demo.add_argument("--base", default="models/qm9_base", help="the base model (default: the shipped QM9 model)")
+    demo.add_argument("--verifier", default="models/qm9_base_spec",
+                      help="the base model with a causal verifier (default: the shipped one)")
     for p in (posttrain, sample, evaluate, export, imported):
         p.add_argument("--tokenizer", metavar="PATH",
                        help="for a model folder in MDLM's layout without a tokenizer: a tokenizer.json, or a folder "
@@ -191,8 +195,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "demo":
             from scmdm.workflows import run_demo
 
-            run_demo(args.out, args.config, args.overrides, show_progress=not args.no_progress,
-                     selfcond_steps=args.selfcond_steps)
+            run_demo(args.out, base=args.base, verifier=args.verifier, overrides=args.overrides,
+                     show_progress=not args.no_progress)
             return 0
         if args.command == "sample":
             return _sample(args)
@@ -227,7 +231,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")
     resolve_device(config.train.device)  # a device that is not there: one line, before joining a process group
     with distributed.session(config.train.device) as dist:  # under torchrun: one process of the group
-        result = Trainer(config, out, show_progress=not args.no_progress, init_from=init).fit()
+        result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from,
+                         init_tokenizer=getattr(args, "tokenizer", None)).fit()
     if not dist.is_main:
         return 0
     metrics = "; ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in result.validation.items())

@@ -12,6 +12,7 @@ of configs and checkpoints written before the domain sections existed) is read a
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import re
 import types
@@ -32,14 +33,14 @@ from scmdm.errors import ConfigError
 from scmdm.model import BLOCK_TYPES, KEY_POSITIONS, TIME_INPUTS, VERIFIER_HEADS
 from scmdm.options import check_seed
 from scmdm.options import option as _f
-from scmdm.sampling import SAMPLER_NAMES
+from scmdm.sampling import REMASK_STRATEGIES, SAMPLER_NAMES
 from scmdm.sampling.speculative import WINDOW_SCHEDULES
 from scmdm.schedules import SCHEDULES
 from scmdm.selfcond import CARRIES, INJECTIONS
 
 __all__ = ["DataConfig", "ModelConfig", "DiffusionConfig", "TrainConfig", "SampleConfig", "SelfCondConfig",
            "SpeculativeConfig", "EvalConfig", "Config", "ConfigError", "load_config", "apply_overrides",
-           "describe_config"]
+           "describe_config", "resolve_config_path", "bundled_configs"]
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
@@ -265,6 +266,17 @@ class SampleConfig:
     window_schedule: str = _f("constant", f"speculative sampler: W against the number revealed: "
                                           f"{' | '.join(WINDOW_SCHEDULES)}")
     verify_loops: int = _f(0, "speculative sampler: extra verifier-only passes per trunk pass, on its cached states")
+    remask: str = _f("cap", f"remdm sampler, the remasking strategy: {' | '.join(REMASK_STRATEGIES)} "
+                            "(scmdm.sampling.remdm)")
+    eta: float = _f(0.01, "remdm sampler: η, how much is remasked (cap: σ = min(η, σ_max); rescale and conf: η·σ_max; "
+                          "loop: σ = η in the loop phase); 0 = the ancestral sampler exactly")
+    t_on: float = _f(0.55, "remdm sampler, loop strategy: the loop phase starts at this t")
+    t_off: float = _f(0.05, "remdm sampler, loop strategy: the loop phase ends at this t")
+    alpha_on: float = _f(0.9, "remdm sampler, loop strategy: the fraction of positions revealed during the loop phase")
+    block_size: int = _f(8, "blocks sampler: positions per block, decoded left to right (LLaDA); threshold sampler: "
+                            "the same blocks (0 or >= the canvas = the whole canvas at once)")
+    threshold: float = _f(0.9, "threshold sampler: reveal every masked position whose drawn token has at least this "
+                               "probability (and at least one per step; Fast-dLLM)")
     compile: bool = _f(False, "run the network through torch.compile (ancestral, cached, top-k samplers): "
                               "1.1-1.3x faster on CPU once compiled, tens of seconds to compile, not bit-identical "
                               "to eager sampling (docs/PERFORMANCE.md)")
@@ -292,6 +304,18 @@ class SampleConfig:
                               f"{self.window_schedule!r}")
         if self.verify_loops < 0:
             raise ConfigError(f"sample.verify_loops must be >= 0, got {self.verify_loops}")
+        if self.remask not in REMASK_STRATEGIES:
+            raise ConfigError(f"sample.remask must be one of {', '.join(REMASK_STRATEGIES)}, got {self.remask!r}")
+        if not 0 <= self.eta <= 1:
+            raise ConfigError(f"sample.eta must be in [0, 1], got {self.eta}")
+        if not (0 < self.t_off < self.t_on < 1 and 0 < self.alpha_on < 1):
+            raise ConfigError(f"sample.t_off, sample.t_on and sample.alpha_on need 0 < t_off < t_on < 1 and "
+                              f"0 < alpha_on < 1, got {self.t_off}, {self.t_on}, {self.alpha_on}")
+        if self.block_size < 0 or (self.sampler == "blocks" and self.block_size == 0):
+            raise ConfigError(f"sample.block_size must be positive for the blocks sampler (>= 0 otherwise), got "
+                              f"{self.block_size}")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"sample.threshold must be in (0, 1], got {self.threshold}")
 
 
 
@@ -435,6 +459,26 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"cannot parse the value of {key}: {type(err).__name__}: {err}") from None
         _set(config, key.strip(), value)
     return config
+
+
+def bundled_configs() -> dict[str, Path]:
+    """name → path of the configs shipped inside the package (``scmdm/configs/*.yaml``, package data: found wherever
+    scmdm is installed)."""
+    folder = importlib.resources.files("scmdm") / "configs"
+    return {Path(str(item)).stem: Path(str(item)) for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
+def resolve_config_path(name: str | Path | None) -> Path | None:
+    """A YAML path as given, or a bundled config by name (``qm9_demo`` → scmdm/configs/qm9_demo.yaml)."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    bundled = bundled_configs()
+    if str(name) in bundled:
+        return bundled[str(name)]
+    raise FileNotFoundError(f"no config {name!r}; give a YAML path or one of: {', '.join(sorted(bundled))}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,

@@ -41,6 +41,10 @@ class NoiseSchedule(ABC):
     def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
         """dα/dt at time t (negative)."""
 
+    @abstractmethod
+    def inverse_alpha(self, a: torch.Tensor) -> torch.Tensor:
+        """The time t at which α(t) = a (α is strictly decreasing), for a in [α(1), 1]."""
+
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
         """NELBO weight −α′(t) / (1 − α(t)) applied to the masked-token cross-entropy."""
         return -self.alpha_prime(t) / (1.0 - self.alpha(t))
@@ -65,6 +69,9 @@ class LogLinearSchedule(NoiseSchedule):
     def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
         return -torch.ones_like(t)
 
+    def inverse_alpha(self, a: torch.Tensor) -> torch.Tensor:
+        return 1.0 - a
+
 
 class CosineSchedule(NoiseSchedule):
     name = "cosine"
@@ -74,6 +81,9 @@ class CosineSchedule(NoiseSchedule):
 
     def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
         return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
+
+    def inverse_alpha(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.arccos(a.clamp(0.0, 1.0)) * (2.0 / math.pi)
 
 
 class LinearSchedule(NoiseSchedule):
@@ -89,6 +99,9 @@ class LinearSchedule(NoiseSchedule):
 
     def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
         return -self.sigma_max * torch.exp(-self.sigma_max * t)
+
+    def inverse_alpha(self, a: torch.Tensor) -> torch.Tensor:
+        return (-torch.log(a) / self.sigma_max).clamp(0.0, 1.0)
 
     def __repr__(self) -> str:
         return f"LinearSchedule(sigma_max={self.sigma_max})"

@@ -7,6 +7,7 @@ registry in ``scmdm.domains``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
-from scmdm.config import Config, SampleConfig, load_config
+from scmdm.config import Config, SampleConfig, load_config, resolve_config_path
 from scmdm.distributed import resolve_device
 from scmdm.domains import get_domain
 from scmdm.sampling import SampleResult, generate
@@ -26,27 +27,10 @@ from scmdm.training import Trainer
 __all__ = ["sample_checkpoint", "evaluator_for", "SampledEvaluation", "sample_and_evaluate", "run_demo",
            "resolve_config_path", "post_train_config", "table_columns", "TABLE_COLUMNS"]
 
-CONFIG_DIRS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
-
-
-def resolve_config_path(name: str | None) -> Path | None:
-    """A YAML path as given, or a bundled config by name (``qm9_demo`` → configs/qm9_demo.yaml)."""
-    if name is None:
-        return None
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    for folder in CONFIG_DIRS:
-        if (folder / f"{name}.yaml").exists():
-            return folder / f"{name}.yaml"
-    available = sorted({p.stem for d in CONFIG_DIRS if d.exists() for p in d.glob("*.yaml")})
-    raise FileNotFoundError(f"no config {name!r}; give a YAML path or one of: {', '.join(available) or 'none found'}")
-
-
 def post_train_config(init_from: str | Path | LoadedCheckpoint, overrides: list[str] | None = None,
                       config_name: str | None = "selfcond") -> Config:
     """The config of a post-training run: the model's own config (data, model, diffusion), then the
-    post-training YAML (``configs/selfcond.yaml`` by default; ``speculative`` for the causal verifier), then
+    post-training YAML (``src/scmdm/configs/selfcond.yaml`` by default; ``speculative`` for the causal verifier), then
     ``overrides``."""
     base = (init_from if isinstance(init_from, LoadedCheckpoint) else load_checkpoint(init_from)).config
     return load_config(resolve_config_path(config_name), overrides, base=base)
@@ -65,7 +49,9 @@ def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device:
                       show_progress=show_progress, carry=loaded.config.selfcond.carry,
                       sharpen_temperature=loaded.config.selfcond.sharpen_temperature, window=sample.window,
                       min_window=sample.min_window, window_schedule=sample.window_schedule,
-                      verify_loops=sample.verify_loops, compile_network=sample.compile)
+                      verify_loops=sample.verify_loops, compile_network=sample.compile, remask=sample.remask,
+                      eta=sample.eta, t_on=sample.t_on, t_off=sample.t_off, alpha_on=sample.alpha_on,
+                      block_size=sample.block_size, threshold=sample.threshold)
     return loaded.tokenizer.decode_batch(result.tokens), result
 
 
@@ -103,6 +89,16 @@ def sample_and_evaluate(loaded: LoadedCheckpoint, evaluator: Any, sample: Sample
     metrics.update(nfe=result.nfe, seconds=result.seconds, sampler=sample.sampler, steps=sample.steps,
                    temperature=sample.temperature)
     default_name = f"{sample.sampler} T={sample.steps}"
+    knobs = {"remdm": dict(remask=sample.remask, eta=sample.eta), "blocks": dict(block_size=sample.block_size),
+             "threshold": dict(threshold=sample.threshold, block_size=sample.block_size)}.get(sample.sampler)
+    if knobs is not None:
+        if sample.sampler == "remdm" and sample.remask == "loop":
+            knobs.update(t_on=sample.t_on, t_off=sample.t_off, alpha_on=sample.alpha_on)
+        metrics.update(knobs)
+        default_name = f"{sample.sampler} " + " ".join(f"{k}={v}" for k, v in knobs.items()) + (
+            f" T={sample.steps}" if sample.sampler != "threshold" else "")
+    if sample.sampler == "first_hitting":
+        default_name = "first_hitting"
     if sample.sampler == "speculative":  # its NFE comes from the window, not from steps
         metrics.update(nfe_causal=result.nfe_causal, window=sample.window, min_window=sample.min_window,
                        window_schedule=sample.window_schedule, verify_loops=sample.verify_loops)
@@ -118,81 +114,68 @@ def table_columns(domain: str) -> tuple[str, ...]:
 TABLE_COLUMNS = table_columns("molecule")  # kept for the molecule benchmarks
 
 
-def run_demo(out_dir: str | Path = "runs/demo", config_name: str = "qm9_demo", overrides: list[str] | None = None,
-             show_progress: bool = True, selfcond_steps: int = 0) -> str:
-    """Train the demo model, sample it and print the metrics table next to real held-out data (QM9 molecules
-    with the default config; any domain's config works).
+SHIPPED_BASE = Path("models/qm9_base")
+SHIPPED_VERIFIER = Path("models/qm9_base_spec")
 
-    With ``selfcond_steps`` > 0 the trained model is then post-trained twice for that many steps — the
-    compute-matched vanilla continuation (``selfcond.injection=none``) and self-conditioning
-    (``configs/selfcond.yaml``) — and the table compares the two at equal NFE."""
-    out_dir = Path(out_dir)
-    config = load_config(resolve_config_path(config_name), overrides)
-    if selfcond_steps < 0:
-        raise ValueError(f"--selfcond-steps must be >= 0, got {selfcond_steps}")
-    if selfcond_steps and config.sample.sampler == "cached":
-        raise ValueError("the self-conditioning comparison needs sample.sampler=ancestral or topk: the cached sampler "
-                         "refuses self-conditioned models")
-    phases = 4 if selfcond_steps else 3
-    domain = get_domain(config.data.domain)
-    started = time.perf_counter()
-    print(f"[1/{phases}] training a {config.model.depth}-layer, width-{config.model.width} masked diffusion model on "
-          f"{'QM9' if config.data.resolved_source == 'qm9' else config.data.resolved_source} "
-          f"({config.train.steps} steps, at most {config.train.max_minutes or '∞'} min) → {out_dir}")
-    result = Trainer(config, out_dir, show_progress=show_progress).fit()
-    print(f"      validation NELBO {result.val_nelbo_bits:.4f} bits/token after {result.step} steps "
-          f"({result.seconds / 60:.1f} min); loss curve: {out_dir / 'loss_curve.png'}")
-    s = config.sample
-    models = [(f"MDM {s.sampler} T={s.steps}", result.checkpoint)]
-    if selfcond_steps:
-        print(f"[2/{phases}] post-training it for {selfcond_steps} more steps, twice: vanilla (the compute-matched "
-              "control) and self-conditioned (configs/selfcond.yaml)")
-        common = [f"train.steps={selfcond_steps}", f"train.eval_every={selfcond_steps}",
-                  f"train.save_every={selfcond_steps}", f"train.device={config.train.device}",
-                  f"train.threads={config.train.threads}"]
-        arms = []
-        for name, extra in (("control", ["selfcond.injection=none"]), ("selfcond", [])):
-            arm_config = post_train_config(result.checkpoint, [*common, *extra])
-            arm = Trainer(arm_config, out_dir / name, show_progress=show_progress, init_from=result.checkpoint).fit()
-            two_pass = (f", two-pass {arm.validation['val_nelbo_sc_bits']:.4f}"
-                        if "val_nelbo_sc_bits" in arm.validation else "")
-            print(f"      {name}: validation NELBO {arm.val_nelbo_bits:.4f}{two_pass} bits/token "
-                  f"({arm.seconds / 60:.1f} min)")
-            arms.append((arm_config, arm.checkpoint))
-        sc = arms[1][0].selfcond
-        models = [(f"vanilla continuation {s.sampler} T={s.steps}", arms[0][1]),
-                  (f"self-conditioned ({sc.injection}, λ={sc.rate:g}) {s.sampler} T={s.steps}", arms[1][1])]
+
+def run_demo(out_dir: str | Path = "runs/demo", *, base: str | Path = SHIPPED_BASE,
+             verifier: str | Path = SHIPPED_VERIFIER, overrides: list[str] | None = None,
+             show_progress: bool = True) -> str:
+    """Both methods on the shipped QM9 model, side by side (``src/scmdm/configs/demo.yaml``).
+
+    From ``base``, post-train the compute-matched control (``selfcond.injection=none``) and the self-conditioned
+    model for the same ``train.steps``; sample ``sample.num_samples`` molecules from the base (ancestral), both
+    post-trained models (same sampler, same NFE) and, with ``verifier`` (the base's trunk with a causal verifier),
+    speculatively; print one table beside real held-out molecules. Post-trained runs already in ``out_dir`` are
+    resumed, not retrained. Returns the table."""
+    out_dir, started = Path(out_dir), time.perf_counter()
+    for path, what in ((base, "the QM9 base model"), (verifier, "its speculative verifier")):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} is not at {path}: run the demo from the scmdm checkout (models/ ships "
+                                    "with it), or give --base / --verifier")
+    loaded_base = load_checkpoint(base)
+    config = load_config(resolve_config_path("demo"), overrides, base=loaded_base.config)
+    s, threads = config.sample, config.train.threads
+    if threads:
+        torch.set_num_threads(threads)
     device = resolve_device(config.train.device)
-    print(f"[{phases - 1}/{phases}] preparing the evaluator" + (" (ChemNet statistics of held-out test molecules)"
-                                                                 if domain.name == "molecule" else ""))
-    first = load_checkpoint(models[0][1], use_ema=s.use_ema, device=device)
-    evaluator = evaluator_for(first.config, first.split_info, tokenizer=first.tokenizer)
-    print(f"[{phases}/{phases}] sampling {s.num_samples} {domain.item_name} per model ({s.sampler}, T={s.steps}, "
-          f"{s.precision} draws) and evaluating")
+    print(f"[1/3] post-training the shipped model ({loaded_base.model.num_parameters() / 1e6:.1f} M parameters, "
+          f"{base}) for {config.train.steps} steps, twice: the compute-matched control and self-conditioned "
+          f"({config.selfcond.injection}, λ = {config.selfcond.rate:g}) → {out_dir}/control, {out_dir}/selfcond")
+    runs = {}
+    for name, extra in (("control", ["selfcond.injection=none"]), ("selfcond", [])):
+        arm_config = load_config(resolve_config_path("demo"), [*(overrides or []), *extra], base=loaded_base.config)
+        arm = Trainer(arm_config, out_dir / name, show_progress=show_progress, init_from=base).fit()
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in arm.validation.items())
+        print(f"      {name}: {metrics} ({arm.seconds / 60:.1f} min)")
+        runs[name] = arm.checkpoint
+    print("[2/3] preparing the evaluator (ChemNet statistics of held-out test molecules; cached after the first run)")
+    evaluator = evaluator_for(loaded_base.config, loaded_base.split_info, tokenizer=loaded_base.tokenizer)
+    speculative = dataclasses.replace(s, sampler="speculative")
+    arms = [("base", "base model, ancestral", base, s),
+            ("control", "control (vanilla post-training), ancestral", runs["control"], s),
+            ("selfcond", f"self-conditioned ({config.selfcond.injection}), ancestral", runs["selfcond"], s),
+            ("speculative", f"base + verifier, speculative (W ≤ {s.window}, {s.window_schedule})", verifier,
+             speculative)]
+    print(f"[3/3] sampling {s.num_samples} molecules per row (T = {s.steps}, {s.precision} draws) and evaluating")
     reference = evaluator.reference_row(n=s.num_samples).as_dict()
-    rows = [(f"{domain.reference_label} (n={s.num_samples})", reference)]
-    evaluations = {}
-    for name, checkpoint in models:
-        loaded = load_checkpoint(checkpoint, use_ema=s.use_ema, device=device)
-        evaluation = sample_and_evaluate(loaded, evaluator, s, name=name, device=device, show_progress=show_progress)
+    rows = [(f"real held-out molecules (n={reference['n_samples']})", reference)]
+    for key, name, checkpoint, sample in arms:
+        loaded = load_checkpoint(checkpoint, use_ema=sample.use_ema, device=device)
+        evaluation = sample_and_evaluate(loaded, evaluator, sample, name=name, device=device,
+                                         show_progress=show_progress)
         rows.append((name, evaluation.metrics))
-        evaluations[name] = evaluation
-        stem = "samples" if checkpoint == result.checkpoint else f"samples_{Path(checkpoint).parents[1].name}"
-        domain.write_samples(evaluation.samples, out_dir / f"{stem}{domain.sample_suffix}", loaded.tokenizer)
-    table = domain.table(rows, evaluator)
-    (out_dir / "metrics.json").write_text(json.dumps({
-        "models": {name: ev.metrics for name, ev in evaluations.items()}, "reference": reference,
-        "val_nelbo_bits": result.val_nelbo_bits, "train_steps": result.step, "selfcond_steps": selfcond_steps},
-        indent=1))
+        get_domain("molecule").write_samples(evaluation.samples, out_dir / f"samples_{key}.smi", loaded.tokenizer)
+    table = get_domain("molecule").table(rows, evaluator)
+    (out_dir / "metrics.json").write_text(json.dumps({"rows": dict(rows), "config": config.to_dict()}, indent=1))
+    spec = rows[-1][1]
     print()
     print(table)
-    if domain.name == "molecule":
-        print(f"\nFCD is against {evaluator.n_reference} held-out test molecules; uniqueness is among valid samples, "
-              f"novelty among unique valid ones (against the training split).")
-    if selfcond_steps and domain.name == "molecule":
-        print("Both post-trained models spent the same steps and sample with the same NFE; a gain in validity alone "
-              "can be mere sharpening (lower temperature does that too): see valid_unique_novel, and "
-              "benchmarks/selfcond_ablation.py for the temperature sweep.")
-    minutes = (time.perf_counter() - started) / 60
-    print(f"Samples: {out_dir}/samples*{domain.sample_suffix}   total time {minutes:.1f} min")
+    print(f"\nFCD is against {evaluator.n_reference} held-out test molecules; uniqueness is among valid samples, "
+          "novelty among unique valid ones (against the training split). The two post-trained rows spent the same "
+          "steps and sample with the same NFE; a validity gain alone can be sharpening (a lower temperature does "
+          "that too): the ablation in docs/results compares them over a temperature sweep. The speculative row's NFE "
+          f"counts trunk passes; it also ran {spec.get('nfe_causal', float('nan')):.1f} verifier-only passes per "
+          "molecule (one causal layer each, about 1/6 of a trunk pass here).")
+    print(f"Samples: {out_dir}/samples_*.smi   total time {(time.perf_counter() - started) / 60:.1f} min")
     return table

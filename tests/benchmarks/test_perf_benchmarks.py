@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from scmdm.sampling import SAMPLER_NAMES
 from tests.conftest import ROOT
 
 
@@ -25,7 +26,7 @@ def test_samplers_benchmark_measures_every_sampler(tmp_path) -> None:
     result = run_script("samplers", tmp_path, "--T", "3", "--windows", "4", "--repeats", "1", "--batch", "4",
                         "--depth", "1", "--width", "32")
     rows = {row["sampler"]: row for row in result["rows"]}
-    assert set(rows) == {"ancestral", "cached", "topk", "speculative"}
+    assert set(rows) == set(SAMPLER_NAMES)
     assert rows["ancestral"]["nfe"] == 3 and rows["speculative"]["nfe_causal"] > 0
     for row in rows.values():
         assert 0 < row["outside_timer"] < 1 and 0 < row["outside_profiler"] < 1 and row["seq_per_s"] > 0

@@ -26,7 +26,11 @@ from tqdm.auto import tqdm
 from scmdm.denoiser import Denoiser
 from scmdm.model import Transformer
 from scmdm.sampling.ancestral import ancestral_sample
+from scmdm.sampling.blocks import block_sample
+from scmdm.sampling.first_hitting import first_hitting_sample
+from scmdm.sampling.remdm import remdm_sample
 from scmdm.sampling.speculative import NO_VERIFIER, speculative_sample
+from scmdm.sampling.threshold import threshold_sample
 from scmdm.sampling.topk import topk_sample
 from scmdm.schedules import NoiseSchedule
 
@@ -44,8 +48,8 @@ class SampleResult:
 
 @dataclass
 class SamplerOptions:
-    """What a sampler may read besides the denoiser: the step count of the T-step samplers, the draw precision
-    and the speculative sampler's window schedule."""
+    """What a sampler may read besides the denoiser: the step count of the T-step samplers, the draw precision, the
+    speculative sampler's window schedule, ReMDM's remasking, the block size and the confidence threshold."""
 
     steps: int = 64
     precision: str = "float64"
@@ -53,6 +57,13 @@ class SamplerOptions:
     min_window: int = 2
     window_schedule: str = "constant"
     verify_loops: int = 0
+    remask: str = "cap"
+    eta: float = 0.01
+    t_on: float = 0.55
+    t_off: float = 0.05
+    alpha_on: float = 0.9
+    block_size: int = 8
+    threshold: float = 0.9
 
 
 #: (denoiser, schedule, batch size, canvas length, options, generator, device, progress bar)
@@ -70,10 +81,11 @@ class Sampler:
     counts_steps: bool = True
     needs_verifier: bool = False
 
+    describe: Callable[[SamplerOptions], str] | None = None  # the knobs a progress bar and a table name
+
     def label(self, name: str, options: SamplerOptions) -> str:
-        if self.counts_steps:
-            return f"{name}, T={options.steps}"
-        return f"{name}, W={options.window} {options.window_schedule}"
+        knobs = self.describe(options) if self.describe is not None else f"T={options.steps}"
+        return f"{name}, {knobs}"
 
 
 def _ancestral(cache: bool) -> RunBatch:
@@ -91,6 +103,32 @@ def _topk(denoiser, schedule, size, length, o, generator, device, bar):
     return tokens, nfe, 0.0
 
 
+def _first_hitting(denoiser, schedule, size, length, o, generator, device, bar):
+    tokens, nfe = first_hitting_sample(denoiser, schedule, batch_size=size, length=length, precision=o.precision,
+                                       generator=generator, device=device, progress=bar)
+    return tokens, nfe, 0.0
+
+
+def _remdm(denoiser, schedule, size, length, o, generator, device, bar):
+    tokens, nfe = remdm_sample(denoiser, schedule, batch_size=size, length=length, steps=o.steps, strategy=o.remask,
+                               eta=o.eta, t_on=o.t_on, t_off=o.t_off, alpha_on=o.alpha_on, precision=o.precision,
+                               generator=generator, device=device, progress=bar)
+    return tokens, nfe, 0.0
+
+
+def _blocks(denoiser, schedule, size, length, o, generator, device, bar):
+    tokens, nfe = block_sample(denoiser, batch_size=size, length=length, steps=o.steps, block_size=o.block_size,
+                               precision=o.precision, generator=generator, device=device, progress=bar)
+    return tokens, nfe, 0.0
+
+
+def _threshold(denoiser, schedule, size, length, o, generator, device, bar):
+    tokens, nfe = threshold_sample(denoiser, batch_size=size, length=length, threshold=o.threshold,
+                                   block_size=o.block_size if o.block_size < length else 0, precision=o.precision,
+                                   generator=generator, device=device, progress=bar)
+    return tokens, nfe, 0.0
+
+
 def _speculative(denoiser, schedule, size, length, o, generator, device, bar):
     return speculative_sample(denoiser, batch_size=size, length=length, window=o.window, min_window=o.min_window,
                               window_schedule=o.window_schedule, verify_loops=o.verify_loops,
@@ -101,7 +139,13 @@ SAMPLERS: dict[str, Sampler] = {
     "ancestral": Sampler(_ancestral(cache=False)),
     "cached": Sampler(_ancestral(cache=True)),
     "topk": Sampler(_topk),
-    "speculative": Sampler(_speculative, counts_steps=False, needs_verifier=True),
+    "first_hitting": Sampler(_first_hitting, counts_steps=False, describe=lambda o: "one reveal per NFE"),
+    "remdm": Sampler(_remdm, describe=lambda o: (f"T={o.steps} {o.remask} η={o.eta:g}" + (
+        f" t_on={o.t_on:g} t_off={o.t_off:g} α_on={o.alpha_on:g}" if o.remask == "loop" else ""))),
+    "blocks": Sampler(_blocks, describe=lambda o: f"T={o.steps} block={o.block_size}"),
+    "threshold": Sampler(_threshold, counts_steps=False, describe=lambda o: f"τ={o.threshold:g}"),
+    "speculative": Sampler(_speculative, counts_steps=False, needs_verifier=True,
+                           describe=lambda o: f"W={o.window} {o.window_schedule}"),
 }
 SAMPLER_NAMES = tuple(SAMPLERS)
 
@@ -111,12 +155,16 @@ def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_s
              top_p: float = 1.0, precision: str = "float64", seed: int = 0, device: torch.device | str = "cpu",
              show_progress: bool = True, carry: str = "distribution", sharpen_temperature: float = 0.5,
              window: int = 8, min_window: int = 2, window_schedule: str = "constant",
-             verify_loops: int = 0, compile_network: bool = False) -> SampleResult:
+             verify_loops: int = 0, compile_network: bool = False, remask: str = "cap", eta: float = 0.01,
+             t_on: float = 0.55, t_off: float = 0.05, alpha_on: float = 0.9, block_size: int = 8,
+             threshold: float = 0.9) -> SampleResult:
     """Generate ``num_samples`` canvases in batches with the named sampler. ``carry`` and
     ``sharpen_temperature`` matter only for a self-conditioned model (its ``selfcond`` config); ``window``,
     ``min_window``, ``window_schedule`` and ``verify_loops`` only for the speculative sampler (which does not
-    use ``steps``). ``compile_network``: run the model's forward through ``torch.compile`` (the T-step samplers;
-    the speculative sampler's trunk and verifier stay eager); off by default, see the module docstring."""
+    use ``steps``); ``remask``, ``eta``, ``t_on``, ``t_off``, ``alpha_on`` only for ReMDM; ``block_size`` for the
+    block and threshold samplers; ``threshold`` for the threshold sampler. ``compile_network``: run the model's
+    forward through ``torch.compile`` (the speculative sampler's trunk and verifier stay eager); off by default, see
+    the module docstring."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
     if num_samples <= 0 or steps <= 0 or batch_size <= 0:
@@ -125,7 +173,8 @@ def generate(model: Transformer, schedule: NoiseSchedule, *, mask_id: int, num_s
     if spec.needs_verifier and not getattr(model, "speculative", False):
         raise ValueError(NO_VERIFIER)
     options = SamplerOptions(steps=steps, precision=precision, window=window, min_window=min_window,
-                             window_schedule=window_schedule, verify_loops=verify_loops)
+                             window_schedule=window_schedule, verify_loops=verify_loops, remask=remask, eta=eta,
+                             t_on=t_on, t_off=t_off, alpha_on=alpha_on, block_size=block_size, threshold=threshold)
     device = torch.device(device)
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -39,7 +39,6 @@ from tqdm.auto import tqdm
 
 from scmdm import distributed
 from scmdm.checkpoint import (
-    LoadedCheckpoint,
     build_model,
     check_compatible,
     find_checkpoint,
@@ -77,9 +76,9 @@ class Trainer:
     """Trains the masked diffusion model described by ``config`` into ``run_dir``.
 
     If ``run_dir`` already holds a checkpoint, training resumes from it (``resume=True``). Otherwise,
-    with ``init_from`` (a run, checkpoint, exported or MDLM model folder, or a model ``load_checkpoint`` loaded),
-    training starts from that model's (EMA) weights and tokenizer — post-training; the model settings and canvas
-    length must match.
+    with ``init_from`` (a run, checkpoint, exported or MDLM model folder; ``init_tokenizer``: an MDLM folder's
+    tokenizer when it has none), training starts from that model's (EMA) weights and tokenizer — post-training; the
+    model settings and canvas length must match.
 
     Inside a torch.distributed process group (``torchrun ... -m scmdm train``, see ``scmdm.distributed``)
     every process builds a Trainer with the same arguments; each computes its rows of every global batch and
@@ -87,7 +86,7 @@ class Trainer:
 
     def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = True,
                  data: PreparedData | None = None, show_progress: bool = True,
-                 init_from: str | Path | LoadedCheckpoint | None = None) -> None:
+                 init_from: str | Path | None = None, init_tokenizer: str | Path | None = None) -> None:
         self.config = config
         self.dist = distributed.info()
         self.is_main = self.dist.is_main
@@ -111,7 +110,8 @@ class Trainer:
             check_compatible(resume_from, read_json(resume_from / "config.json"), config, "resume from")
             tokenizer = read_tokenizer(resume_from / "tokenizer.json", config)
         elif init_from is not None:
-            init = init_from if isinstance(init_from, LoadedCheckpoint) else load_checkpoint(init_from, use_ema=True)
+            # loaded after the seed: building it draws from the global RNG, before this run's own model
+            init = load_checkpoint(init_from, use_ema=True, tokenizer=init_tokenizer)
             check_compatible(init.path, init.config.to_dict(), config, "initialise from")
             tokenizer = init.tokenizer
         if data is None:

@@ -8,7 +8,7 @@ import torch
 from scmdm.domains.text.data import pack_windows
 from scmdm.domains.text.tokenizer import HfTokenizer
 from scmdm.errors import TokenizerError
-from tests.test_mdlm import CHARS, char_tokenizer_json
+from tests.conftest import CHARS, char_tokenizer_json
 
 
 def test_gpt2_style_vocab_and_merges(tmp_path) -> None:
