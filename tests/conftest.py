@@ -237,3 +237,24 @@ def char_tokenizer_json(path: Path) -> None:
     tok.decoder = decoders.Fuse()
     tok.add_special_tokens(["<|endoftext|>"])
     tok.save(str(path))
+
+
+def chi_square_pvalue(samples, exact: dict[tuple[int, ...], float]) -> float:
+    """Chi-square p-value of the rows of ``samples`` [N, L] against the exact law ``exact`` (outcome → probability);
+    outcomes expected fewer than 5 times are pooled into one bin, as the approximation needs. A sample outside the
+    law's support fails at once."""
+    from scipy.stats import chisquare
+
+    counts: dict[tuple[int, ...], int] = {}
+    for row in map(tuple, samples.tolist()):
+        counts[row] = counts.get(row, 0) + 1
+    keys = sorted(exact)
+    assert set(counts) <= set(keys), "a sampler produced a sequence of probability zero"
+    total, n = sum(exact.values()), len(samples)
+    expected = {k: exact[k] / total * n for k in keys}
+    big = [k for k in keys if expected[k] >= 5]
+    observed, wanted = [counts.get(k, 0) for k in big], [expected[k] for k in big]
+    if len(big) < len(keys):
+        observed.append(n - sum(observed))
+        wanted.append(n - sum(wanted))
+    return float(chisquare(observed, wanted).pvalue)

@@ -92,6 +92,21 @@ def _parser() -> argparse.ArgumentParser:
                                       "(default: print them; images need --out)")
     sample.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     sample.add_argument("--domain", choices=DOMAIN_NAMES, help="check that the checkpoint is of this domain")
+    given = sample.add_argument_group("conditional generation (docs/GUIDE.md, Conditional generation)")
+    given.add_argument("--prompt", metavar="TEXT",
+                       help="text, molecules, DNA: the beginning of every sample (a SMILES fragment, a text prefix, "
+                            "bases); gaps [MASK] / [MASK:n] (DNA: N runs) are filled too; sample.num_samples samples")
+    given.add_argument("--infill", metavar="FILE",
+                       help="a file of templates, one per line (DNA: FASTA records), with gaps [MASK] / [MASK:n] "
+                            "(DNA: N runs); --per-template samples of each")
+    given.add_argument("--inpaint", metavar="PGM",
+                       help="images: a raw PGM file of images to inpaint, with --region or --mask-image; the PNG "
+                            "beside --out shows each given image (the region grey) and its filled sample")
+    given.add_argument("--region", metavar="X0,Y0,X1,Y1", help="--inpaint: the rectangle to fill, in pixels (X1, "
+                                                               "Y1 excluded)")
+    given.add_argument("--mask-image", metavar="PGM", help="--inpaint: fill the nonzero pixels of this image")
+    given.add_argument("--per-template", type=int, default=1, metavar="N",
+                       help="--infill / --inpaint: samples of each template (default 1)")
 
     evaluate = command("eval", "Evaluate samples of a checkpoint next to real held-out data, with its domain's "
                                "evaluator: molecules — validity, uniqueness, novelty, FCD, QED, SA; text — "
@@ -247,9 +262,17 @@ def _sample(args: argparse.Namespace) -> int:
 
     loaded, sample = _load_for_sampling(args)
     domain = get_domain(loaded.config.data.domain)
-    samples, result = sample_checkpoint(loaded, sample, device=args.device, show_progress=not args.no_progress)
+    template = _templates(args, domain, loaded, sample)  # checked before any sampling starts
+    samples, result = sample_checkpoint(loaded, sample, device=args.device, show_progress=not args.no_progress,
+                                        template=template)
     if args.out:
         domain.write_samples(samples, Path(args.out), loaded.tokenizer)
+        if args.inpaint:
+            from scmdm.domains.image import save_inpainting_grid
+
+            grid = save_inpainting_grid(template, samples, Path(args.out).with_suffix(".inpaint.png"),
+                                        loaded.tokenizer)
+            print(f"wrote the given images beside the filled ones to {grid}", file=sys.stderr)
         print(f"wrote {len(samples)} samples to {args.out} (NFE {result.nfe:.1f}, {result.seconds:.1f} s)",
               file=sys.stderr)
     elif domain.format_samples is not None:
@@ -257,6 +280,44 @@ def _sample(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"{domain.name} samples cannot be printed; give --out FILE{domain.sample_suffix}")
     return 0
+
+
+def _templates(args: argparse.Namespace, domain, loaded, sample):
+    """The template canvases of ``--prompt`` / ``--infill`` / ``--inpaint`` ([N, L]), or None."""
+    chosen = [name for name in ("prompt", "infill", "inpaint") if getattr(args, name)]
+    if len(chosen) > 1:
+        raise ValueError(f"give one of --prompt, --infill, --inpaint, not {' and '.join('--' + c for c in chosen)}")
+    if (args.region or args.mask_image) and not args.inpaint:
+        raise ValueError("--region and --mask-image go with --inpaint PGM")
+    if args.per_template < 1:
+        raise ValueError(f"--per-template must be positive, got {args.per_template}")
+    if not chosen:
+        return None
+    length, tokenizer = loaded.config.data.max_length, loaded.tokenizer
+    if args.inpaint:
+        from scmdm.domains.image import inpainting_templates
+        from scmdm.domains.image.data import read_pgm
+
+        if domain.name != "image":
+            raise ValueError(f"--inpaint is for image models; this is a {domain.name} model (--prompt / --infill)")
+        images = domain.read_samples(Path(args.inpaint), tokenizer)
+        region = None
+        if args.region:
+            try:
+                region = tuple(int(v) for v in args.region.split(","))
+            except ValueError:
+                region = ()
+            if len(region) != 4:
+                raise ValueError(f"--region must be four integers X0,Y0,X1,Y1, got {args.region!r}")
+        mask = read_pgm(Path(args.mask_image))[0][0] if args.mask_image else None
+        templates = inpainting_templates(images, tokenizer, region=region, mask=mask)
+    elif domain.template is None:
+        raise ValueError(f"{domain.name} models take --inpaint, not --prompt / --infill")
+    elif args.prompt:
+        return domain.template(args.prompt, tokenizer, length).expand(sample.num_samples, -1)
+    else:
+        templates = domain.read_templates(Path(args.infill), tokenizer, length)
+    return templates.repeat_interleave(args.per_template, dim=0)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -37,13 +37,16 @@ def post_train_config(init_from: str | Path | LoadedCheckpoint, overrides: list[
 
 
 def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device: str | torch.device = "cpu",
-                      show_progress: bool = True) -> tuple[list[Any], SampleResult]:
+                      show_progress: bool = True,
+                      template: torch.Tensor | None = None) -> tuple[list[Any], SampleResult]:
     """Sample from a loaded checkpoint with the settings in ``sample``; the canvases decoded by its tokenizer
-    (SMILES, text windows, ...)."""
+    (SMILES, text windows, ...). ``template``: conditional generation (``scmdm.templates``), one canvas per sample
+    ([num_samples, L]) or one for all ([L])."""
     sample.validate()
     model = loaded.model.to(device)
+    num_samples = sample.num_samples if template is None or template.ndim == 1 else template.shape[0]
     result = generate(model, get_schedule(loaded.config.diffusion.schedule), mask_id=loaded.tokenizer.mask_id,
-                      num_samples=sample.num_samples, length=loaded.config.data.max_length, sampler=sample.sampler,
+                      num_samples=num_samples, length=loaded.config.data.max_length, sampler=sample.sampler,
                       steps=sample.steps, batch_size=sample.batch_size, temperature=sample.temperature,
                       top_p=sample.top_p, precision=sample.precision, seed=sample.seed, device=device,
                       show_progress=show_progress, carry=loaded.config.selfcond.carry,
@@ -51,7 +54,7 @@ def sample_checkpoint(loaded: LoadedCheckpoint, sample: SampleConfig, *, device:
                       min_window=sample.min_window, window_schedule=sample.window_schedule,
                       verify_loops=sample.verify_loops, compile_network=sample.compile, remask=sample.remask,
                       eta=sample.eta, t_on=sample.t_on, t_off=sample.t_off, alpha_on=sample.alpha_on,
-                      block_size=sample.block_size, threshold=sample.threshold)
+                      block_size=sample.block_size, threshold=sample.threshold, template=template)
     return loaded.tokenizer.decode_batch(result.tokens), result
 
 

@@ -8,13 +8,12 @@ import math
 
 import pytest
 import torch
-from scipy.stats import chisquare
 
 from scmdm.denoiser import Denoiser
 from scmdm.sampling import ancestral_sample, topk_sample
 from scmdm.sampling.steps import masked_counts
 from scmdm.schedules import get_schedule
-from tests.conftest import tiny_model
+from tests.conftest import chi_square_pvalue, tiny_model
 
 REAL, LENGTH = 3, 3  # tiny vocabulary (3 real tokens + MASK) and canvas: 27 final sequences
 MASK = REAL
@@ -50,26 +49,6 @@ def exact_ancestral_distribution(denoiser: Denoiser, steps: int) -> dict[tuple[i
         states = nxt
     assert all(MASK not in s for s in states)
     return states
-
-
-def histogram(tokens: torch.Tensor) -> dict[tuple[int, ...], int]:
-    counts: dict[tuple[int, ...], int] = {}
-    for row in map(tuple, tokens.tolist()):
-        counts[row] = counts.get(row, 0) + 1
-    return counts
-
-
-def chi_square_pvalue(samples: torch.Tensor, exact: dict[tuple[int, ...], float]) -> float:
-    keys = sorted(exact)
-    counts = histogram(samples)
-    assert set(counts) <= set(keys), "a sampler produced a sequence of probability zero"
-    total = sum(exact.values())
-    expected = {k: exact[k] / total * len(samples) for k in keys}
-    # Pool outcomes expected fewer than 5 times into one bin (the chi-square approximation needs it).
-    big = [k for k in keys if expected[k] >= 5]
-    observed = [counts.get(k, 0) for k in big] + [sum(counts.get(k, 0) for k in keys if k not in big)]
-    wanted = [expected[k] for k in big] + [sum(expected[k] for k in keys if k not in big)]
-    return float(chisquare(observed, wanted).pvalue)
 
 
 @pytest.mark.parametrize("steps", [2, 5])

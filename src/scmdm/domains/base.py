@@ -48,6 +48,9 @@ class Domain:
     default_length: Callable[[Any], int] = lambda config: 24  # the canvas of data.max_length=0, given the Config
     format_rows: Callable[[Sequence[tuple[str, dict]], Sequence[str], Any], str] | None = None  # (rows, columns,
     #   evaluator or None) → the printed table with its notes; default: format_table + table_note
+    template: Callable[[str, Any, int], Any] | None = None  # (text with gaps, tokenizer, canvas length) → a canvas
+    #   [L] for conditional generation (scmdm.templates); None: the domain has no text syntax (images)
+    read_templates: Callable[[Path, Any, int], Any] | None = None  # a file of templates → [K, L]
 
     def write_samples(self, samples: Sequence[Any], path: str | Path, tokenizer: Any = None) -> None:
         """Write ``samples`` to ``path`` (``tokenizer``: the model's, needed by file writers such as images')."""

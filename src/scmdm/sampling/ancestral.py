@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from scmdm.categorical import sample_categorical
 from scmdm.denoiser import Denoiser
-from scmdm.sampling.steps import reveal_probabilities, time_grid
+from scmdm.sampling.steps import reveal_probabilities, start_canvas, time_grid
 from scmdm.schedules import NoiseSchedule
 
 __all__ = ["ancestral_sample"]
@@ -29,8 +29,10 @@ __all__ = ["ancestral_sample"]
 @torch.inference_mode()
 def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int, length: int, steps: int,
                      cache: bool = False, precision: str = "float64", generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu", progress: tqdm | None = None) -> tuple[torch.Tensor, float]:
-    """Ancestral (optionally cached) sampling of ``batch_size`` canvases. Returns (tokens, NFE per sequence)."""
+                     device: torch.device | str = "cpu", progress: tqdm | None = None,
+                     start: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Ancestral (optionally cached) sampling of ``batch_size`` canvases, from ``start`` (a template: given tokens
+    stay, MASK positions are generated) or all MASK. Returns (tokens, NFE per sequence)."""
     if cache and denoiser.uses_time:
         raise ValueError("the cached sampler needs a model without time conditioning: with t as an input the "
                          "network output changes every step even when x_t does not, so skipping is not exact")
@@ -40,7 +42,7 @@ def ancestral_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size:
                          "(same NFE = T as the base model's ancestral sampler)")
     device = torch.device(device)
     mask_id = denoiser.mask_id
-    x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+    x = start_canvas(batch_size, length, mask_id, start, device)
     grid = time_grid(steps, device)
     reveal_ps = reveal_probabilities(schedule, steps)  # host floats: no device → host copy inside the loop
     log_p: torch.Tensor | None = None

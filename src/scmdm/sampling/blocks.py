@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from scmdm.categorical import sample_categorical
 from scmdm.denoiser import Denoiser
+from scmdm.sampling.steps import reveal_most_confident, start_canvas
 
 __all__ = ["block_sample", "block_plan"]
 
@@ -41,30 +42,31 @@ def block_plan(length: int, block_size: int, steps: int) -> list[tuple[int, int,
 @torch.inference_mode()
 def block_sample(denoiser: Denoiser, *, batch_size: int, length: int, steps: int, block_size: int,
                  precision: str = "float64", generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu", progress: tqdm | None = None) -> tuple[torch.Tensor, float]:
-    """Semi-autoregressive block sampling of ``batch_size`` canvases. Returns (tokens, NFE per sequence)."""
+                 device: torch.device | str = "cpu", progress: tqdm | None = None,
+                 start: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Semi-autoregressive block sampling of ``batch_size`` canvases, from ``start`` (a template: each row splits the
+    masked positions of a block evenly over the block's steps) or all MASK. Returns (tokens, NFE per sequence)."""
     device = torch.device(device)
     mask_id = denoiser.mask_id
-    x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+    x = start_canvas(batch_size, length, mask_id, start, device)
     plan = block_plan(length, block_size, steps)
-    masked_total = length
     nfe = 0
     hint: torch.Tensor | None = None
-    for start, end, reveals in plan:
+    for first, end, reveals in plan:
         in_block = torch.zeros(length, dtype=torch.bool, device=device)
-        in_block[start:end] = True
-        for n in reveals:
-            if n > 0:
-                # the time of the canvas' masked fraction, for time-conditioned models
-                t = torch.full((batch_size,), masked_total / length, device=device)
+        in_block[first:end] = True
+        masks = ((x == mask_id) & in_block).sum(dim=1)  # per row: the block's masked positions
+        per, rest = masks // len(reveals), masks % len(reveals)
+        for j in range(len(reveals)):
+            n = per + (j < rest).long()
+            if int(n.max()) > 0:
+                t = (x == mask_id).float().mean(dim=1)  # the masked fraction, for time-conditioned models
                 log_p, hint = denoiser(x, t, hint)
                 nfe += 1
                 draw = sample_categorical(log_p, precision=precision, generator=generator)
                 confidence = log_p.gather(-1, draw[..., None]).squeeze(-1)
                 confidence = confidence.masked_fill((x != mask_id) | ~in_block, -math.inf)
-                top = confidence.topk(n, dim=-1).indices
-                x = x.scatter(1, top, draw.gather(1, top))
-                masked_total -= n
+                x = reveal_most_confident(x, draw, confidence, n)
             if progress is not None:
                 progress.update(1)
     return x, float(nfe)

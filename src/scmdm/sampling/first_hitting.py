@@ -8,8 +8,9 @@ of them is revealed (going backward) therefore has
 
 and the revealed position is uniform among the n. So each event draws τ, evaluates the network once at (x, τ),
 picks a masked position uniformly and draws its token from p_θ(x₀ | x_τ). This is the ancestral chain at T → ∞
-(at most one reveal per step) with NFE = the number of reveal events = the canvas length — exactly, not in the limit.
-A self-conditioned model carries its hint from event to event.
+(at most one reveal per step) with NFE = the number of reveal events = the number of masked positions (the canvas
+length, without a template) — exactly, not in the limit. A self-conditioned model carries its hint from event to
+event.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from scmdm.categorical import sample_categorical
 from scmdm.denoiser import Denoiser
+from scmdm.sampling.steps import start_canvas
 from scmdm.schedules import NoiseSchedule
 
 __all__ = ["first_hitting_sample", "next_reveal_time"]
@@ -33,23 +35,32 @@ def next_reveal_time(schedule: NoiseSchedule, t: torch.Tensor, masked: torch.Ten
 @torch.inference_mode()
 def first_hitting_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int, length: int,
                          precision: str = "float64", generator: torch.Generator | None = None,
-                         device: torch.device | str = "cpu",
-                         progress: tqdm | None = None) -> tuple[torch.Tensor, float]:
-    """First-hitting sampling of ``batch_size`` canvases. Returns (tokens, NFE per sequence = ``length``)."""
+                         device: torch.device | str = "cpu", progress: tqdm | None = None,
+                         start: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """First-hitting sampling of ``batch_size`` canvases, from ``start`` (a template) or all MASK. Returns (tokens,
+    NFE per sequence = the mean number of masked positions, one event each)."""
     device = torch.device(device)
     mask_id = denoiser.mask_id
-    x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+    x = start_canvas(batch_size, length, mask_id, start, device)
     t = torch.ones(batch_size, dtype=torch.float64, device=device)
-    rows = torch.arange(batch_size, device=device)
     hint: torch.Tensor | None = None
-    for n in range(length, 0, -1):  # every row has n masked positions before this event
-        u = torch.rand(batch_size, dtype=torch.float64, generator=generator, device=device)
-        t = next_reveal_time(schedule, t, torch.full_like(t, n), u)
-        log_p, hint = denoiser(x, t.float(), hint)
-        r = torch.rand((batch_size, length), dtype=torch.float64, generator=generator, device=device)
-        position = torch.where(x == mask_id, r, -1.0).argmax(dim=1)  # uniform among the masked positions
-        token = sample_categorical(log_p[rows, position], precision=precision, generator=generator)
-        x[rows, position] = token
+    evaluations = 0
+    while True:
+        masked = x == mask_id
+        count = masked.sum(dim=1)
+        rows = (count > 0).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        u = torch.rand(rows.numel(), dtype=torch.float64, generator=generator, device=device)
+        t[rows] = next_reveal_time(schedule, t[rows], count[rows], u)
+        log_p, new_hint = denoiser(x[rows], t[rows].float(), None if hint is None else hint[rows])
+        if new_hint is not None:
+            hint = new_hint if hint is None else hint.index_copy(0, rows, new_hint)
+        evaluations += rows.numel()
+        r = torch.rand((rows.numel(), length), dtype=torch.float64, generator=generator, device=device)
+        position = torch.where(masked[rows], r, -1.0).argmax(dim=1)  # uniform among the row's masked positions
+        local = torch.arange(rows.numel(), device=device)
+        x[rows, position] = sample_categorical(log_p[local, position], precision=precision, generator=generator)
         if progress is not None:
             progress.update(1)
-    return x, float(length)
+    return x, evaluations / batch_size

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from scmdm.categorical import sample_categorical
 from scmdm.denoiser import Denoiser
-from scmdm.sampling.steps import time_grid
+from scmdm.sampling.steps import start_canvas, time_grid
 from scmdm.schedules import NoiseSchedule
 
 __all__ = ["REMASK_STRATEGIES", "remdm_sample", "loop_alphas", "remask_sigma"]
@@ -60,9 +60,10 @@ def remask_sigma(strategy: str, eta: float, alpha_t: float, alpha_s: float) -> f
 def remdm_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int, length: int, steps: int,
                  strategy: str = "cap", eta: float = 0.01, t_on: float = 0.55, t_off: float = 0.05,
                  alpha_on: float = 0.9, precision: str = "float64", generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu", progress: tqdm | None = None) -> tuple[torch.Tensor, float]:
-    """ReMDM sampling of ``batch_size`` canvases with the remasking ``strategy`` (module docstring). Returns (tokens,
-    NFE per sequence = ``steps``)."""
+                 device: torch.device | str = "cpu", progress: tqdm | None = None,
+                 start: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """ReMDM sampling of ``batch_size`` canvases with the remasking ``strategy`` (module docstring), from ``start`` (a
+    template, whose given tokens are never remasked) or all MASK. Returns (tokens, NFE per sequence = ``steps``)."""
     if strategy not in REMASK_STRATEGIES:
         raise ValueError(f"unknown remasking strategy {strategy!r}; valid: {', '.join(REMASK_STRATEGIES)}")
     if not 0.0 <= eta <= 1.0:
@@ -72,7 +73,8 @@ def remdm_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int
                          f"t_on={t_on}, alpha_on={alpha_on}")
     device = torch.device(device)
     mask_id = denoiser.mask_id
-    x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+    x = start_canvas(batch_size, length, mask_id, start, device)
+    given = x != mask_id  # a template's tokens: never remasked
     grid = time_grid(steps, device)
     times = time_grid(steps).tolist()  # host floats: no device → host copy inside the loop
     confidence = torch.full((batch_size, length), -torch.inf, dtype=torch.float64, device=device)  # −ψ (conf)
@@ -103,7 +105,7 @@ def remdm_sample(denoiser: Denoiser, schedule: NoiseSchedule, *, batch_size: int
         remask = torch.zeros_like(masked)
         if sigma > 0:
             v = torch.rand((batch_size, length), dtype=torch.float64, generator=generator, device=device)
-            remask = ~masked & (v < (per_position if per_position is not None else sigma))
+            remask = ~masked & ~given & (v < (per_position if per_position is not None else sigma))
         x = torch.where(reveal, draw, torch.where(remask, torch.full_like(x, mask_id), x))
         if strategy == "conf":
             drawn_p = log_p.gather(-1, draw[..., None]).squeeze(-1).double().exp()

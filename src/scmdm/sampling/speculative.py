@@ -1,7 +1,8 @@
 """Self-speculative sampling (arXiv 2510.03929): draft a window of positions from the trunk's factorized p, score
 them with the causal verifier's target q (``scmdm.model.verifier``) and commit between 1 and W of them exactly.
 
-Sampler (``speculative_sample``). All sequences draw their own σ. Per round, for a sequence with n revealed:
+Sampler (``speculative_sample``). All sequences draw their own σ (with a template, its given positions first: they
+are the revealed prefix, so everything below holds unchanged). Per round, for a sequence with n revealed:
   1. one trunk pass on the canvas → the draft p_k for every k > n;
   2. window W = W(n) (``window_size``); drafts x̂_k ~ p_k independently for k = n+1..n+W;
   3. one verifier pass on (revealed tokens, then drafts) → q_k for the window (q_k sees x̂_{<k} only);
@@ -35,7 +36,8 @@ from tqdm.auto import tqdm
 
 from scmdm.categorical import sample_categorical
 from scmdm.denoiser import Denoiser, TrunkPass
-from scmdm.tracks import sample_orders, scatter_tracks
+from scmdm.sampling.steps import start_canvas
+from scmdm.tracks import gather_tracks, sample_orders, scatter_tracks
 
 __all__ = ["WINDOW_SCHEDULES", "NO_VERIFIER", "window_size", "verify_window", "speculative_sample"]
 
@@ -94,8 +96,10 @@ def verify_window(denoiser: Denoiser, trunk: TrunkPass, x_sigma: torch.Tensor, r
 def speculative_sample(denoiser: Denoiser, *, batch_size: int, length: int, window: int = 8, min_window: int = 1,
                        window_schedule: str = "constant", verify_loops: int = 0, precision: str = "float64",
                        generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                       progress: tqdm | None = None) -> tuple[torch.Tensor, float, float]:
-    """Windowed self-speculative sampling of ``batch_size`` canvases (module docstring).
+                       progress: tqdm | None = None,
+                       start: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float]:
+    """Windowed self-speculative sampling of ``batch_size`` canvases (module docstring), from ``start`` (a template:
+    its given positions come first in σ, in a random order, as if already revealed) or all MASK.
     Returns (tokens [B, D], trunk passes per sequence, verifier passes per sequence)."""
     if not denoiser.speculative:
         raise ValueError(NO_VERIFIER)
@@ -105,9 +109,16 @@ def speculative_sample(denoiser: Denoiser, *, batch_size: int, length: int, wind
                 schedule=window_schedule)  # validates the schedule's arguments once
     device = torch.device(device)
     mask_id = denoiser.mask_id
-    order = sample_orders(batch_size, length, generator=generator, device=device)
-    x_sigma = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
-    revealed = torch.zeros(batch_size, dtype=torch.long, device=device)
+    if start is None:
+        order = sample_orders(batch_size, length, generator=generator, device=device)
+        x_sigma = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+        revealed = torch.zeros(batch_size, dtype=torch.long, device=device)
+    else:  # σ: the given positions first (uniformly ordered among themselves), then the masked ones
+        canvas = start_canvas(batch_size, length, mask_id, start, device)
+        key = torch.rand((batch_size, length), dtype=torch.float64, generator=generator, device=device)
+        order = (key + (canvas == mask_id).double()).argsort(dim=1)
+        x_sigma = gather_tracks(canvas, order)
+        revealed = (canvas != mask_id).sum(dim=1)
     hint: torch.Tensor | None = None  # self-conditioning: each row's draft from its previous trunk pass
     trunk_rows = causal_rows = 0
     done = 0

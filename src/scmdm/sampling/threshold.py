@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from scmdm.categorical import sample_categorical
 from scmdm.denoiser import Denoiser
+from scmdm.sampling.steps import start_canvas
 
 __all__ = ["threshold_sample"]
 
@@ -25,15 +26,17 @@ __all__ = ["threshold_sample"]
 @torch.inference_mode()
 def threshold_sample(denoiser: Denoiser, *, batch_size: int, length: int, threshold: float = 0.9, block_size: int = 0,
                      precision: str = "float64", generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu", progress: tqdm | None = None) -> tuple[torch.Tensor, float]:
-    """Threshold decoding of ``batch_size`` canvases. Returns (tokens, mean NFE per sequence)."""
+                     device: torch.device | str = "cpu", progress: tqdm | None = None,
+                     start: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Threshold decoding of ``batch_size`` canvases, from ``start`` (a template) or all MASK. Returns (tokens, mean
+    NFE per sequence)."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     if block_size < 0:
         raise ValueError(f"block_size must be >= 0 (0 = the whole canvas), got {block_size}")
     device = torch.device(device)
     mask_id = denoiser.mask_id
-    x = torch.full((batch_size, length), mask_id, dtype=torch.long, device=device)
+    x = start_canvas(batch_size, length, mask_id, start, device)
     hint: torch.Tensor | None = None
     block = block_size or length
     positions = torch.arange(length, device=device)

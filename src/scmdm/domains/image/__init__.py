@@ -8,13 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from scmdm.domains.base import Domain
 from scmdm.domains.image.data import image_split, prepare_images, read_pgm, write_pgm
 from scmdm.domains.image.evaluator import FD_NOTE, ImageEvaluator, format_image_table, save_image_grid
 from scmdm.domains.image.settings import ImageSettings, image_shape
 from scmdm.domains.image.tokenizer import ImageTokenizer
 
-__all__ = ["DOMAIN", "image_evaluator"]
+__all__ = ["DOMAIN", "image_evaluator", "inpainting_templates", "save_inpainting_grid"]
 
 
 def image_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *,
@@ -57,6 +60,40 @@ def _reader(path: Path, tokenizer: Any) -> list[Any]:
 
 def _rows(rows: Sequence[tuple[str, dict]], columns: Sequence[str], evaluator: Any = None) -> str:
     return format_image_table(rows, evaluator.note() if evaluator is not None else FD_NOTE, columns=columns)
+
+
+def inpainting_templates(images: Sequence[np.ndarray], tokenizer: Any, *,
+                         region: tuple[int, int, int, int] | None = None,
+                         mask: np.ndarray | None = None) -> torch.Tensor:
+    """Canvases of ``images`` ((H, W) level arrays) with a region to inpaint: the rectangle ``region`` = (x0, y0, x1,
+    y1) in pixels (x1, y1 excluded), or the nonzero pixels of ``mask`` (H, W)."""
+    if (region is None) == (mask is None):
+        raise ValueError("inpainting needs a region (x0,y0,x1,y1) or a mask image, not both")
+    height, width = tokenizer.height, tokenizer.width
+    if mask is None:
+        x0, y0, x1, y1 = region
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"the region {region} is not a rectangle inside the {width}x{height} image "
+                             "(x0,y0,x1,y1 with x0 < x1 <= W, y0 < y1 <= H)")
+        mask = np.zeros((height, width), dtype=bool)
+        mask[y0:y1, x0:x1] = True
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != (height, width):
+        raise ValueError(f"the mask image is {mask.shape[1]}x{mask.shape[0]}, the model's images {width}x{height}")
+    if not mask.any():
+        raise ValueError("the mask image has no nonzero pixel: there is nothing to inpaint")
+    canvases, _ = tokenizer.encode_many(list(images), height * width, where="the images to inpaint")
+    return canvases.masked_fill(torch.from_numpy(mask.reshape(-1)), tokenizer.mask_id)
+
+
+def save_inpainting_grid(templates: torch.Tensor, samples: Sequence[np.ndarray], path: Path, tokenizer: Any) -> Path:
+    """A PNG: each template (the region to inpaint shown mid-grey) beside its filled sample."""
+    shown = []
+    for template, sample in zip(templates, samples, strict=True):
+        given = tokenizer.decode(template)
+        given = np.where(template.numpy().reshape(given.shape) == tokenizer.mask_id, (tokenizer.levels - 1) // 2, given)
+        shown += [given.astype(np.uint8), np.asarray(sample, dtype=np.uint8)]
+    return save_image_grid(shown[:200], path, tokenizer.levels, columns=10)
 
 
 DOMAIN = Domain(

@@ -5,8 +5,12 @@ character (``evaluator``, ``scorer``), ``text.*`` options (``settings``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
+
+from scmdm import templates
 from scmdm.domains.base import Domain
 from scmdm.domains.text.data import format_text_samples, pack_windows, parse_text_samples, prepare_text
 from scmdm.domains.text.evaluator import TextEvaluator, chars_per_token, table_note
@@ -36,10 +40,24 @@ def _rows(rows: Sequence[tuple[str, dict]], columns: Sequence[str], evaluator: A
     return f"{format_table(rows, columns=columns)}\n\n{evaluator.note() if evaluator is not None else table_note()}"
 
 
+def text_template(text: str, tokenizer: Any, length: int) -> torch.Tensor:
+    """Text with gaps ([MASK], [MASK:n]) on the canvas, the literal parts in the model's tokens."""
+    return templates.text_template(text, tokenizer.encode, length, tokenizer.mask_id, where=f"template {text[:40]!r}")
+
+
+def read_text_templates(path: Path, tokenizer: Any, length: int) -> torch.Tensor:
+    """One template per non-empty line of a UTF-8 file."""
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{path} holds no template (it is empty)")
+    return torch.stack([templates.text_template(line, tokenizer.encode, length, tokenizer.mask_id,
+                                                where=f"{path}:{i + 1}") for i, line in enumerate(lines)])
+
+
 DOMAIN = Domain(
     name="text", default_source="kjv", tokenizers=dict(TEXT_TOKENIZERS), prepare=prepare_text,
     evaluator=text_evaluator, settings=TextSettings, format_samples=format_text_samples,
     parse_samples=parse_text_samples, sample_suffix=".txt", item_name="text windows",
     reference_label="real held-out text",
     table_columns=("gen_ppl", "scorer_bpc", "entropy_bits", "nelbo_bpc", "chars", "nfe", "seconds"),
-    format_rows=_rows)
+    format_rows=_rows, template=text_template, read_templates=read_text_templates)
