@@ -1,38 +1,63 @@
-"""Shared by the benchmark scripts: where results go, how a section of docs/RESULTS.md is replaced, the row
-cache (one JSON object per line, appended as each row is measured), mean ± std over seeds, and argument parsing
-that takes config overrides anywhere on the command line."""
+"""Shared by the benchmark scripts: where results go (one page per experiment in docs/results/, its figures beside
+it), how a generated section of a page is replaced, the command line a section quotes, the row cache (one JSON
+object per line, appended as each row is measured), mean ± std over seeds, and argument parsing that takes config
+overrides anywhere on the command line. Run every script from the repository root as ``python -m benchmarks.NAME``."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The results pages (docs/results/<page>.md) and their figures; docs/results/README.md is the summary.
+RESULTS = ROOT / "docs" / "results"
+#: The title a page gets when a script writes the first section of a page that does not exist yet.
+PAGE_TITLES = {
+    "bases.md": "Base models: QM9, DNA, images and text",
+    "selfcond_qm9.md": "Self-conditioned post-training on QM9",
+    "selfcond_text.md": "Self-conditioned post-training on text",
+    "speculative_qm9.md": "Self-speculative sampling on QM9",
+    "speculative_text.md": "Self-speculative sampling on text",
+    "shipped_models.md": "The shipped models",
+}
 
 
 def repo_relative(path: str | Path) -> str:
     """A run's path relative to the repository when it lies inside it (docs do not name one machine's paths)."""
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-RESULTS_MD = ROOT / "docs" / "RESULTS.md"
 
 
-def write_results_section(name: str, markdown: str, path: Path = RESULTS_MD) -> None:
-    """Put ``markdown`` between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in docs/RESULTS.md,
-    replacing what was there (other sections are left alone); appended if the markers are absent."""
+def command(script: str | Path, argv: list[str] | None = None) -> str:
+    """The command line a generated section quotes: ``python -m benchmarks.<module> ARGS`` for the script at
+    ``script`` (a path inside benchmarks/; run from the repository root), ARGS = ``argv`` (default: this
+    process's arguments)."""
+    module = Path(script).resolve().relative_to(ROOT).with_suffix("")
+    return shlex.join(["python", "-m", ".".join(module.parts), *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_results_section(name: str, markdown: str, page: Path) -> None:
+    """Put ``markdown`` between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``page`` (a docs/results/
+    page, or docs/PERFORMANCE.md), replacing what was there (the rest of the page is left alone); appended if the
+    markers are absent. A page that does not exist yet is created with a title (PAGE_TITLES, else its name)."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Results\n\nEvery number here says the command that produced it.\n"
+    if page.exists():
+        text = page.read_text()
+    else:
+        title = PAGE_TITLES.get(page.name, page.stem.replace("_", " ").capitalize())
+        text = f"# {title}\n\nEvery number here says the command that produced it.\n"
     block = f"{begin}\n{markdown}\n{end}"
     if begin in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(text)
 
 
 def read_rows(cache_file: Path) -> list[dict]:
@@ -79,7 +104,7 @@ def parse_args(parser, argv: list[str] | None = None):
     return args
 
 
-# ---- the base-model benchmarks of every domain (text_base.py, dna_base.py, image_base.py) ----------------------
+# ---- the base-model benchmarks of every domain (text_base, dna_base, image_base; page docs/results/bases.md) ---
 def base_parser(doc: str, default_config: str, default_samplers: tuple[str, ...] = ("ancestral",)):
     """The arguments every base-model benchmark takes."""
     import argparse
@@ -91,7 +116,7 @@ def base_parser(doc: str, default_config: str, default_samplers: tuple[str, ...]
     parser.add_argument("--num-samples", type=int, help="samples per row (default: the config's sample.num_samples)")
     parser.add_argument("--steps", type=int, nargs="+", help="sampling steps T (default: the config's, and its half)")
     parser.add_argument("--samplers", nargs="+", default=list(default_samplers))
-    parser.add_argument("--root", default=str(ROOT), help="where docs/ and benchmarks/results/ are written "
+    parser.add_argument("--root", default=str(ROOT), help="where docs/results/ and benchmarks/results/ are written "
                                                            "(another folder for a trial run)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.steps=3000")
     return parser
@@ -161,15 +186,16 @@ def machine() -> dict:
 
 
 def save_run_files(root: Path, name: str, payload: dict, run_dir: Path) -> str:
-    """Write benchmarks/results/<name>.json and copy the run's loss curve to docs/<name>_loss_curve.png (returned)."""
+    """Write benchmarks/results/<name>.json and copy the run's loss curve to docs/results/<name>_loss_curve.png (its
+    file name is returned, as the page beside it links it)."""
     import shutil
 
     (root / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    (root / "docs").mkdir(parents=True, exist_ok=True)
+    (root / "docs" / "results").mkdir(parents=True, exist_ok=True)
     (root / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(payload, indent=1))
     curve = f"{name}_loss_curve.png"
     if (run_dir / "loss_curve.png").exists():
-        shutil.copyfile(run_dir / "loss_curve.png", root / "docs" / curve)
+        shutil.copyfile(run_dir / "loss_curve.png", root / "docs" / "results" / curve)
     return curve
 
 

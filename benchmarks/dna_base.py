@@ -2,11 +2,11 @@
 held-out windows (the validation region), shuffled held-out windows, uniform random bases, a third-order Markov
 chain fit on the training windows, and training windows themselves (what memorisation looks like). Writes
 runs/<config>/ (the checkpoint post-training starts from), benchmarks/results/<config>.json,
-docs/<config>_loss_curve.png and the section ``<config>`` of docs/RESULTS.md.
+docs/results/<config>_loss_curve.png and the section ``<config>`` of docs/results/bases.md.
 
-    python benchmarks/dna_base.py                     # src/scmdm/configs/dna_ecoli.yaml: train ≤ 55 min, then evaluate
-    python benchmarks/dna_base.py --skip-train        # re-evaluate an existing run
-    python benchmarks/dna_base.py --root /tmp/trial --out /tmp/trial/run train.steps=2 model.width=32 \
+    python -m benchmarks.dna_base                     # src/scmdm/configs/dna_ecoli.yaml: train ≤ 55 min, then evaluate
+    python -m benchmarks.dna_base --skip-train        # re-evaluate an existing run
+    python -m benchmarks.dna_base --root /tmp/trial --out /tmp/trial/run train.steps=2 model.width=32 \
         model.depth=1 model.heads=2 --num-samples 20 --steps 4     # a trial run that leaves docs/ alone
 
 Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.domains.dna.evaluator): k-mer spectrum
@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
     base_parser,
     benchmark_config,
     machine,
@@ -38,10 +36,9 @@ from common import (  # noqa: E402
     validation_bits,
     write_results_section,
 )
-
-from scmdm.domains import get_domain  # noqa: E402
-from scmdm.domains.dna.evaluator import kmer_counts  # noqa: E402
-from scmdm.workflows import evaluator_for  # noqa: E402
+from scmdm.domains import get_domain
+from scmdm.domains.dna.evaluator import kmer_counts
+from scmdm.workflows import evaluator_for
 
 MARKOV_ORDERS = (3, 6)
 
@@ -103,7 +100,7 @@ def main() -> int:
                f"test genomes {', '.join(split['test_genomes'])}")
     markdown = f"""## DNA base model ({name})
 
-Command: `python benchmarks/dna_base.py --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
+Command: `python -m benchmarks.dna_base --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Data: {', '.join(split['genomes'])}, windows of {c.data.max_length} bases every {split['stride']} bases, {holdout};
@@ -133,7 +130,7 @@ First windows: real held-out `{evaluator.holdout_windows[0][:80]}…`
 
 ![loss curve]({curve})
 """
-    write_results_section(name, markdown, path=root / "docs" / "RESULTS.md")
+    write_results_section(name, markdown, page=root / "docs" / "results" / "bases.md")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 

@@ -1,16 +1,16 @@
 """Reference and baseline rows of the DNA and image evaluators, the rows every model row of those domains is
 read against: real held-out data and the trivial baselines, through the same evaluator.
 
-    python benchmarks/domain_references.py                    # both (~1 min DNA; images ~1.5 min, + ~1 min
+    python -m benchmarks.domain_references                    # both (~1 min DNA; images ~1.5 min, + ~1 min
                                                               #   the first time, to train the CNN)
-    python benchmarks/domain_references.py --domains dna --genomes E.Coli/MG1655-K12 --window 256
-    python benchmarks/domain_references.py --domains image --levels 4 --write-results
+    python -m benchmarks.domain_references --domains dna --genomes E.Coli/MG1655-K12 --window 256
+    python -m benchmarks.domain_references --domains image --levels 4 --write-results
 
 DNA: held-out region of the given genome(s) (the data defaults of scmdm.domains.dna.data.load_dna). Images:
 Fashion-MNIST at K grey levels; the classifier is trained on first use and cached (scmdm.domains.image.evaluator).
 Writes
 benchmarks/results/domain_references.json, PNG grids of real and baseline images to --out, and, with
---write-results, the section of docs/RESULTS.md between its markers.
+--write-results, the section ``domain_references`` of docs/results/bases.md.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_results_section  # noqa: E402
-
+from benchmarks.common import RESULTS, ROOT, command, write_results_section
 from scmdm.domains.dna.data import load_dna
 from scmdm.domains.dna.evaluator import DnaEvaluator, format_dna_table
 from scmdm.domains.image.data import load_images
@@ -78,7 +75,7 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=0.05, help="DNA valid and test fraction of each record")
     parser.add_argument("--levels", type=int, default=16, help="Fashion-MNIST grey levels K")
     parser.add_argument("--out", default=str(ROOT / "runs" / "domain_references"))
-    parser.add_argument("--write-results", action="store_true", help="update docs/RESULTS.md")
+    parser.add_argument("--write-results", action="store_true", help="update docs/results/bases.md")
     args = parser.parse_args()
 
     sections, records = [], []
@@ -87,14 +84,14 @@ def main() -> int:
         print(text + "\n", flush=True)
         sections.append(text)
         records += rows
-    command = "python benchmarks/domain_references.py " + " ".join(sys.argv[1:])
-    result = {"command": command.strip(), "machine": platform.processor() or platform.machine(), "rows": records}
+    made_by = command(__file__)
+    result = {"command": made_by, "machine": platform.processor() or platform.machine(), "rows": records}
     path = ROOT / "benchmarks" / "results" / "domain_references.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     if args.write_results:
         write_results_section("domain_references", f"## DNA and image evaluators: reference and baseline rows\n\n"
-                              f"`{command.strip()}`\n\n" + "\n\n".join(sections))
+                              f"Command: `{made_by}`\n\n" + "\n\n".join(sections), page=RESULTS / "bases.md")
     return 0
 
 

@@ -1,12 +1,13 @@
 """Train a base image model (raster-scan grey levels) and measure it next to the rows of the same evaluator that
 tell good from bad: real held-out images (the validation split) and pixel-independent samples (every pixel drawn
 from its own marginal over the training images). Writes runs/<config>/ (the checkpoint post-training starts
-from), benchmarks/results/<config>.json, docs/<config>_loss_curve.png, sample grids docs/<config>_samples.png
-(the model) and docs/<config>_real.png (held-out images), and the section ``<config>`` of docs/RESULTS.md.
+from), benchmarks/results/<config>.json, and in docs/results/: <config>_loss_curve.png, sample grids
+<config>_samples_<sampler>_T<T>.png (the model) and <config>_real.png (held-out images), and the section ``<config>`` of
+bases.md.
 
-    python benchmarks/image_base.py                   # config fashion_mnist_k16: train ≤ 55 min, evaluate
-    python benchmarks/image_base.py --skip-train      # re-evaluate an existing run
-    python benchmarks/image_base.py --root /tmp/trial --out /tmp/trial/run data.source=digits data.max_length=64 \
+    python -m benchmarks.image_base                   # config fashion_mnist_k16: train ≤ 55 min, evaluate
+    python -m benchmarks.image_base --skip-train      # re-evaluate an existing run
+    python -m benchmarks.image_base --root /tmp/trial --out /tmp/trial/run data.source=digits data.max_length=64 \
         train.steps=2 model.width=32 model.depth=1 model.heads=2 --num-samples 50 --steps 4   # a trial run
 
 Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.domains.image.evaluator): the Fréchet
@@ -19,13 +20,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
     base_parser,
     benchmark_config,
     machine,
@@ -37,10 +36,9 @@ from common import (  # noqa: E402
     validation_bits,
     write_results_section,
 )
-
-from scmdm.domains import get_domain  # noqa: E402
-from scmdm.domains.image.evaluator import save_image_grid  # noqa: E402
-from scmdm.workflows import evaluator_for  # noqa: E402
+from scmdm.domains import get_domain
+from scmdm.domains.image.evaluator import save_image_grid
+from scmdm.workflows import evaluator_for
 
 
 def independent_bits_per_pixel(train: np.ndarray, valid: np.ndarray, levels: int) -> float:
@@ -90,14 +88,15 @@ def main() -> int:
 
     state, c = loaded.state, loaded.config
     split = loaded.split_info
-    (root / "docs").mkdir(parents=True, exist_ok=True)
+    figures = root / "docs" / "results"
+    figures.mkdir(parents=True, exist_ok=True)
     grids = []
     for ev in evaluations:
         file = f"{name}_samples_{ev.metrics['sampler']}_T{ev.metrics['steps']}.png"
-        save_image_grid(ev.samples[:100], root / "docs" / file, levels, columns=10)
+        save_image_grid(ev.samples[:100], figures / file, levels, columns=10)
         grids.append((ev.name, file))
     real_file = f"{name}_real.png"
-    save_image_grid(evaluator.holdout_images[:100], root / "docs" / real_file, levels, columns=10)
+    save_image_grid(evaluator.holdout_images[:100], figures / real_file, levels, columns=10)
     payload = {"val_nelbo_bits_per_pixel": bits, "independent_bits_per_pixel": independent,
                "classifier_test_accuracy": evaluator.test_accuracy, "train_state": state, "config": c.to_dict(),
                "split": split, "rows": [ev.metrics for ev in evaluations], "reference_rows": dict(table_rows[:2]),
@@ -109,7 +108,7 @@ def main() -> int:
     pictures = " ".join(f"![{label}]({file})" for label, file in grids)
     markdown = f"""## Image base model ({name})
 
-Command: `python benchmarks/image_base.py --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
+Command: `python -m benchmarks.image_base --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Data: {split['source']}, {height}×{width} pixels quantised to K = {levels} grey levels, raster-scan canvases of
@@ -138,7 +137,7 @@ Samples (the first 100 of each row; real held-out images first): ![real held-out
 
 ![loss curve]({curve})
 """
-    write_results_section(name, markdown, path=root / "docs" / "RESULTS.md")
+    write_results_section(name, markdown, page=root / "docs" / "results" / "bases.md")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 

@@ -1,10 +1,10 @@
 """Train the QM9 base model and measure it: validation NELBO and the metrics table for every sampler
 at T = 16, 32, 64, 128. Writes runs/qm9_base/ (the checkpoint post-training starts from),
-benchmarks/results/qm9_base.json, docs/qm9_base.png and the section of docs/RESULTS.md between its
-markers.
+benchmarks/results/qm9_base.json, docs/results/qm9_base.png and the section ``qm9_base`` of
+docs/results/bases.md.
 
-    python benchmarks/qm9_base.py                 # train (~50 min on 2 CPU cores) + evaluate (~15 min)
-    python benchmarks/qm9_base.py --skip-train    # re-evaluate an existing runs/qm9_base
+    python -m benchmarks.qm9_base                 # train (~50 min on 2 CPU cores) + evaluate (~15 min)
+    python -m benchmarks.qm9_base --skip-train    # re-evaluate an existing runs/qm9_base
 
 Training resumes if runs/qm9_base already holds a checkpoint.
 """
@@ -21,9 +21,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, parse_args, write_results_section  # noqa: E402
-
+from benchmarks.common import RESULTS, ROOT, parse_args, write_results_section
 from scmdm.checkpoint import load_checkpoint
 from scmdm.config import SampleConfig, load_config
 from scmdm.diffusion import validation_nelbo
@@ -103,13 +101,14 @@ def main() -> int:
                "reference": reference, "machine": {"cpu_threads": torch.get_num_threads(),
                                                    "python": platform.python_version(), "torch": torch.__version__}}
     (results_dir / "qm9_base.json").write_text(json.dumps(payload, indent=1))
-    plot(rows, ROOT / "docs" / "qm9_base.png")
-    shutil.copyfile(out / "loss_curve.png", ROOT / "docs" / "qm9_base_loss_curve.png")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(rows, RESULTS / "qm9_base.png")
+    shutil.copyfile(out / "loss_curve.png", RESULTS / "qm9_base_loss_curve.png")
     tok = SmilesTokenizer.load(loaded.path / "tokenizer.json")
     m = loaded.config.model
     markdown = f"""## QM9 base model
 
-Command: `python benchmarks/qm9_base.py` (config `src/scmdm/configs/qm9_base.yaml`; checkpoint written to
+Command: `python -m benchmarks.qm9_base` (config `src/scmdm/configs/qm9_base.yaml`; checkpoint written to
 `runs/qm9_base/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Model: {m.depth} layers, width {m.width}, {m.heads} heads, {state.get('num_parameters', 0) / 1e6:.2f} M parameters,
@@ -133,7 +132,7 @@ same samples; only NFE and time differ)
 
 ![loss curve](qm9_base_loss_curve.png)
 """
-    write_results_section("qm9_base", markdown)
+    write_results_section("qm9_base", markdown, page=RESULTS / "bases.md")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 

@@ -1,4 +1,4 @@
-"""Self-conditioned post-training ablation on QM9 (issue: SCMDM; DESIGN.md §2).
+"""Self-conditioned post-training ablation on QM9 (issue: SCMDM; docs/METHODS.md §2).
 
 One base model (runs/qm9_base, from benchmarks/qm9_base.py) is post-trained for the same number of
 steps in every arm:
@@ -19,16 +19,16 @@ with sampling seed = seed, ancestral sampler, float64 draws, at every T × tempe
 in OUT/rows.jsonl, so an interrupted run continues where it stopped. Arms are interleaved within each
 (T, temperature) so that the sampling-time ratio is measured side by side.
 
-    python benchmarks/selfcond_ablation.py                       # everything (hours on 2 CPU cores)
-    python benchmarks/selfcond_ablation.py --arms control mask_add@1 projection@1 --seeds 0 \\
+    python -m benchmarks.selfcond_ablation                       # everything (hours on 2 CPU cores)
+    python -m benchmarks.selfcond_ablation --arms control mask_add@1 projection@1 --seeds 0 \\
         --T 32 64 --temperatures 0.9 1.0                         # a pilot
-    python benchmarks/selfcond_ablation.py --arms control mask_add@1 --cached-only \\
+    python -m benchmarks.selfcond_ablation --arms control mask_add@1 --cached-only \\
         --rows-from benchmarks/results/selfcond_ablation.json   # the tables again, on a machine without the runs
 
-Writes benchmarks/results/selfcond_ablation.json, docs/selfcond_vs_T.png, the frontier figures
-docs/selfcond_frontier_INJECTION.png (one per injection, its rates beside the baselines; docs/selfcond_frontier.png
-where each injection ran at one rate) and docs/selfcond_frontier_remedies.png (where arms with a suffix ran), and
-the ``selfcond_ablation`` section of docs/RESULTS.md. A variant that changes the control too (a learning rate, a
+Writes benchmarks/results/selfcond_ablation.json and, in docs/results/, selfcond_vs_T.png, the frontier figures
+selfcond_frontier_INJECTION.png (one per injection, its rates beside the baselines; selfcond_frontier.png where
+each injection ran at one rate) and selfcond_frontier_remedies.png (where arms with a suffix ran), and the
+``selfcond_ablation`` section of selfcond_qm9.md. A variant that changes the control too (a learning rate, a
 post-training length) is its own ablation: ``--tag lr3e-4 train.lr=3e-4`` keeps its runs in runs/selfcond_lr3e-4
 and writes selfcond_ablation_lr3e-4.json, the plots with that suffix and its own section.
 """
@@ -39,8 +39,6 @@ import argparse
 import json
 import platform
 import re
-import shlex
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -49,10 +47,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
+    RESULTS,
     ROOT,
     append_row,
+    command,
     fmt,
     mean_std,
     parse_args,
@@ -60,12 +59,11 @@ from common import (  # noqa: E402
     repo_relative,
     write_results_section,
 )
-
-from scmdm.checkpoint import LoadedCheckpoint, find_checkpoint, load_checkpoint, read_state  # noqa: E402
-from scmdm.config import SampleConfig  # noqa: E402
-from scmdm.selfcond import INJECTIONS  # noqa: E402
-from scmdm.training import Trainer  # noqa: E402
-from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
+from scmdm.checkpoint import LoadedCheckpoint, find_checkpoint, load_checkpoint, read_state
+from scmdm.config import SampleConfig
+from scmdm.selfcond import INJECTIONS
+from scmdm.training import Trainer
+from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate
 
 DEFAULT_ARMS = [
     "base", "control", "controlx2", *[f"{inj}@{rate}" for inj in INJECTIONS for rate in ("0.5", "0.5x2", "1")]
@@ -177,7 +175,7 @@ def validation_nelbos(rows: list[dict], arm: str, seeds: list[int]) -> tuple[lis
 
 
 def tag_suffix(tag: str) -> str:
-    """What a ``--tag`` variant appends to its run folder, results file, plots and RESULTS section."""
+    """What a ``--tag`` variant appends to its run folder, results file, plots and results section."""
     return f"_{tag}" if tag else ""
 
 
@@ -394,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="post-training runs and row cache (default runs/selfcond, with --tag "
                                        "runs/selfcond_TAG)")
     parser.add_argument("--tag", default="", help="a variant ablation with its own control, e.g. 'lr3e-4' with the "
-                        "override train.lr=3e-4: its own runs, results file, plots and RESULTS section")
+                        "override train.lr=3e-4: its own runs, results file, plots and results section")
     parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=480, help="post-training steps per arm (x2 arms: twice)")
@@ -402,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 0.8, 0.9, 1.0])
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ (a trial run)")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/ or benchmarks/results/ (a trial)")
     parser.add_argument("--cached-only", action="store_true",
                         help="train and sample nothing: tables and plots from the cached rows of the given arms, "
                              "seeds, T and temperatures that exist (e.g. after parallel runs, one per seed)")
@@ -417,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = parse_args(build_parser())
-    command = "python benchmarks/selfcond_ablation.py " + shlex.join(sys.argv[1:])
+    made_by = command(__file__)
 
     if args.tag and not re.fullmatch(r"[\w.+-]+", args.tag):
         raise SystemExit(f"--tag {args.tag!r}: use letters, digits and . + - _ only (it names files)")
@@ -453,7 +451,7 @@ def main() -> int:
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     base_state = read_state(find_checkpoint(base))  # its step and NELBO; no weights needed
-    payload = {"command": command, "rows": rows, "arms": args.arms, "seeds": args.seeds, "post_train_steps": args.steps,
+    payload = {"command": made_by, "rows": rows, "arms": args.arms, "seeds": args.seeds, "post_train_steps": args.steps,
                "base_state": base_state, "train_minutes_this_invocation": train_minutes,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                            "torch": torch.__version__, "device": args.device}}
@@ -461,10 +459,10 @@ def main() -> int:
         (out / "selfcond_ablation.json").write_text(json.dumps(payload, indent=1))
         return 0
     (results / f"selfcond_ablation{suffix}.json").write_text(json.dumps(payload, indent=1))
-    (ROOT / "docs").mkdir(exist_ok=True)
-    plot(summary, args.arms, args.temperatures, args.T, ROOT / "docs", suffix)
-    section = markdown(args, summary, rows, post_train_config(base, overrides), command, base_state)
-    write_results_section(f"selfcond_ablation{suffix}", section)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(summary, args.arms, args.temperatures, args.T, RESULTS, suffix)
+    section = markdown(args, summary, rows, post_train_config(base, overrides), made_by, base_state)
+    write_results_section(f"selfcond_ablation{suffix}", section, page=RESULTS / "selfcond_qm9.md")
     print(section)
     return 0
 

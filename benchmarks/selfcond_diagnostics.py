@@ -1,5 +1,5 @@
 """What a self-conditioned model does with its hint, and with the hints sampling gives it (issue: SCMDM;
-docs/RESULTS.md, "What the network does with its hint").
+docs/results/selfcond_qm9.md, "What the network does with its hint").
 
 Post-training shows the network one kind of hint: p̂ = p_θ(x₀ | x_t, null), computed at the *same* x_t
 (``two_pass_logits``). Sampling hands it others: the previous step's prediction, made at a more-masked
@@ -16,7 +16,7 @@ same x_t) of a post-trained model under each kind of hint:
     shuffled    the fresh hints of other sequences of the batch (how much the network leans on the hint)
     oracle      the one-hot of the true x₀ (how much the network can read from a hint at all)
 
-    python benchmarks/selfcond_diagnostics.py runs/selfcond/control/seed0 runs/selfcond/mask_add@1/seed0 \
+    python -m benchmarks.selfcond_diagnostics runs/selfcond/control/seed0 runs/selfcond/mask_add@1/seed0 \
         runs/selfcond/projection@1/seed0
 
 A model without self-conditioning (the control) gets the null row only, on the same masks.
@@ -31,20 +31,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT  # noqa: E402
-
-from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.diffusion import mask_tokens, masked_token_nll, subs_log_probs  # noqa: E402
-from scmdm.domains import prepare_data  # noqa: E402
-from scmdm.schedules import get_schedule  # noqa: E402
-from scmdm.selfcond import carried_hint, lagged_input  # noqa: E402
+from benchmarks.common import ROOT
+from scmdm.checkpoint import load_checkpoint
+from scmdm.diffusion import mask_tokens, masked_token_nll, subs_log_probs
+from scmdm.domains import prepare_data
+from scmdm.schedules import get_schedule
+from scmdm.selfcond import carried_hint, lagged_input
 
 STALE = (1 / 64, 1 / 16, 1 / 4)
 CONDITIONS = ("null", "fresh", "iterated", *(f"stale 1/{round(1 / d)}" for d in STALE), "shuffled", "oracle")

@@ -1,5 +1,5 @@
 """Sample a self-conditioned model under three hint regimes, to locate where the ablation's loss of validity
-comes from (issue: SCMDM; docs/RESULTS.md, "What the network does with its hint").
+comes from (issue: SCMDM; docs/results/selfcond_qm9.md, "Sampling with the hint of training").
 
     chained   the library's sampler: step k's hint is step k−1's prediction, made at a more-masked x and
               itself self-conditioned (T network evaluations)
@@ -12,7 +12,7 @@ random stream: their differences come from the hint alone. If ``fresh`` recovers
 ``chained`` does not, the cost is the sampler's stale, iterated hint (train–test mismatch); if ``fresh`` loses
 too, the hint-conditioned network itself makes less valid molecules from the hint it was trained on.
 
-    python benchmarks/selfcond_hint_sampling.py runs/selfcond/control/seed0 runs/selfcond/mask_add@1/seed0 \
+    python -m benchmarks.selfcond_hint_sampling runs/selfcond/control/seed0 runs/selfcond/mask_add@1/seed0 \
         runs/selfcond/mask_add@0.5/seed0 --T 32 --temperature 1.0
 
 Prints a markdown table (a model that is not self-conditioned gets the chained row only: its three regimes are
@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT  # noqa: E402
-
-from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint  # noqa: E402
+from benchmarks.common import ROOT
+from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
 from scmdm.denoiser import Denoiser
-from scmdm.sampling import ancestral_sample  # noqa: E402
-from scmdm.schedules import get_schedule  # noqa: E402
-from scmdm.workflows import evaluator_for  # noqa: E402
+from scmdm.sampling import ancestral_sample
+from scmdm.schedules import get_schedule
+from scmdm.workflows import evaluator_for
 
 REGIMES = ("chained", "fresh", "null")
 

@@ -1,4 +1,4 @@
-"""Self-conditioned post-training ablation on text: control vs λ = 0.5 vs λ = 1 (DESIGN.md §2), ≥ 3 seeds.
+"""Self-conditioned post-training ablation on text: control vs λ = 0.5 vs λ = 1 (docs/METHODS.md §2), ≥ 3 seeds.
 
 The same arms, post-training and caching as benchmarks/selfcond_ablation.py (whose ``post_train`` and arm
 syntax this script uses: ``control``, ``INJ@RATE``, ``INJ@RATEx2``, ``base``), on a text base model from
@@ -9,11 +9,11 @@ sharpening, so every arm is sampled over a temperature sweep and compared on the
 control's temperatures, per seed against that seed's control) — negative means beyond the control's frontier.
 Arms are compared with the control per seed (paired), and λ = 1 with λ = 0.5, as in the QM9 ablation.
 
-    python benchmarks/selfcond_text.py                                  # base runs/text_kjv, 3 seeds
-    python benchmarks/selfcond_text.py --seeds 0 --T 64 --temperatures 1.0 --num-samples 50   # a pilot
+    python -m benchmarks.selfcond_text                                  # base runs/text_kjv, 3 seeds
+    python -m benchmarks.selfcond_text --seeds 0 --T 64 --temperatures 1.0 --num-samples 50   # a pilot
 
 Rows are cached in OUT/rows.jsonl (an interrupted run continues). Writes benchmarks/results/selfcond_text.json
-and the ``selfcond_text`` section of docs/RESULTS.md.
+and the ``selfcond_text`` section of docs/results/selfcond_text.md.
 """
 
 from __future__ import annotations
@@ -21,16 +21,23 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_row, fmt, parse_args, read_rows, write_results_section  # noqa: E402
-from selfcond_ablation import (  # noqa: E402
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    append_row,
+    command,
+    fmt,
+    parse_args,
+    read_rows,
+    repo_relative,
+    write_results_section,
+)
+from benchmarks.selfcond_ablation import (
     arm_runs,
     paired_differences,
     reference_pairs,
@@ -40,10 +47,9 @@ from selfcond_ablation import (  # noqa: E402
     time_ratios,
     validation_nelbos,
 )
-
-from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.domains.text.scorer import SCORER_NAME  # noqa: E402
-from scmdm.workflows import evaluator_for, post_train_config  # noqa: E402
+from scmdm.checkpoint import load_checkpoint
+from scmdm.domains.text.scorer import SCORER_NAME
+from scmdm.workflows import evaluator_for, post_train_config
 
 METRICS = ("gen_ppl", "scorer_bpc", "entropy_bits", "chars")
 
@@ -65,7 +71,7 @@ def main() -> int:
                              "temperatures that exist (e.g. after parallel runs, one per seed)")
     parser.add_argument("overrides", nargs="*", help="post-training config overrides, e.g. train.lr=3e-4")
     args = parse_args(parser)
-    command = "python benchmarks/selfcond_text.py " + shlex.join(sys.argv[1:])
+    made_by = command(__file__)
 
     base, out = Path(args.base), Path(args.out)
     base_model = load_checkpoint(base, device=args.device)
@@ -96,12 +102,12 @@ def main() -> int:
                             f"entropy {m['entropy_bits']:.3f} {m['seconds']:.1f}s"),
         batch_size=250)
 
-    payload = {"command": command, "rows": rows, "reference": reference, "arms": args.arms, "seeds": args.seeds,
+    payload = {"command": made_by, "rows": rows, "reference": reference, "arms": args.arms, "seeds": args.seeds,
                "post_train_steps": args.steps, "base_state": base_model.state,
                "train_minutes_this_invocation": train_minutes,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                            "torch": torch.__version__, "device": args.device}}
-    section = markdown(args, rows, post_train_config(base, overrides), reference, command, payload["base_state"],
+    section = markdown(args, rows, post_train_config(base, overrides), reference, made_by, payload["base_state"],
                        evaluator.chars_per_token)
     print(section)
     if args.no_docs:
@@ -109,14 +115,15 @@ def main() -> int:
         return 0
     (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "benchmarks" / "results" / "selfcond_text.json").write_text(json.dumps(payload, indent=1))
-    write_results_section("selfcond_text", section)
+    write_results_section("selfcond_text", section, page=RESULTS / "selfcond_text.md")
     return 0
 
 
 def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, base_state: dict,
              cpt: float) -> str:
-    """The ``selfcond_text`` section of docs/RESULTS.md from the cached rows (one per arm, seed, T, temperature;
-    each carries its run's validation NELBO), with ``sc_config`` the post-training config (its lr and batch)."""
+    """The ``selfcond_text`` section of docs/results/selfcond_text.md from the cached rows (one per arm, seed, T,
+    temperature; each carries its run's validation NELBO), with ``sc_config`` the post-training config (its lr and
+    batch)."""
     temps, Ts, seeds = sorted(args.temperatures), sorted(args.T), args.seeds
     tau = 1.0 if 1.0 in temps else max(temps)
     by_seed = {(r["arm"], r["seed"], r["T"], r["temperature"]): r for r in rows}
@@ -127,7 +134,7 @@ def markdown(args, rows: list[dict], sc_config, reference: dict, command: str, b
     lines = [
         "## Self-conditioned post-training: ablation on text", "",
         f"Command: `{command}`", "",
-        f"Base: `{args.base}` (step {base_state.get('step')}, validation NELBO "
+        f"Base: `{repo_relative(args.base)}` (step {base_state.get('step')}, validation NELBO "
         f"{base_state.get('val_nelbo_bits', float('nan')):.4f} bits/token). Every arm is post-trained {args.steps} "
         f"steps (x2 arms: {2 * args.steps}) from the base model's EMA weights with the bundled config `selfcond` (lr "
         f"{sc_config.train.lr}, batch {sc_config.train.batch_size}); seeds {seeds} (post-training seed = 100 + s, "

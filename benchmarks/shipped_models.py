@@ -1,14 +1,15 @@
 """Build the models scmdm ships (models/qm9_base and models/qm9_base_spec), measure them and write their model cards.
 
-    python benchmarks/shipped_models.py            # train or resume both, export, evaluate, write cards (~4 h, 1 core)
-    python benchmarks/shipped_models.py --skip-train   # re-export and re-evaluate what runs/ holds
+    python -m benchmarks.shipped_models            # train or resume both, export, evaluate, write cards (~4 h, 1 core)
+    python -m benchmarks.shipped_models --skip-train   # re-export and re-evaluate what runs/ holds
 
 1. The base: src/scmdm/configs/qm9_base.yaml for 6,000 steps (2.5× the 2,400 of the earlier base) → runs/qm9_long.
 2. Its verifier: src/scmdm/configs/speculative.yaml (one causal layer, frozen trunk, 1,000 steps) → runs/qm9_long_spec.
 3. Both exported (EMA weights) to models/, evaluated beside the earlier base's numbers (benchmarks/results/
    qm9_base.json): full validation NELBO (K = 16), and 1,000 molecules per row — the base ancestral at T = 32 and 64,
    the verifier's speculative sampler (cosine windows W ≤ 6 and W ≤ 12, constant W = 4); float64 draws, seed 0.
-4. A model card (README.md) in each model folder, benchmarks/results/shipped_models.json and the docs section.
+4. A model card (README.md) in each model folder, benchmarks/results/shipped_models.json and the section
+   ``shipped_models`` of docs/results/shipped_models.md.
 
 Training resumes where it stopped (steps decide, no wall-clock cap); every step is deterministic given the seed.
 """
@@ -19,28 +20,26 @@ import argparse
 import dataclasses
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_results_section  # noqa: E402
-
-from scmdm.checkpoint import export_model, load_checkpoint  # noqa: E402
-from scmdm.config import load_config, resolve_config_path  # noqa: E402
-from scmdm.diffusion import validation_nelbo  # noqa: E402
-from scmdm.domains import prepare_data  # noqa: E402
-from scmdm.evaluation import format_table  # noqa: E402
-from scmdm.schedules import get_schedule  # noqa: E402
-from scmdm.training import Trainer  # noqa: E402
-from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
+from benchmarks.common import ROOT, write_results_section
+from scmdm.checkpoint import export_model, load_checkpoint
+from scmdm.config import load_config, resolve_config_path
+from scmdm.diffusion import validation_nelbo
+from scmdm.domains import prepare_data
+from scmdm.evaluation import format_table
+from scmdm.schedules import get_schedule
+from scmdm.training import Trainer
+from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate
 
 BASE_RUN, SPEC_RUN = ROOT / "runs" / "qm9_long", ROOT / "runs" / "qm9_long_spec"
 BASE_MODEL, SPEC_MODEL = ROOT / "models" / "qm9_base", ROOT / "models" / "qm9_base_spec"
 BASE_OVERRIDES = ["train.steps=6000", "train.save_every=500", "train.eval_every=1000", "train.keep_checkpoints=2"]
 RESULTS = ROOT / "benchmarks" / "results" / "shipped_models.json"
+PAGE = ROOT / "docs" / "results" / "shipped_models.md"
 COLUMNS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd", "qed", "sa", "nfe", "nfe_causal")
 
 
@@ -125,7 +124,7 @@ def cards(result: dict) -> None:
         tokens = state.get("tokens_seen", 0)
         card = "\n".join([
             f"# {folder.name} — {what}", "",
-            "Shipped with scmdm (`models/`), built and measured by `python benchmarks/shipped_models.py`.", "",
+            "Shipped with scmdm (`models/`), built and measured by `python -m benchmarks.shipped_models`.", "",
             "| | |", "|---|---|",
             f"| how it was trained | {how} |",
             f"| training steps | {state.get('step')} × batch 256 QM9 molecules ({tokens:,} canvas tokens) |",
@@ -155,11 +154,11 @@ def cards(result: dict) -> None:
     lines = [f"| {name} | {old:.{d}f} | {new:.{d}f} |" for name, old, new, d in comparison]
     section = "\n".join([
         "## The shipped QM9 models", "",
-        "Command: `python benchmarks/shipped_models.py`. models/qm9_base: src/scmdm/configs/qm9_base.yaml trained "
+        "Command: `python -m benchmarks.shipped_models`. models/qm9_base: src/scmdm/configs/qm9_base.yaml trained "
         "6,000 steps (the earlier base: 2,400); models/qm9_base_spec: a causal verifier on its frozen trunk (1,000 "
         "steps). 1,000 molecules a row, float64 draws, seed 0.", "", table, "",
         "| | earlier base (2,400 steps) | shipped base (6,000 steps) |", "|---|---:|---:|", *lines])
-    write_results_section("shipped_models", section)
+    write_results_section("shipped_models", section, page=PAGE)
 
 
 def main() -> None:

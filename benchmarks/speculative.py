@@ -1,4 +1,4 @@
-"""Self-speculative sampling: quality against NFE, on any domain (issue: self-speculative MDM; DESIGN.md §3).
+"""Self-speculative sampling: quality against NFE, on any domain (issue: self-speculative MDM; docs/METHODS.md §3).
 
 Models (post-training is skipped when its run folder already holds the final checkpoint):
 
@@ -28,17 +28,17 @@ NFE ratio at matched quality reads the baseline's NFE at the speculative row's q
 curve (piecewise linear in log NFE, first crossing); the wall-clock ratio does the same for its seconds,
 measured in the same run. Rows are cached in OUT/rows.jsonl, so an interrupted run continues where it stopped.
 
-    python benchmarks/speculative.py                             # everything (CPU hours, see docs/SPECULATIVE.md)
-    python benchmarks/speculative.py --arms ancestral speculative --seeds 0 --T 8 16 32 --windows 2 4 8
-    python benchmarks/speculative.py --base runs/text_kjv --arms ancestral speculative --num-samples 100 \
+    python -m benchmarks.speculative                             # everything (CPU hours, see docs/SPECULATIVE.md)
+    python -m benchmarks.speculative --arms ancestral speculative --seeds 0 --T 8 16 32 --windows 2 4 8
+    python -m benchmarks.speculative --base runs/text_kjv --arms ancestral speculative --num-samples 100 \
         --batch-size 100 --T 8 16 32 64 128 --windows 2 4 8 16 32   # text (see docs/SPECULATIVE.md)
 
 Quality is the domain's (QUALITY below): molecules are matched on validity and FCD, text on the generative
 perplexity under SmolLM2-135M and the same NLL in bits per character (its unigram entropy is plotted beside
 it: a sampler that buys perplexity with repetition shows there). Writes benchmarks/results/NAME.json,
-docs/NAME.png and the ``NAME`` section of docs/RESULTS.md, NAME = ``speculative`` for molecules and
-``speculative_<domain>`` otherwise (``--no-docs``: only OUT/NAME.json, for trial runs); OUT defaults to
-runs/NAME.
+docs/results/NAME.png and the ``NAME`` section of its page, docs/results/speculative_qm9.md for molecules and
+docs/results/NAME.md otherwise; NAME = ``speculative`` for molecules and ``speculative_<domain>`` otherwise
+(``--no-docs``: only OUT/NAME.json, for trial runs); OUT defaults to runs/NAME.
 """
 
 from __future__ import annotations
@@ -47,21 +47,27 @@ import argparse
 import json
 import math
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_row, fmt, mean_std, parse_args, read_rows, write_results_section  # noqa: E402
-
-from scmdm.checkpoint import find_checkpoint, load_checkpoint, read_config, read_state  # noqa: E402
-from scmdm.config import SampleConfig  # noqa: E402
-from scmdm.domains import get_domain  # noqa: E402
-from scmdm.training import Trainer  # noqa: E402
-from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate  # noqa: E402
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    append_row,
+    command,
+    fmt,
+    mean_std,
+    parse_args,
+    read_rows,
+    write_results_section,
+)
+from scmdm.checkpoint import find_checkpoint, load_checkpoint, read_config, read_state
+from scmdm.config import SampleConfig
+from scmdm.domains import get_domain
+from scmdm.training import Trainer
+from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate
 
 ARMS = {  # arm → (model, sampler)
     "ancestral": ("base", "ancestral"),
@@ -91,6 +97,11 @@ def metric_columns(domain: str) -> tuple[str, ...]:
 
 def results_name(domain: str) -> str:
     return "speculative" if domain == "molecule" else f"speculative_{domain}"
+
+
+def results_page(domain: str) -> Path:
+    """The docs/results page of a domain's section: speculative_qm9.md for molecules, speculative_<domain>.md else."""
+    return RESULTS / ("speculative_qm9.md" if domain == "molecule" else f"{results_name(domain)}.md")
 
 
 def post_train(init_from: Path, run_dir: Path, config_name: str, overrides: list[str], *,
@@ -277,7 +288,7 @@ def main() -> int:
                              "missing (arm, setting, seed) is left out and the `seeds` column says how many each has")
     parser.add_argument("overrides", nargs="*", help="verifier post-training overrides, e.g. speculative.head=separate")
     args = parse_args(parser)
-    command = "python benchmarks/speculative.py " + shlex.join(sys.argv[1:])
+    made_by = command(__file__)
 
     base = Path(args.base)
     domain = read_config(find_checkpoint(base) / "config.json").data.domain  # no weights needed yet
@@ -354,7 +365,7 @@ def main() -> int:
     summary = summarize(rows, metrics)
     ratios = ratio_rows(summary, args.arms, quality)
     states = {name: ld.state for name, ld in loaded.items()}
-    payload = {"command": command, "domain": domain, "rows": rows, "ratios": ratios, "arms": args.arms,
+    payload = {"command": made_by, "domain": domain, "rows": rows, "ratios": ratios, "arms": args.arms,
                "seeds": args.seeds,
                "models": {name: str(path) for name, path in runs.items()}, "model_states": states,
                "train_minutes_this_invocation": train_minutes,
@@ -363,14 +374,15 @@ def main() -> int:
     if args.no_docs:
         (out / f"{name}.json").write_text(json.dumps(payload, indent=1))
         plot(summary, out / f"{name}.png", quality)
-        print(markdown(args, summary, ratios, loaded, command, domain))
+        print(markdown(args, summary, ratios, loaded, made_by, domain))
         return 0
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(payload, indent=1))
-    plot(summary, ROOT / "docs" / f"{name}.png", quality)
-    section = markdown(args, summary, ratios, loaded, command, domain)
-    write_results_section(name, section)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(summary, RESULTS / f"{name}.png", quality)
+    section = markdown(args, summary, ratios, loaded, made_by, domain)
+    write_results_section(name, section, page=results_page(domain))
     print(section)
     return 0
 

@@ -1,11 +1,11 @@
 """Train a base text model and measure it next to the reference rows of the same evaluator: real held-out text
 (the test books), unigram and bigram samples fitted on the training books. Writes runs/<config>/ (the checkpoint
-post-training starts from), benchmarks/results/<config>.json, docs/<config>_loss_curve.png and the section
-``<config>`` of docs/RESULTS.md.
+post-training starts from), benchmarks/results/<config>.json, docs/results/<config>_loss_curve.png and the
+section ``<config>`` of docs/results/bases.md.
 
-    python benchmarks/text_base.py                              # config text_kjv: train ≤ 55 min, evaluate
-    python benchmarks/text_base.py --config text_austen_bpe     # the BPE model on Austen (Persuasion held out)
-    python benchmarks/text_base.py --skip-train                 # re-evaluate an existing run
+    python -m benchmarks.text_base                              # config text_kjv: train ≤ 55 min, evaluate
+    python -m benchmarks.text_base --config text_austen_bpe     # the BPE model on Austen (Persuasion held out)
+    python -m benchmarks.text_base --skip-train                 # re-evaluate an existing run
 
 Training resumes if the run folder already holds a checkpoint. Metrics (scmdm.domains.text.evaluator): generative
 perplexity and bits per character under SmolLM2-135M (not GPT-2: compare only within the table), unigram entropy
@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
     base_parser,
     benchmark_config,
     machine,
@@ -32,11 +30,10 @@ from common import (  # noqa: E402
     validation_bits,
     write_results_section,
 )
-
-from scmdm.domains.text.evaluator import chars_per_token  # noqa: E402
-from scmdm.domains.text.scorer import SCORER_NAME  # noqa: E402
-from scmdm.evaluation import format_table  # noqa: E402
-from scmdm.workflows import evaluator_for, table_columns  # noqa: E402
+from scmdm.domains.text.evaluator import chars_per_token
+from scmdm.domains.text.scorer import SCORER_NAME
+from scmdm.evaluation import format_table
+from scmdm.workflows import evaluator_for, table_columns
 
 
 def full_validation(loaded, num_t: int = 16) -> tuple[float, float, int]:
@@ -90,7 +87,7 @@ def main() -> int:
     titles = loaded.split_info["titles"]
     markdown = f"""## Text base model ({name})
 
-Command: `python benchmarks/text_base.py --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
+Command: `python -m benchmarks.text_base --config {name}` (config `src/scmdm/configs/{name}.yaml`; checkpoint in
 `runs/{name}/checkpoints/`, rebuilt by the same command; `--skip-train` re-evaluates it).
 
 Data: `{c.data.source}`, {c.text.tokenizer} tokenizer ({loaded.tokenizer.vocab_size} ids incl. specials), packed
@@ -119,7 +116,7 @@ First samples (whitespace collapsed): real held-out text `{real}`
 
 ![loss curve]({curve})
 """
-    write_results_section(name, markdown, path=root / "docs" / "RESULTS.md")
+    write_results_section(name, markdown, page=root / "docs" / "results" / "bases.md")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 

@@ -17,10 +17,10 @@ library's verifier (``speculative.state_norm``: LN(h), E drawn with std 1, A and
 ``--legacy-init`` keeps LN(h) but draws E with std 0.02 and A, B as ``nn.Linear`` does (the initialisation
 before state_norm); ``--no-state-norm`` adds raw states as well.
 
-    python benchmarks/verifier_diagnostics.py                                  # the trained verifier
-    python benchmarks/verifier_diagnostics.py --retrain --steps 150            # the verifier as built now
-    python benchmarks/verifier_diagnostics.py --retrain --steps 150 --legacy-init   # LayerNorm alone
-    python benchmarks/verifier_diagnostics.py --retrain --key-positions predicted   # keys at σ(k+1), as before
+    python -m benchmarks.verifier_diagnostics                                  # the trained verifier
+    python -m benchmarks.verifier_diagnostics --retrain --steps 150            # the verifier as built now
+    python -m benchmarks.verifier_diagnostics --retrain --steps 150 --legacy-init   # LayerNorm alone
+    python -m benchmarks.verifier_diagnostics --retrain --key-positions predicted   # keys at σ(k+1), as before
 """
 
 from __future__ import annotations
@@ -28,22 +28,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT  # noqa: E402
-
-from scmdm.checkpoint import load_checkpoint  # noqa: E402
-from scmdm.diffusion import masked_token_nll  # noqa: E402
-from scmdm.domains import prepare_data  # noqa: E402
-from scmdm.model import KEY_POSITIONS  # noqa: E402
-from scmdm.model.verifier import CausalVerifier  # noqa: E402
-from scmdm.objectives.speculative import set_train_mode, speculative_loss, trainable_parameters  # noqa: E402
-from scmdm.tracks import gather_tracks, mask_after, sample_orders  # noqa: E402
+from benchmarks.common import ROOT
+from scmdm.checkpoint import load_checkpoint
+from scmdm.diffusion import masked_token_nll
+from scmdm.domains import prepare_data
+from scmdm.model import KEY_POSITIONS
+from scmdm.model.verifier import CausalVerifier
+from scmdm.objectives.speculative import set_train_mode, speculative_loss, trainable_parameters
+from scmdm.tracks import gather_tracks, mask_after, sample_orders
 
 
 def nll_by_revealed(model, x0: torch.Tensor, mask_id: int, counts: list[int]) -> list[dict]:

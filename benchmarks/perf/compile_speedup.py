@@ -8,8 +8,8 @@ tokens nearly tie: `same tokens` is the fraction of tokens equal between the two
 
 The switch stays off by default (``generate(compile_network=False)``) unless this measures a clear gain.
 
-    python benchmarks/perf/compile_speedup.py                      # CPU: about 5 min (compilation included)
-    python benchmarks/perf/compile_speedup.py --no-docs --batches 8 --steps 4 --repeats 2
+    python -m benchmarks.perf.compile_speedup                      # CPU: about 5 min (compilation included)
+    python -m benchmarks.perf.compile_speedup --no-docs --batches 8 --steps 4 --repeats 2
 """
 
 from __future__ import annotations
@@ -17,8 +17,19 @@ from __future__ import annotations
 import functools
 
 import torch
-from harness import command, finish, interleaved, machine, machine_line, median, parser, setup, speed_model, timed
 
+from benchmarks.perf.harness import (
+    command,
+    finish,
+    interleaved,
+    machine,
+    machine_line,
+    median,
+    parser,
+    setup,
+    speed_model,
+    timed,
+)
 from scmdm.sampling import generate
 from scmdm.schedules import get_schedule
 

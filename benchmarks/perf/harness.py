@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import json
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -19,11 +18,10 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ROOT, mean_std, repo_relative, write_results_section  # noqa: E402, F401  (re-exported)
-
-from scmdm.model import BackboneConfig, Transformer  # noqa: E402
-from scmdm.profiling import synchronize  # noqa: E402
+from benchmarks import common
+from benchmarks.common import ROOT, mean_std, repo_relative, write_results_section  # noqa: F401  (re-exported)
+from scmdm.model import BackboneConfig, Transformer
+from scmdm.profiling import synchronize
 
 PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -110,7 +108,8 @@ def speed_model(device: torch.device, *, seed: int = 0, **shape: Any) -> Transfo
 
 
 def command() -> str:
-    return "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])
+    """This run's command line as PERFORMANCE.md quotes it: ``python -m benchmarks.perf.NAME ARGS``."""
+    return common.command(sys.argv[0])
 
 
 def finish(args: argparse.Namespace, name: str, markdown: str, payload: dict[str, Any]) -> None:
@@ -129,7 +128,7 @@ def finish(args: argparse.Namespace, name: str, markdown: str, payload: dict[str
     else:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         (RESULTS_DIR / f"perf_{name}.json").write_text(json.dumps(payload, indent=1))
-        write_results_section(f"perf-{name}", markdown, path=PERFORMANCE_MD)
+        write_results_section(f"perf-{name}", markdown, page=PERFORMANCE_MD)
     print(markdown)
 
 

@@ -15,10 +15,10 @@
 
 Goal (issue 5): forward+backward at ≥ 60 % of the measured fp32 matmul peak for a model of width ≥ 384 on CPU.
 
-    python benchmarks/perf/matmul_training.py                      # CPU, fp32 (a few minutes)
-    python benchmarks/perf/matmul_training.py --precisions float32 bfloat16
-    python benchmarks/perf/matmul_training.py --device cuda --batch 512
-    python benchmarks/perf/matmul_training.py --no-docs --widths 64 --steps 2 --gemm-sizes 128 --gemm-seconds 0.1
+    python -m benchmarks.perf.matmul_training                      # CPU, fp32 (a few minutes)
+    python -m benchmarks.perf.matmul_training --precisions float32 bfloat16
+    python -m benchmarks.perf.matmul_training --device cuda --batch 512
+    python -m benchmarks.perf.matmul_training --no-docs --widths 64 --steps 2 --gemm-sizes 128 --gemm-seconds 0.1
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from __future__ import annotations
 import time
 
 import torch
-from harness import (
+
+from benchmarks.perf.harness import (
     QM9_SHAPE,
     command,
     finish,
@@ -38,7 +39,6 @@ from harness import (
     speed_model,
     timed,
 )
-
 from scmdm.diffusion import nelbo_loss
 from scmdm.flops import training_flops
 from scmdm.profiling import synchronize

@@ -15,9 +15,9 @@ width in --widths at --train-batch canvases of --length tokens (the QM9 base sha
 parameter of weights + gradients + Adam state are part of it); one sampling run per sampler at each batch in
 --sample-batches (QM9 base shape with one verifier layer, T = --steps, speculative W = 4).
 
-    python benchmarks/perf/memory.py                               # about 3 min (each case a new process)
-    python benchmarks/perf/memory.py --device cuda --sample-batches 64 500 2000
-    python benchmarks/perf/memory.py --no-docs --widths 64 --train-batch 8 --sample-batches 8 --steps 2
+    python -m benchmarks.perf.memory                               # about 3 min (each case a new process)
+    python -m benchmarks.perf.memory --device cuda --sample-batches 64 500 2000
+    python -m benchmarks.perf.memory --no-docs --widths 64 --train-batch 8 --sample-batches 8 --steps 2
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 import torch
-from harness import QM9_SHAPE, command, finish, machine, machine_line, parser, setup, speed_model
 
+from benchmarks.perf.harness import QM9_SHAPE, ROOT, command, finish, machine, machine_line, parser, setup, speed_model
 from scmdm.sampling import SAMPLER_NAMES, generate
 from scmdm.schedules import get_schedule
 
@@ -104,8 +104,8 @@ def main() -> int:
     rows = []
     for case in cases:
         case = {**case, "device": str(device), "threads": args.threads}
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True,
-                             check=False)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.perf.memory", "--child", json.dumps(case)],
+                             capture_output=True, text=True, check=False, cwd=ROOT)
         if out.returncode != 0:
             raise SystemExit(f"memory case {case} failed:\n{out.stderr[-2000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))

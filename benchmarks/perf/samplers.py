@@ -15,16 +15,26 @@ in --windows), --repeats timed runs of ``scmdm.sampling.generate`` on --batch ca
 
 Goal (issue 5): time outside the network ≤ 10 % of sampling time for the ancestral sampler at batch ≥ 64.
 
-    python benchmarks/perf/samplers.py                             # CPU: about 10 min on 2 quiet cores
-    python benchmarks/perf/samplers.py --device cuda --batch 500
-    python benchmarks/perf/samplers.py --no-docs --T 4 --windows 4 --repeats 1 --batch 8
+    python -m benchmarks.perf.samplers                             # CPU: about 10 min on 2 quiet cores
+    python -m benchmarks.perf.samplers --device cuda --batch 500
+    python -m benchmarks.perf.samplers --no-docs --T 4 --windows 4 --repeats 1 --batch 8
 """
 
 from __future__ import annotations
 
 import torch
-from harness import QM9_SHAPE, command, finish, machine, machine_line, median, parser, setup, speed_model
 
+from benchmarks.perf.harness import (
+    QM9_SHAPE,
+    command,
+    finish,
+    machine,
+    machine_line,
+    median,
+    parser,
+    setup,
+    speed_model,
+)
 from scmdm.profiling import NetworkTimer, profile_outside
 from scmdm.sampling import SAMPLER_NAMES, generate
 from scmdm.schedules import get_schedule

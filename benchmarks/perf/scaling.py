@@ -10,15 +10,16 @@ Reported per step and per token, with the achieved matmul FLOP/s (``scmdm.flops`
 24d² + 4Ld matmul FLOPs per layer (d = width): the attention term 4Ld grows with L (at d = 256 it equals the rest
 at L = 1,536), while a larger batch only makes the matrix products larger (usually more efficient).
 
-    python benchmarks/perf/scaling.py                              # CPU: about 6 min on 2 quiet cores
-    python benchmarks/perf/scaling.py --device cuda --batches 1 16 64 256 1024
-    python benchmarks/perf/scaling.py --no-docs --lengths 16 32 --batches 1 4 --repeats 1 --steps 2
+    python -m benchmarks.perf.scaling                              # CPU: about 6 min on 2 quiet cores
+    python -m benchmarks.perf.scaling --device cuda --batches 1 16 64 256 1024
+    python -m benchmarks.perf.scaling --no-docs --lengths 16 32 --batches 1 4 --repeats 1 --steps 2
 """
 
 from __future__ import annotations
 
 import torch
-from harness import (
+
+from benchmarks.perf.harness import (
     QM9_SHAPE,
     command,
     figure_path,
@@ -31,7 +32,6 @@ from harness import (
     speed_model,
     timed,
 )
-
 from scmdm.diffusion import nelbo_loss
 from scmdm.flops import forward_flops, training_flops
 from scmdm.sampling import generate

@@ -10,8 +10,8 @@ it) and outside it (SUBS, the hint, the draws), which shows where any extra time
 
 Goal (issue 5): self-conditioned / vanilla sampling time ≤ 1.05 at equal T.
 
-    python benchmarks/perf/selfcond_ratio.py                       # CPU: about 4 min on 2 quiet cores
-    python benchmarks/perf/selfcond_ratio.py --no-docs --T 4 --repeats 2 --batch 8
+    python -m benchmarks.perf.selfcond_ratio                       # CPU: about 4 min on 2 quiet cores
+    python -m benchmarks.perf.selfcond_ratio --no-docs --T 4 --repeats 2 --batch 8
 """
 
 from __future__ import annotations
@@ -19,8 +19,18 @@ from __future__ import annotations
 import functools
 
 import torch
-from harness import command, finish, interleaved, machine, machine_line, median, parser, setup, speed_model
 
+from benchmarks.perf.harness import (
+    command,
+    finish,
+    interleaved,
+    machine,
+    machine_line,
+    median,
+    parser,
+    setup,
+    speed_model,
+)
 from scmdm.profiling import NetworkTimer
 from scmdm.sampling import generate
 from scmdm.schedules import get_schedule

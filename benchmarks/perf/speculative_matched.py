@@ -16,15 +16,14 @@ seconds needed for the same validity (or FCD): NFE ratio = ancestral NFE / specu
 ancestral seconds / speculative seconds (> 1: speculative is cheaper). `equiv.` also charges each verifier pass
 as causal_layers / depth of a trunk pass.
 
-    python benchmarks/perf/speculative_matched.py                  # CPU: about 15 min on 2 quiet cores
-    python benchmarks/perf/speculative_matched.py --no-docs --spec /tmp/spec --T 4 8 --windows 2 --num-samples 100
+    python -m benchmarks.perf.speculative_matched                  # CPU: about 15 min on 2 quiet cores
+    python -m benchmarks.perf.speculative_matched --no-docs --spec /tmp/spec --T 4 8 --windows 2 --num-samples 100
 """
 
 from __future__ import annotations
 
-from harness import ROOT, command, finish, machine, machine_line, mean_std, parser, repo_relative, setup
-from speculative import matched  # benchmarks/speculative.py (on the path once harness is imported)
-
+from benchmarks.perf.harness import ROOT, command, finish, machine, machine_line, mean_std, parser, repo_relative, setup
+from benchmarks.speculative import matched
 from scmdm.checkpoint import load_checkpoint
 from scmdm.config import SampleConfig
 from scmdm.workflows import evaluator_for, sample_and_evaluate

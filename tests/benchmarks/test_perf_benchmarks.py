@@ -15,9 +15,10 @@ from tests.conftest import ROOT
 
 
 def run_script(name: str, out: Path, *args: str) -> dict:
+    """``python -m benchmarks.perf.NAME --no-docs --out OUT ARGS`` from the repository root, as the docs run it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "perf" / f"{name}.py"), "--no-docs", "--out", str(out),
-                    *args], check=True, env=env, capture_output=True, text=True, timeout=300)
+    subprocess.run([sys.executable, "-m", f"benchmarks.perf.{name}", "--no-docs", "--out", str(out), *args],
+                   check=True, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     return json.loads(next(out.glob("perf_*.json")).read_text())
 
 

@@ -11,12 +11,9 @@ import sys
 import pytest
 import torch
 
+from benchmarks import selfcond_ablation, selfcond_diagnostics
 from scmdm.cli import main
-from tests.conftest import ROOT, TINY_TEXT, requires_qm9, train_tiny
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import selfcond_ablation  # noqa: E402
-import selfcond_diagnostics  # noqa: E402
+from tests.conftest import TINY_TEXT, requires_qm9, train_tiny
 
 
 def test_frontier_margin_by_hand() -> None:
@@ -104,7 +101,7 @@ def test_figure_groups_split_the_grid_by_injection_and_from_the_remedies() -> No
 
 
 def test_fmt_cells_by_hand() -> None:
-    from common import fmt
+    from benchmarks.common import fmt
 
     assert fmt([0.5, 0.7]) == "0.600 ± 0.141"  # sample std: sqrt(0.02) = 0.1414
     assert fmt([0.25]) == "0.250"
@@ -117,7 +114,7 @@ def test_fmt_cells_by_hand() -> None:
 def test_overrides_anywhere_on_a_benchmark_command_line() -> None:
     """An override after a many-valued option is not read as one of its values (it once stopped a run:
     ``--temperatures 1.0 0.9 train.lr=3e-4`` → 'invalid float value')."""
-    from common import parse_args
+    from benchmarks.common import parse_args
 
     parser = selfcond_ablation.build_parser()
     args = parse_args(parser, ["model.depth=2", "--temperatures", "1.0", "0.9", "train.lr=3e-4", "--seeds", "1"])
@@ -212,8 +209,7 @@ def test_hint_nelbo_matches_the_trainers_validation(tmp_path, tiny_data) -> None
 def test_hint_regimes_of_the_sampling_diagnostic(tmp_path, tiny_data) -> None:
     """chained = the library's sampler (same tokens); null never passes a hint; fresh = the two-pass hint of
     post-training at each step, at twice the network evaluations."""
-    import selfcond_hint_sampling as hs
-
+    from benchmarks import selfcond_hint_sampling as hs
     from scmdm.checkpoint import load_checkpoint
     from scmdm.diffusion import subs_log_probs
     from scmdm.sampling import generate
@@ -252,7 +248,7 @@ def test_text_ablation_tables_by_hand() -> None:
     from argparse import Namespace
     from types import SimpleNamespace
 
-    import selfcond_text
+    from benchmarks import selfcond_text
 
     def row(arm: str, seed: int, tau: float, bpc: float, entropy: float) -> dict:
         return {"arm": arm, "seed": seed, "T": 64, "temperature": tau, "scorer_bpc": bpc, "entropy_bits": entropy,
@@ -287,8 +283,7 @@ def test_cached_only_tables_from_a_results_file_without_runs(tmp_path, tiny_data
     import argparse
     import json
 
-    from common import append_row
-
+    from benchmarks.common import append_row
     from scmdm.workflows import post_train_config
 
     train_tiny(tmp_path / "base", tiny_data)
@@ -344,7 +339,7 @@ def text_run(kjv, tmp_path_factory):
 def test_text_ablation_script_samples_caches_and_tabulates(text_run, tmp_path, monkeypatch, capsys) -> None:
     """benchmarks/selfcond_text.py end to end on the tiny model: post-trains each arm, samples and scores every row
     once (a second, --cached-only run reads the same rows back without sampling), tabulates the pair."""
-    import selfcond_text
+    from benchmarks import selfcond_text
 
     out = tmp_path / "ablation"
     argv = ["selfcond_text.py", "--base", str(text_run), "--out", str(out), "--arms", "control", "mask_add@1",

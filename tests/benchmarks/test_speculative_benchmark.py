@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import ROOT, requires_qm9, train_tiny
+from benchmarks import speculative as benchmark
+from tests.conftest import requires_qm9, train_tiny
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -17,10 +17,6 @@ def test_benchmark_never_extends_a_cached_verifier(tmp_path, tiny_data) -> None:
     """benchmarks/speculative.py reuses a finished verifier run and refuses one trained for another number of
     steps (its rows may be cached): it once silently extended a 400-step verifier to 1,000 steps when a trial
     left out --post-train-steps."""
-    path = ROOT / "benchmarks" / "speculative.py"
-    spec = importlib.util.spec_from_file_location("speculative_benchmark", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
     train_tiny(tmp_path / "base", tiny_data)
     overrides = ["train.steps=2", "train.eval_every=0", "train.save_every=0", "train.val_sequences=64",
                  "train.log_every=1", "train.warmup_steps=1"]
