@@ -132,3 +132,115 @@ def test_a_device_that_is_not_there_is_one_line_and_leaves_nothing(tmp_path, cap
     assert not out.exists()
     assert main(["sample", str(tmp_path), "--device", "cuda:0"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+# ---- found before the work starts (issue: bad input found only after the work) ---------------------------------
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> Path:
+    """A 2-step model on the 20 MOLECULES (a file: no QM9 preparation)."""
+    folder = tmp_path_factory.mktemp("small")
+    source = _file(folder / "m.smi", MOLECULES)
+    assert main(["train", "--out", str(folder / "run"), "--no-progress", *SMALL, f"data.source={source}"]) == 0
+    return folder / "run"
+
+
+def _one_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"scmdm {command}: error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_output_paths_are_checked_before_sampling(small_run, tmp_path, capsys, monkeypatch) -> None:
+    """--out is checked in the first second: a folder that cannot hold it, or a samples file that exists (unless
+    --force), is one line before any sampling; missing folders are made when the samples are written."""
+    import scmdm.workflows
+
+    real, sampled = scmdm.workflows.sample_checkpoint, []
+    monkeypatch.setattr(scmdm.workflows, "sample_checkpoint", lambda *a, **k: sampled.append(1) or real(*a, **k))
+    argv = ["sample", str(small_run), "--no-progress", "sample.num_samples=3", "sample.steps=2"]
+    (tmp_path / "file").write_text("")
+    assert main([*argv, "--out", str(tmp_path / "file" / "s.smi")]) == 2
+    assert "file is a file, not a folder" in _one_line(capsys, "sample")
+    existing = _file(tmp_path / "s.smi", ["CCO"])
+    assert main([*argv, "--out", str(existing)]) == 2
+    assert f"--out {existing} already exists; give --force to overwrite it" in _one_line(capsys, "sample")
+    assert sampled == [] and existing.read_text() == "CCO\n"  # nothing sampled, nothing overwritten
+    assert main([*argv, "--out", str(existing), "--force"]) == 0
+    assert len(existing.read_text().splitlines()) == 3
+    assert main([*argv, "--out", str(tmp_path / "new" / "dir" / "s.smi")]) == 0  # missing folders are made
+    assert len((tmp_path / "new" / "dir" / "s.smi").read_text().splitlines()) == 3
+
+
+def test_eval_checks_its_outputs_and_its_samples_file_first(small_run, tmp_path, capsys, monkeypatch) -> None:
+    import scmdm.workflows
+
+    built = []
+    real = scmdm.workflows.evaluator_for
+    monkeypatch.setattr(scmdm.workflows, "evaluator_for", lambda *a, **k: built.append(1) or real(*a, **k))
+    metrics = _file(tmp_path / "m.json", ["{}"])
+    assert main(["eval", str(small_run), "--json", str(metrics), "sample.num_samples=2"]) == 2
+    assert "--json" in _one_line(capsys, "eval") and metrics.read_text() == "{}\n"
+    empty = tmp_path / "empty.smi"
+    empty.write_bytes(b"")
+    assert main(["eval", str(small_run), "--samples", str(empty)]) == 2
+    assert f"samples file {empty} is empty" in _one_line(capsys, "eval")
+    binary = tmp_path / "b.smi"
+    binary.write_bytes(b"CCO\n\x89PNG\x00\xff\n")
+    assert main(["eval", str(small_run), "--samples", str(binary)]) == 2
+    assert f"samples file {binary}: not UTF-8 text (line 2, byte 4)" in _one_line(capsys, "eval")
+    assert built == []  # found before the evaluator (ChemNet statistics) was built
+    junk = _file(tmp_path / "junk.smi", ["xyz", "not a molecule"])
+    assert main(["eval", str(small_run), "--samples", str(junk)]) == 0
+    assert f"warning: none of the 2 samples in {junk} is a valid molecule (first: 'xyz')" in capsys.readouterr().err
+
+
+def test_sample_and_eval_take_only_the_overrides_they_read(small_run, capsys) -> None:
+    for command in ("sample", "eval"):
+        assert main([command, str(small_run), "--no-progress", "sample.temperature=.inf"]) == 2
+        assert "sample.temperature must be a finite number, got inf" in _one_line(capsys, command)
+        assert main([command, str(small_run), "--no-progress", "model.width=0"]) == 2
+        reads = "sample.*" if command == "sample" else "sample.* and eval.*"
+        assert f"'model.width=0': scmdm {command} reads only {reads} overrides" in _one_line(capsys, command)
+
+
+def test_failed_data_checks_leave_no_out_folder(tmp_path, capsys) -> None:
+    source = _file(tmp_path / "m.smi", MOLECULES)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress", *SMALL, f"data.source={source}",
+                 "data.valid_fraction=0"]) == 2
+    assert "no validation molecules are left" in _one_line(capsys, "train")
+    assert not out.exists()
+
+
+def test_very_long_smiles_lines_never_reach_rdkit(tmp_path) -> None:
+    """A 40,000-character line made RDKit crash (exit 139) and a 200,000-character one hang: they are refused, by
+    their raw length, before anything is parsed — in a subprocess, so that a crash could not take pytest with it."""
+    import subprocess
+    import sys
+
+    source = _file(tmp_path / "long.smi", [*MOLECULES, "C" * 40_000, "C" * 200_000])
+    argv = [sys.executable, "-m", "scmdm.cli", "train", "--out", str(tmp_path / "run"), "--no-progress", *SMALL,
+            f"data.source={source}"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "line 21 (40,000 characters), line 22 (200,000 characters)" in err
+    assert "not given to RDKit; drop them with molecule.too_long=skip" in err and not (tmp_path / "run").exists()
+    proc = subprocess.run([*argv, "molecule.too_long=skip"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: skipped 2 of 22 SMILES lines" in proc.stderr
+
+
+def test_a_text_file_without_line_breaks_trains_and_validates(tmp_path, kjv, capsys) -> None:
+    """One line of 200,000 characters: the held-out parts are cut where the fractions say, so every split has windows
+    and the run ends with its final validation and checkpoint."""
+    text = " ".join(body.replace("\n", " ") for _, body in kjv)[:200_000]
+    source = tmp_path / "one_line.txt"
+    source.write_text(text)
+    out = tmp_path / "run"
+    assert main(["train", "--domain", "text", "--out", str(out), "--no-progress", *SMALL, f"data.source={source}",
+                 "data.max_length=32"]) == 0
+    from scmdm.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out).state
+    assert state["step"] == 2 and state["val_nelbo_bits"] > 0

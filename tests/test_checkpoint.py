@@ -58,6 +58,12 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _as_written_before_checksums(folder: Path) -> Path:
+    """A folder as scmdm wrote it before it recorded checksums: without checksums.json (read unverified)."""
+    (folder / "checksums.json").unlink()
+    return folder
+
+
 DAMAGE = {
     "truncated weights": (lambda f: _truncate(f / "ema.safetensors"),
                           "ema.safetensors is not a readable safetensors file"),
@@ -101,8 +107,9 @@ DAMAGE = {
 
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_damaged_checkpoint_gives_one_clear_error(ckpt, case, capsys) -> None:
+    """A folder without checksums.json (written before checksums existed): each file's own checks find the damage."""
     damage, pattern = DAMAGE[case]
-    damage(ckpt)
+    damage(_as_written_before_checksums(ckpt))
     with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint(ckpt)
     assert main(["sample", str(ckpt), "--no-progress", "sample.num_samples=2", "sample.steps=2"]) == 2
@@ -111,10 +118,27 @@ def test_damaged_checkpoint_gives_one_clear_error(ckpt, case, capsys) -> None:
     assert "Traceback" not in err and str(ckpt) in err
 
 
-def test_raw_weights_are_checked_too(ckpt) -> None:
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damage_to_a_checksummed_folder_is_named_before_anything_else(ckpt, case, capsys) -> None:
+    """With checksums.json every kind of damage is the same clear error: the file named, damaged or missing."""
+    damage, _ = DAMAGE[case]
+    damage(ckpt)
+    with pytest.raises(CheckpointError, match=r"step_0000004/\w+\.(safetensors|json) is (damaged: its SHA-256 differs|"
+                                              r"damaged: it has \d+ bytes|missing)"):
+        load_checkpoint(ckpt)
+    assert main(["sample", str(ckpt), "--no-progress", "sample.num_samples=2", "sample.steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scmdm sample: error: ") and len(err.strip().splitlines()) == 1 and str(ckpt) in err
+
+
+@pytest.mark.parametrize("checksums", [True, False])
+def test_raw_weights_are_checked_too(ckpt, checksums) -> None:
+    if not checksums:
+        _as_written_before_checksums(ckpt)
     (ckpt / "model.safetensors").write_bytes(b"\x00" * 7)
-    load_checkpoint(ckpt)  # EMA weights are fine
-    with pytest.raises(CheckpointError, match="model.safetensors is not a readable safetensors file"):
+    assert load_checkpoint(ckpt).verified is checksums  # EMA weights are fine
+    message = "model.safetensors is damaged" if checksums else "model.safetensors is not a readable safetensors file"
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(ckpt, use_ema=False)
 
 
@@ -150,7 +174,9 @@ def test_resume_from_a_damaged_or_different_checkpoint_is_a_clear_error(run, tmp
     _truncate(copy / "checkpoints" / "step_0000004" / "optimizer.safetensors")
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "optimizer.safetensors is not a readable safetensors file" in err and "Traceback" not in err
+    assert "step_0000004/optimizer.safetensors is damaged: it has" in err and "Traceback" not in err
+    assert f"an older intact checkpoint exists: {copy}/checkpoints/step_0000003" in err  # and how to use it
+    assert f"scmdm train --out {copy} --from-checkpoint step_0000003" in err
     shutil.rmtree(copy / "checkpoints" / "step_0000004")
     assert main([*argv, "model.width=64"]) == 2
     err = capsys.readouterr().err
@@ -165,7 +191,8 @@ def test_export_then_load_and_sample(run, tmp_path, capsys) -> None:
     assert main(["export", str(run), "--out", str(out)]) == 0
     assert "exported EMA weights" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json", "split.json",
-                                               "export.json", "README.md"}
+                                               "export.json", "README.md", "checksums.json"}
+    assert scmdm.load(out).verified
     readme = (out / "README.md").read_text()
     for text in ("parameters", "training steps | 4 × batch 64", "validation NELBO", "bits/token", "source 'qm9'",
                  f"scmdm sample {out}", "scmdm.load(", "--init-from"):
@@ -228,6 +255,7 @@ def test_a_verifier_saved_before_state_norm_loads_without_it(tmp_path, tiny_data
     assert config["speculative"].pop("state_norm") is False
     assert config["speculative"].pop("key_positions") == "predicted"
     config_file.write_text(json.dumps(config))
+    _as_written_before_checksums(result.checkpoint)
     loaded = load_checkpoint(result.checkpoint)
     assert loaded.config.speculative.state_norm is False and loaded.model.causal.state_norm is None
     assert loaded.model.causal.key_positions == "predicted"
@@ -244,6 +272,7 @@ def test_a_verifier_saved_before_state_norm_loads_without_it(tmp_path, tiny_data
     config = json.loads(config_file.read_text())
     del config["speculative"]["state_norm"], config["speculative"]["key_positions"]
     config_file.write_text(json.dumps(config))
+    _as_written_before_checksums(base.checkpoint)
     new_verifier = post_train_config(base.checkpoint, [], "speculative").speculative
     assert new_verifier.state_norm and new_verifier.key_positions == "token"  # a new verifier gets both
 
@@ -258,8 +287,40 @@ def test_checkpoints_written_before_still_load(tmp_path, tiny_data) -> None:
     for key in ("window", "min_window", "window_schedule", "verify_loops"):
         del config["sample"][key]
     config_file.write_text(json.dumps(config))
+    _as_written_before_checksums(result.checkpoint)
     loaded = load_checkpoint(result.checkpoint)
     assert not loaded.model.speculative and loaded.config.speculative.causal_layers == 0
+
+
+def _save(run: Path, step: int, val: float | None, weights: dict | None = None) -> Path:
+    from scmdm.checkpoint import save_checkpoint
+    from scmdm.config import Config
+    from scmdm.domains.molecule.tokenizer import SmilesTokenizer
+
+    return save_checkpoint(run, step=step, config=Config().validate(), tokenizer=SmilesTokenizer.build(["CCO"]),
+                           split_info={}, model=weights or {"w": torch.ones(2)}, ema_state=None, optimizer=None,
+                           rng={"torch": torch.zeros(4, dtype=torch.uint8)}, state={"val_nelbo_bits": val}, keep=2)
+
+
+def test_rotation_keeps_the_newest_checkpoint_whose_validation_was_finite(tmp_path) -> None:
+    """keep=2, by hand: the newest two stay, and while neither of them has a finite validation NELBO the newest one
+    that had does too; a NaN never counts."""
+    names = lambda: sorted(p.name for p in (tmp_path / "checkpoints").iterdir())  # noqa: E731
+    _save(tmp_path, 1, 1.5)
+    _save(tmp_path, 2, 1.4)
+    _save(tmp_path, 3, None)
+    assert names() == ["step_0000002", "step_0000003"]  # step 2 (finite) is among the newest two
+    _save(tmp_path, 4, None)
+    _save(tmp_path, 5, float("nan"))
+    assert names() == ["step_0000002", "step_0000004", "step_0000005"]  # step 2 stays: no newer finite one
+    _save(tmp_path, 6, 1.3)
+    assert names() == ["step_0000005", "step_0000006"]
+
+
+def test_non_finite_tensors_are_never_written(tmp_path) -> None:
+    with pytest.raises(FloatingPointError, match=r"not writing checkpoint .*step_0000001: its model tensor w holds"):
+        _save(tmp_path, 1, 1.0, {"w": torch.tensor([1.0, float("inf")])})
+    assert not list(tmp_path.iterdir())  # nothing: not even the checkpoints folder
 
 
 #: one way of each kind to unpickle, with the name under which ruff bans it

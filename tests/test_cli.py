@@ -101,7 +101,7 @@ def test_every_sampler_from_the_command_line(tmp_path, capsys) -> None:
                   ["sample.sampler=blocks", "sample.block_size=6"],
                   ["sample.sampler=threshold", "sample.threshold=0.6"]):
         out = tmp_path / "s.smi"
-        argv = ["sample", str(run), "--out", str(out), "--no-progress", "sample.num_samples=6", *knobs]
+        argv = ["sample", str(run), "--out", str(out), "--force", "--no-progress", "sample.num_samples=6", *knobs]
         assert main(argv) == 0, knobs
         assert len(out.read_text().splitlines()) == 6
     assert main(["eval", str(run), "--no-progress", "sample.num_samples=6", "sample.sampler=threshold"]) == 0

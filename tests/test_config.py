@@ -191,6 +191,8 @@ def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
     ("optim:\n  lr: 0.1\n", "unknown section 'optim'"),
     ("train:\n  learning_rate: 0.1\n", "unknown key 'train.learning_rate'"),
     ("train: [unclosed\n", "not valid YAML"),
+    ("train:\n  steps: 10\n  lr: 0.1\n  steps: 20\n", r"not valid YAML: duplicate key 'steps' \(first on line 2"),
+    ("train:\n  steps: 10\nmodel:\n  depth: 2\ntrain:\n  lr: 0.1\n", "duplicate key 'train' \\(first on line 1"),
 ])
 def test_bad_yaml_files_raise(tmp_path: Path, text: str, pattern: str) -> None:
     path = tmp_path / "bad.yaml"
@@ -299,3 +301,22 @@ def test_config_json_written_before_these_fields_still_loads() -> None:
     assert (config.molecule.too_long, config.text.tokenizer, config.text.vocab_size) == ("error", "char", 1024)
     text_run = Config.from_dict({"data": {"domain": "text", "max_length": 32}}).validate()
     assert text_run.data.max_length == 32
+
+
+@pytest.mark.parametrize("section", ["data", "model", "diffusion", "train", "sample", "selfcond"])
+def test_every_section_refuses_non_finite_numbers_on_its_own(section: str) -> None:
+    """Each section's own validate() (what sample and eval call on the sample section) refuses NaN and inf in every
+    float field, not only Config.validate()."""
+    import dataclasses
+    import math
+
+    config = Config()
+    obj = getattr(config, section)
+    floats = [f.name for f in dataclasses.fields(obj) if isinstance(getattr(obj, f.name), float)]
+    assert floats, section
+    for name in floats:
+        for bad in (math.nan, math.inf, -math.inf):
+            fresh = getattr(Config(), section)
+            setattr(fresh, name, bad)
+            with pytest.raises(ConfigError, match=f"{section}.{name} must be a finite number"):
+                fresh.validate()

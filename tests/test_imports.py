@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: bottom to top; a module may import from its own layer and the layers below it (a package counts as one name)
 LAYERS = [
-    {"errors", "cache", "files", "schedules", "categorical", "tracks", "options", "profiling"},
+    {"errors", "cache", "files", "outputs", "plaindata", "schedules", "categorical", "tracks", "options", "profiling"},
     {"diffusion", "tokenizer", "templates", "data", "evaluation", "distributed"},
     {"selfcond"},
     {"model", "flops"},

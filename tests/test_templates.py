@@ -82,7 +82,7 @@ def test_molecule_prompt_and_infill_from_the_command_line(tmp_path, capsys) -> N
             assert main(["posttrain", "--from", str(run), "--out", str(tmp_path / "spec"), "--speculative",
                          "--no-progress", "train.steps=2", "train.batch_size=32", "train.val_sequences=32"]) == 0
         model = run if sampler == "ancestral" else tmp_path / "spec"
-        assert main(["sample", str(model), "--out", str(out), "--no-progress", "--infill", str(infill),
+        assert main(["sample", str(model), "--out", str(out), "--force", "--no-progress", "--infill", str(infill),
                      "--per-template", "3", f"sample.sampler={sampler}", "sample.steps=6"]) == 0, sampler
         lines = out.read_text().splitlines()
         assert len(lines) == 6 and all(x.startswith("C") for x in lines[:3]) and lines[3].startswith("c1ccccc1")

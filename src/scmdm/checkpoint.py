@@ -11,13 +11,22 @@ A checkpoint is a folder ``<run>/checkpoints/step_XXXXXXX/`` holding
                        distributed runs add each other process's (``torch_rank<r>``, ``cuda_rank<r>``)
     state.json         step, tokens seen, elapsed time, last validation NELBO
 
+    checksums.json     the size and SHA-256 of every other file (``scmdm.files``)
+
 It is written into a temporary folder ``.tmp_step_XXXXXXX_<pid>`` (every file fsynced), renamed into
 place and the parent folder fsynced, so a crash (even SIGKILL or power loss) never leaves a half-written
-checkpoint under a ``step_*`` name; leftovers of a killed write are ignored and removed by the next save.
-The newest ``keep`` (``train.keep_checkpoints``) checkpoints are kept.
+checkpoint under a ``step_*`` name; leftovers of a killed write are ignored and removed by the next save, and a
+write that fails (a full disk) removes its temporary folder. Weights, EMA weights or optimizer moments holding
+NaN or inf are never written (``FloatingPointError``). The newest ``keep`` (``train.keep_checkpoints``)
+checkpoints are kept, and never fewer than the newest one whose validation NELBO is finite.
+
+Reading verifies every file against ``checksums.json`` (a flipped byte, a truncation or a swapped file is an error
+naming the file) and refuses tensors holding NaN or inf; a folder written before checksums existed is read
+unverified (``LoadedCheckpoint.verified`` is False). When a run's newest checkpoint is damaged the error names
+the newest older intact one and how to resume from it (``scmdm train --from-checkpoint step_N``).
 
 An exported model folder (``export_model``, ``scmdm export``) holds config.json, model.safetensors,
-tokenizer.json, split.json, export.json and a README.md; ``load_checkpoint`` (and ``scmdm.load``) read
+tokenizer.json, split.json, export.json, a README.md and checksums.json; ``load_checkpoint`` (and ``scmdm.load``) read
 it, a checkpoint folder or a run folder alike. Every problem with a file raises ``CheckpointError``
 naming the file and what is wrong with it.
 """
@@ -25,15 +34,16 @@ naming the file and what is wrong with it.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_file, save_file
 
-from scmdm import mdlm
+from scmdm import files, mdlm
 from scmdm.config import Config
 from scmdm.domains import DOMAINS, get_domain
 from scmdm.errors import CheckpointError, ConfigError
@@ -42,7 +52,8 @@ from scmdm.model import BackboneConfig, Transformer
 
 __all__ = ["build_model", "save_checkpoint", "find_checkpoint", "load_checkpoint", "LoadedCheckpoint",
            "optimizer_to_tensors", "optimizer_from_tensors", "CheckpointError", "read_json", "read_weights",
-           "read_tokenizer", "read_state", "export_model", "check_compatible", "EXPORT_FORMATS"]
+           "read_tokenizer", "read_state", "export_model", "check_compatible", "EXPORT_FORMATS",
+           "tensor_bytes", "non_finite", "checkpoint_problems", "older_intact_checkpoint", "recovery_hint"]
 
 CHECKPOINT_GLOB = "step_*"
 LEFTOVER_GLOBS = (".tmp_step_*", ".old_step_*")
@@ -92,35 +103,67 @@ def _remove_leftovers(root: Path, keep: Path | None = None) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file's bytes (written with ``scmdm.files.write_file``, so a full disk is an ``OSError``)."""
+    return safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating tensor holding NaN or inf, or None."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def _finite_validation(folder: Path) -> bool:
+    try:
+        value = read_json(folder / "state.json", optional=True).get("val_nelbo_bits")
+    except CheckpointError:
+        return False
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def save_checkpoint(run_dir: str | Path, *, step: int, config: Config, tokenizer: Any,
                     split_info: dict, model: torch.nn.Module | dict[str, torch.Tensor],
                     ema_state: dict[str, torch.Tensor] | None, optimizer: torch.optim.Optimizer | dict | None,
                     rng: dict[str, torch.Tensor], state: dict, keep: int = 2) -> Path:
-    """Write a checkpoint atomically and prune all but the newest ``keep``. Returns its folder. ``model`` and
-    ``optimizer`` may be given as (full) state dicts, as distributed training gathers them."""
+    """Write a checkpoint atomically and prune all but the newest ``keep`` (and the newest one whose validation was
+    finite). Returns its folder. ``model`` and ``optimizer`` may be given as (full) state dicts, as distributed
+    training gathers them. Non-finite tensors are refused (FloatingPointError) before anything is written."""
     root = Path(run_dir) / "checkpoints"
+    final = root / f"step_{step:07d}"
+    weights = model if isinstance(model, dict) else model.state_dict()
+    parts = {"model": weights, **({"ema": ema_state} if ema_state is not None else {})}
+    optimizer_tensors, meta = optimizer_to_tensors(optimizer) if optimizer is not None else ({}, None)
+    if optimizer is not None:
+        parts["optimizer"] = optimizer_tensors
+    for part, tensors in parts.items():
+        if (name := non_finite(tensors)) is not None:
+            raise FloatingPointError(f"not writing checkpoint {final}: its {part} tensor {name} holds NaN or inf; "
+                                     "the checkpoints already on disk are kept")
     root.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(root)
 
     def write(tmp: Path) -> None:
-        (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-        tokenizer.save(tmp / "tokenizer.json")
-        (tmp / "split.json").write_text(json.dumps(split_info, indent=1))
-        weights = model if isinstance(model, dict) else model.state_dict()
-        weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
-        save_file(weights, str(tmp / "model.safetensors"))
-        if ema_state is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in ema_state.items()},
-                      str(tmp / "ema.safetensors"))
-        if optimizer is not None:
-            tensors, meta = optimizer_to_tensors(optimizer)
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
-            (tmp / "optimizer.json").write_text(json.dumps(meta))
-        save_file({k: v.cpu().contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
+        files.write_file(tmp / "config.json", json.dumps(config.to_dict(), indent=1))
+        files.write_file(tmp / "tokenizer.json", json.dumps(tokenizer.to_dict(), indent=1))
+        files.write_file(tmp / "split.json", json.dumps(split_info, indent=1))
+        for part, tensors in parts.items():
+            files.write_file(tmp / f"{part}.safetensors", tensor_bytes(tensors))
+        if meta is not None:
+            files.write_file(tmp / "optimizer.json", json.dumps(meta))
+        files.write_file(tmp / "rng.safetensors", tensor_bytes(rng))
+        files.write_file(tmp / "state.json", json.dumps({**state, "step": step}, indent=1))
 
-    final = write_folder_atomically(root / f"step_{step:07d}", write)
-    for old in sorted(root.glob(CHECKPOINT_GLOB))[:-keep] if keep > 0 else []:
+    final = write_folder_atomically(final, write)
+    existing = sorted(root.glob(CHECKPOINT_GLOB))
+    doomed = existing[:-keep] if keep > 0 else []
+    if doomed and not any(_finite_validation(kept) for kept in existing[-keep:]):
+        good = [old for old in doomed if _finite_validation(old)]
+        if good:  # the newest checkpoint whose validation was finite stays until a newer one is
+            doomed.remove(good[-1])
+    for old in doomed:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -154,11 +197,14 @@ class LoadedCheckpoint:
     model: Transformer
     state: dict  # step, tokens_seen, val_nelbo_bits, ... ({} when unknown)
     weights_file: Path | None = None  # the safetensors file the model weights came from
+    verified: bool = False  # its files matched checksums.json (False: a folder written before checksums existed)
 
 
 def read_json(path: Path, *, optional: bool = False) -> dict:
+    """A JSON object of a checkpoint or model folder, verified against its checksums.json (``optional``: {} when
+    the file is missing and not recorded)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(files.read_verified(Path(path)).decode("utf-8"))
     except FileNotFoundError:
         if optional:
             return {}
@@ -181,14 +227,23 @@ def read_state(folder: Path) -> dict:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file (never unpickled); CheckpointError naming the file otherwise."""
+    """Tensors of a safetensors file (never unpickled), verified against its folder's checksums.json and finite;
+    CheckpointError naming the file otherwise."""
     try:
-        return load_file(str(path))
+        data = files.read_verified(Path(path))
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file {path} is missing") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint file {path}: {err}") from None
+    try:
+        tensors = safetensors.torch.load(data)
     except Exception as err:  # safetensors raises its own error types for truncated/garbage files
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated, or the wrong kind of "
                               f"file?): {err}") from None
+    if (name := non_finite(tensors)) is not None:
+        raise CheckpointError(f"{path} holds NaN or inf in {name}: the file is damaged, or was written by a run that "
+                              "diverged")
+    return tensors
 
 
 def read_config(path: Path) -> Config:
@@ -270,12 +325,63 @@ def check_compatible(folder: Path, saved: dict, config: Config, verb: str) -> No
                               f"same model settings, or another --out folder for a new model")
 
 
+def checkpoint_problems(folder: Path) -> list[str]:
+    """Why ``folder`` cannot be trusted, one line each; ``[]`` when every file matches checksums.json (or, for a
+    folder written before checksums existed, every safetensors file reads, finite, and every JSON file parses)."""
+    folder = Path(folder)
+    if (folder / files.MANIFEST).exists():
+        return files.verify_folder(folder)
+    problems = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            if path.suffix == ".safetensors":
+                read_weights(path)
+            elif path.suffix == ".json":
+                read_json(path)
+        except CheckpointError as err:
+            problems.append(str(err))
+    return problems
+
+
+def older_intact_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint of the same run older than ``folder`` (``<run>/checkpoints/step_N``) that is intact
+    (``checkpoint_problems`` finds nothing), or None."""
+    folder = Path(folder)
+    if folder.parent.name != "checkpoints" or not folder.name.startswith("step_"):
+        return None
+    for candidate in sorted(folder.parent.glob(CHECKPOINT_GLOB), reverse=True):
+        if candidate.name < folder.name and not checkpoint_problems(candidate):
+            return candidate
+    return None
+
+
+def recovery_hint(folder: Path) -> str:
+    """" An older intact checkpoint exists: ..." (how to use it), or "" when there is none."""
+    older = older_intact_checkpoint(folder)
+    if older is None:
+        return ""
+    run = older.parent.parent
+    return (f"; an older intact checkpoint exists: {older} (resume from it with `scmdm train --out {run} "
+            f"--from-checkpoint {older.name}` and the run's --config and overrides, or give that folder to sample, "
+            f"eval or export)")
+
+
 def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu",
                     tokenizer: str | Path | None = None) -> LoadedCheckpoint:
     """Load a checkpoint, an exported model folder, a run's newest checkpoint or a folder in MDLM's Hugging Face
     layout (``scmdm.mdlm``; ``tokenizer``: its tokenizer's path when the folder has none), for sampling or further
-    training (EMA weights by default, if present). Any problem raises CheckpointError naming the file."""
+    training (EMA weights by default, if present). Every file read is verified against the folder's checksums.json.
+    Any problem raises CheckpointError naming the file (and, in a run, the newest older intact checkpoint)."""
     folder = find_checkpoint(path)
+    try:
+        return _load_folder(folder, use_ema=use_ema, device=device, tokenizer=tokenizer)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{recovery_hint(folder)}") from None
+
+
+def _load_folder(folder: Path, *, use_ema: bool, device: str | torch.device,
+                 tokenizer: str | Path | None) -> LoadedCheckpoint:
+    verified = (folder / files.MANIFEST).exists()
     if mdlm.is_mdlm_folder(folder):
         config, tok, tensors = mdlm.read_folder(folder, tokenizer)
         model = build_model(config, tok)
@@ -285,21 +391,22 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | tor
         model.load_state_dict(weights)
         model.to(device).eval()
         return LoadedCheckpoint(path=folder, config=config, tokenizer=tok, split_info={}, model=model,
-                                state={"imported_from": str(folder.resolve())}, weights_file=weights_file)
+                                state={"imported_from": str(folder.resolve())}, weights_file=weights_file,
+                                verified=verified)
     if tokenizer is not None:
         raise CheckpointError(f"a tokenizer path is for folders in MDLM's layout; {folder} has its own tokenizer.json")
     config = read_config(folder / "config.json")
     tokenizer = read_tokenizer(folder / "tokenizer.json", config)
     model = build_model(config, tokenizer)
-    weights_file = folder / ("ema.safetensors" if use_ema and (folder / "ema.safetensors").exists()
-                             else "model.safetensors")
+    has_ema = (folder / "ema.safetensors").exists() or "ema.safetensors" in (files.read_manifest(folder) or {})
+    weights_file = folder / ("ema.safetensors" if use_ema and has_ema else "model.safetensors")
     weights = read_weights(weights_file)
     _check_weights(weights, model, weights_file, tokenizer)
     model.load_state_dict(weights)
     model.to(device).eval()
     return LoadedCheckpoint(path=folder, config=config, tokenizer=tokenizer,
                             split_info=read_json(folder / "split.json"), model=model, state=read_state(folder),
-                            weights_file=weights_file)
+                            weights_file=weights_file, verified=verified)
 
 
 EXPORT_FORMATS = ("scmdm", "mdlm")
@@ -314,28 +421,24 @@ def export_model(source: str | Path, out: str | Path, *, use_ema: bool = True, c
     yet (or be empty)."""
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # checked before the model is read
+        raise FileExistsError(f"{out} already exists and is not an empty folder; choose another --out")
     loaded = load_checkpoint(source, use_ema=use_ema, tokenizer=tokenizer)
     if format == "mdlm":
         return mdlm.write_folder(loaded.config, loaded.tokenizer, loaded.model, out, source=str(loaded.path))
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} already exists and is not an empty folder; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()
     weights_kind = "ema" if loaded.weights_file is not None and loaded.weights_file.name == "ema.safetensors" else "raw"
     info = {"format": "scmdm-model", "format_version": 1, "weights": weights_kind,
             "exported_from": str(loaded.path.resolve()), "training": loaded.state,
             "num_parameters": loaded.model.num_parameters(), "vocab_size": loaded.tokenizer.vocab_size}
 
     def write(tmp: Path) -> None:
-        (tmp / "config.json").write_text(json.dumps(loaded.config.to_dict(), indent=1))
-        loaded.tokenizer.save(tmp / "tokenizer.json")
-        (tmp / "split.json").write_text(json.dumps(loaded.split_info, indent=1))
-        save_file({k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()},
-                  str(tmp / "model.safetensors"))
-        (tmp / "export.json").write_text(json.dumps(info, indent=1))
-        (tmp / "README.md").write_text(_model_readme(loaded, info, out, command))
+        files.write_file(tmp / "config.json", json.dumps(loaded.config.to_dict(), indent=1))
+        files.write_file(tmp / "tokenizer.json", json.dumps(loaded.tokenizer.to_dict(), indent=1))
+        files.write_file(tmp / "split.json", json.dumps(loaded.split_info, indent=1))
+        files.write_file(tmp / "model.safetensors", tensor_bytes(loaded.model.state_dict()))
+        files.write_file(tmp / "export.json", json.dumps(info, indent=1))
+        files.write_file(tmp / "README.md", _model_readme(loaded, info, out, command))
 
     return write_folder_atomically(out, write)
 
@@ -403,5 +506,6 @@ print(m.tokenizer.decode_batch(out.tokens))
 Further training starts from these weights with `scmdm train --init-from {out} --out RUN ...` (same
 model settings; new data must fit this tokenizer's vocabulary).
 
-Files: `model.safetensors` (weights), `config.json`, `tokenizer.json`, `split.json`, `export.json` — no pickle.
+Files: `model.safetensors` (weights), `config.json`, `tokenizer.json`, `split.json`, `export.json` — no pickle;
+`checksums.json` holds the SHA-256 of each, checked whenever scmdm reads the folder.
 """

@@ -3,8 +3,9 @@
 
 Every command takes ``section.key=value`` overrides after its options; ``scmdm <command> --help``
 lists every option with its default and meaning. Errors in the input (config values, data files,
-checkpoints) print one line ``scmdm <command>: error: ...`` and exit with status 2; a run stopped by a
-non-finite loss, or an operating-system error (disk full, permissions), prints one line and exits with 1.
+checkpoints, output paths) print one line ``scmdm <command>: error: ...`` and exit with status 2 — found before
+any training, sampling or evaluation starts; a run stopped by a non-finite loss, or an operating-system error
+(disk full, permissions), prints one line and exits with 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from scmdm import __version__
 from scmdm.config import ConfigError, apply_overrides, bundled_configs, describe_config, load_config
 from scmdm.domains import DOMAIN_NAMES
+from scmdm.outputs import check_output_file, writing
 
 EXAMPLES = {
     "train": "scmdm train --config qm9_base --out runs/qm9_base train.steps=3000 model.depth=6\n  "
@@ -153,9 +155,31 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--tokenizer", metavar="PATH",
                        help="for a model folder in MDLM's layout without a tokenizer: a tokenizer.json, or a folder "
                             "with one or with GPT-2's vocab.json + merges.txt (MASK is appended as MDLM does)")
+    for p in (train, posttrain):
+        p.add_argument("--from-checkpoint", metavar="STEP",
+                       help="resume from this checkpoint of --out (step_N, or N) instead of the newest, e.g. when the "
+                            "newest is damaged; newer ones are moved aside to checkpoints/superseded_step_M")
+    for p in (sample, evaluate):
+        p.add_argument("--force", action="store_true", help="overwrite an existing --out (or --json) file")
     for p in (train, posttrain, sample, evaluate, demo):  # last, so that positional checkpoints come first
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides (listed below)")
     return parser
+
+
+#: the config sections whose overrides sample and eval read (everything else comes from the checkpoint)
+READ_SECTIONS = {"sample": ("sample",), "eval": ("sample", "eval")}
+
+
+def _check_override_sections(command: str, overrides: list[str]) -> None:
+    """sample and eval take overrides of the sections they read; any other would change nothing, so it is an
+    error rather than silently ignored."""
+    sections = READ_SECTIONS[command]
+    for item in overrides:
+        section = item.split("=", 1)[0].strip().split(".")[0]
+        if section not in sections:
+            raise ConfigError(f"{item!r}: scmdm {command} reads only {' and '.join(s + '.*' for s in sections)} "
+                              "overrides; the model's other settings come from its checkpoint (train or post-train "
+                              "to change them)")
 
 
 def _load_for_sampling(args: argparse.Namespace):
@@ -163,12 +187,12 @@ def _load_for_sampling(args: argparse.Namespace):
     from scmdm.checkpoint import load_checkpoint
     from scmdm.distributed import resolve_device
 
+    _check_override_sections(args.command, args.overrides)
     resolve_device(args.device)  # a device that is not there: one clear line
     loaded = load_checkpoint(args.checkpoint, device=args.device, tokenizer=args.tokenizer)
     if args.domain and args.domain != loaded.config.data.domain:
         raise ValueError(f"--domain {args.domain} was given but {loaded.path} is a {loaded.config.data.domain} model")
-    config = apply_overrides(loaded.config, args.overrides)
-    config.sample.validate()
+    config = apply_overrides(loaded.config, args.overrides).validate()  # every section, NaN and inf included
     if not config.sample.use_ema:
         loaded = load_checkpoint(args.checkpoint, use_ema=False, device=args.device, tokenizer=args.tokenizer)
     return loaded, config.sample
@@ -244,10 +268,12 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.no_resume and any((out / "checkpoints").glob("step_*")):
         raise ValueError(f"{out} already holds checkpoints and --no-resume was given")
+    if args.no_resume and args.from_checkpoint:
+        raise ValueError("--from-checkpoint resumes a run; it cannot go with --no-resume")
     resolve_device(config.train.device)  # a device that is not there: one line, before joining a process group
     with distributed.session(config.train.device) as dist:  # under torchrun: one process of the group
         result = Trainer(config, out, show_progress=not args.no_progress, init_from=args.init_from,
-                         init_tokenizer=getattr(args, "tokenizer", None)).fit()
+                         init_tokenizer=getattr(args, "tokenizer", None), from_checkpoint=args.from_checkpoint).fit()
     if not dist.is_main:
         return 0
     metrics = "; ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in result.validation.items())
@@ -262,24 +288,44 @@ def _sample(args: argparse.Namespace) -> int:
 
     loaded, sample = _load_for_sampling(args)
     domain = get_domain(loaded.config.data.domain)
+    outputs = _output_files(args, domain)  # checked before any sampling starts, like the templates
     template = _templates(args, domain, loaded, sample)  # checked before any sampling starts
     samples, result = sample_checkpoint(loaded, sample, device=args.device, show_progress=not args.no_progress,
                                         template=template)
     if args.out:
-        domain.write_samples(samples, Path(args.out), loaded.tokenizer)
-        if args.inpaint:
-            from scmdm.domains.image import save_inpainting_grid
+        with writing(*outputs):
+            domain.write_samples(samples, Path(args.out), loaded.tokenizer)
+            if args.inpaint:
+                from scmdm.domains.image import save_inpainting_grid
 
-            grid = save_inpainting_grid(template, samples, Path(args.out).with_suffix(".inpaint.png"),
-                                        loaded.tokenizer)
-            print(f"wrote the given images beside the filled ones to {grid}", file=sys.stderr)
+                grid = save_inpainting_grid(template, samples, Path(args.out).with_suffix(".inpaint.png"),
+                                            loaded.tokenizer)
+                print(f"wrote the given images beside the filled ones to {grid}", file=sys.stderr)
         print(f"wrote {len(samples)} samples to {args.out} (NFE {result.nfe:.1f}, {result.seconds:.1f} s)",
               file=sys.stderr)
-    elif domain.format_samples is not None:
-        sys.stdout.write(domain.format_samples(samples))
     else:
-        raise ValueError(f"{domain.name} samples cannot be printed; give --out FILE{domain.sample_suffix}")
+        sys.stdout.write(domain.format_samples(samples))
     return 0
+
+
+def _output_files(args: argparse.Namespace, domain) -> list[Path]:
+    """The files ``--out`` will write (samples; images also the PNG grid beside them, and the inpainting picture),
+    each checked to be writable and new (or ``--force``) before any work starts."""
+    if not args.out:
+        if domain.format_samples is None:
+            raise ValueError(f"{domain.name} samples cannot be printed; give --out FILE{domain.sample_suffix}")
+        return []
+    if domain.name == "image" and Path(args.out).suffix.lower() == ".png":
+        raise ValueError(f"image samples are written as raw PGM (every sample, exact levels) with a PNG grid beside "
+                         f"it: give --out {Path(args.out).with_suffix('.pgm')}, not {args.out}")
+    out = check_output_file(args.out, force=args.force)
+    paths = [out]
+    if domain.name == "image":
+        paths.append(check_output_file(out.with_suffix(".png"), force=args.force, option="--out (its PNG grid)"))
+        if getattr(args, "inpaint", None):
+            paths.append(check_output_file(out.with_suffix(".inpaint.png"), force=args.force,
+                                           option="--out (its inpainting picture)"))
+    return paths
 
 
 def _templates(args: argparse.Namespace, domain, loaded, sample):
@@ -341,30 +387,36 @@ def _eval(args: argparse.Namespace) -> int:
     from scmdm.domains import get_domain
     from scmdm.workflows import evaluator_for, sample_and_evaluate
 
+    json_file = check_output_file(args.json, force=args.force, option="--json") if args.json else None
     loaded, sample = _load_for_sampling(args)
     domain = get_domain(loaded.config.data.domain)
+    if args.baselines and domain.name not in ("text", "dna", "image"):
+        raise ValueError(f"the {domain.name} evaluator has no baseline rows (--baselines is for text, dna, images)")
+    samples = domain.read_samples(Path(args.samples), loaded.tokenizer) if args.samples else None  # before the work
     evaluator = evaluator_for(loaded.config, loaded.split_info, tokenizer=loaded.tokenizer, device=args.device,
                               show_progress=not args.no_progress)
-    if args.samples:
-        samples = domain.read_samples(Path(args.samples), loaded.tokenizer)
+    if samples is not None:
         name, metrics = Path(args.samples).name, evaluator.evaluate(samples).as_dict()
     else:
         evaluation = sample_and_evaluate(loaded, evaluator, sample, device=args.device,
                                          show_progress=not args.no_progress)
-        name, metrics = evaluation.name, evaluation.metrics
+        name, metrics, samples = evaluation.name, evaluation.metrics, evaluation.samples
+    if domain.validity_metric and metrics.get(domain.validity_metric) == 0:
+        source = f"in {args.samples}" if args.samples else "drawn"
+        print(f"warning: none of the {metrics['n_samples']} samples {source} is a valid {domain.item_name[:-1]} "
+              f"(first: {str(samples[0])[:60]!r}); is this the model's kind of data?", file=sys.stderr)
     n = min(metrics["n_samples"], 1000)
     reference = evaluator.reference_row(n=n).as_dict()
-    rows = [(f"{domain.reference_label} (n={n})", reference)]
+    rows = [(f"{domain.reference_label} (n={reference['n_samples']})", reference)]  # its true size
     baselines = {}
     if args.baselines:
-        if not hasattr(evaluator, "baseline_rows"):
-            raise ValueError(f"the {domain.name} evaluator has no baseline rows")
         baselines = {label: m.as_dict() for label, m in evaluator.baseline_rows(n=n)}
         rows += list(baselines.items())
     print(domain.table([*rows, (name, metrics)], evaluator))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"model": metrics, "reference": reference,
-                                               **({"baselines": baselines} if baselines else {})}, indent=1))
+    if json_file is not None:
+        with writing(json_file):
+            json_file.write_text(json.dumps({"model": metrics, "reference": reference,
+                                             **({"baselines": baselines} if baselines else {})}, indent=1))
     return 0
 
 

@@ -31,7 +31,7 @@ from scmdm.domains.molecule.settings import MoleculeSettings
 from scmdm.domains.text.settings import TextSettings
 from scmdm.errors import ConfigError
 from scmdm.model import BLOCK_TYPES, KEY_POSITIONS, TIME_INPUTS, VERIFIER_HEADS
-from scmdm.options import check_seed
+from scmdm.options import check_finite, check_seed
 from scmdm.options import option as _f
 from scmdm.sampling import REMASK_STRATEGIES, SAMPLER_NAMES
 from scmdm.sampling.speculative import WINDOW_SCHEDULES
@@ -46,7 +46,25 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads floats written without a dot ('1e-3', '5E+4') as floats (YAML 1.2)."""
+    """SafeLoader that also reads floats written without a dot ('1e-3', '5E+4') as floats (YAML 1.2) and refuses a
+    key written twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    break
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first}; the last one would win silently)",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.add_implicit_resolver(
@@ -87,6 +105,7 @@ class DataConfig:
         return get_domain(self.domain).default_source
 
     def validate(self) -> None:
+        check_finite("data", self)
         if self.domain not in DOMAIN_NAMES:
             raise ConfigError(f"data.domain must be one of {', '.join(DOMAIN_NAMES)}, got {self.domain!r}")
         check_seed("data.split_seed", self.split_seed)
@@ -114,6 +133,7 @@ class ModelConfig:
                               "total noise -log(1 - (1 - 1e-3) t), as models imported from MDLM use)")
 
     def validate(self) -> None:
+        check_finite("model", self)
         if self.block_type not in BLOCK_TYPES:
             raise ConfigError(f"model.block_type must be one of {', '.join(BLOCK_TYPES)}, got {self.block_type!r}")
         if self.time_input not in TIME_INPUTS:
@@ -136,6 +156,7 @@ class DiffusionConfig:
     antithetic: bool = _f(True, "stratified (antithetic) times across the batch")
 
     def validate(self) -> None:
+        check_finite("diffusion", self)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"diffusion.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not 0 < self.time_epsilon < 1:
@@ -170,6 +191,7 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "how many of the newest checkpoints to keep in <run>/checkpoints (>= 1)")
 
     def validate(self) -> None:
+        check_finite("train", self)
         for name in ("steps", "batch_size", "grad_accum", "val_num_t", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
@@ -205,6 +227,7 @@ class SelfCondConfig:
                               "as a sampler's previous step does; 1/T mimics a T-step sampler, 0 = the paper")
 
     def validate(self) -> None:
+        check_finite("selfcond", self)
         if self.injection not in ("none", *INJECTIONS):
             raise ConfigError(f"selfcond.injection must be one of none, {', '.join(INJECTIONS)}, "
                               f"got {self.injection!r}")
@@ -237,6 +260,7 @@ class SpeculativeConfig:
                                      "load with it)")
 
     def validate(self) -> None:
+        check_finite("speculative", self)
         if self.causal_layers < 0:
             raise ConfigError(f"speculative.causal_layers must be >= 0, got {self.causal_layers}")
         if self.key_positions not in KEY_POSITIONS:
@@ -282,6 +306,7 @@ class SampleConfig:
                               "to eager sampling (docs/PERFORMANCE.md)")
 
     def validate(self) -> None:
+        check_finite("sample", self)
         if self.sampler not in SAMPLER_NAMES:
             raise ConfigError(f"sample.sampler must be one of {', '.join(SAMPLER_NAMES)}, got {self.sampler!r}")
         for name in ("steps", "num_samples", "batch_size"):
@@ -326,6 +351,7 @@ class EvalConfig:
                                 "papers' scorer); nothing is downloaded")
 
     def validate(self) -> None:
+        check_finite("eval", self)
         if not self.scorer.strip():
             raise ConfigError("eval.scorer must be smollm2 or the path of a local Hugging Face causal-LM folder")
 

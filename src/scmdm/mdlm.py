@@ -29,9 +29,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_file, save_file
 
+from scmdm import files
 from scmdm.config import Config
 from scmdm.domains import DOMAINS
 from scmdm.domains.text.tokenizer import HfTokenizer
@@ -155,6 +156,12 @@ def read_tokenizer(folder: str | Path, given: str | Path | None = None) -> Any:
 def read_folder(folder: str | Path, tokenizer: str | Path | None = None) -> tuple[Config, Any, dict]:
     """(scmdm config, tokenizer, raw tensors) of an MDLM folder (``tokenizer``: a path, when the folder has none)."""
     folder = Path(folder)
+    if (folder / files.MANIFEST).exists():  # written by scmdm (export --format mdlm): every file as it was written
+        manifest = files.read_manifest(folder) or {}
+        if problems := files.verify_folder(folder):
+            raise CheckpointError(problems[0])
+        if "model.safetensors" not in manifest:
+            raise CheckpointError(f"{folder / 'model.safetensors'} is not listed in {folder / files.MANIFEST}")
     fields = read_fields(folder)
     saved = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("scmdm_config")
     if isinstance(saved, dict):  # written by scmdm: its own config, whole
@@ -176,7 +183,7 @@ def read_folder(folder: str | Path, tokenizer: str | Path | None = None) -> tupl
                               f"{folder / 'config.json'} says vocab_size {fields['vocab_size']}")
     if (folder / "model.safetensors").exists():
         try:
-            tensors = load_file(str(folder / "model.safetensors"))
+            tensors = safetensors.torch.load_file(str(folder / "model.safetensors"))
         except Exception as err:  # safetensors raises its own error types for truncated/garbage files
             raise CheckpointError(f"{folder / 'model.safetensors'} is not a readable safetensors file: {err}") from None
     elif (folder / "pytorch_model.bin").exists():
@@ -206,9 +213,6 @@ def write_folder(config: Config, tokenizer: Any, model: Transformer, out: str | 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} already exists and is not an empty folder; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()
     m = config.model
     fields = {"vocab_size": tokenizer.vocab_size, "model_length": config.data.max_length, "hidden_dim": m.width,
               "cond_dim": m.cond_dim, "n_blocks": m.depth, "n_heads": m.heads, "dropout": m.dropout,
@@ -219,13 +223,14 @@ def write_folder(config: Config, tokenizer: Any, model: Transformer, out: str | 
     additions = sorted({k.split(".")[0] for k in model.state_dict() if k.startswith(Transformer.ADDITIONS)})
 
     def write(tmp: Path) -> None:
-        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-        save_file(to_mdlm_weights(model.state_dict(), model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        files.write_file(tmp / "config.json", json.dumps(meta, indent=1))
+        weights = {k: v.detach().cpu().contiguous() for k, v in to_mdlm_weights(model.state_dict(), model).items()}
+        files.write_file(tmp / "model.safetensors", safetensors.torch.save(weights, metadata={"format": "pt"}))
         if isinstance(tokenizer, HfTokenizer):
-            (tmp / "tokenizer.json").write_text(tokenizer.hf.to_str())
+            files.write_file(tmp / "tokenizer.json", tokenizer.hf.to_str())
         else:
-            tokenizer.save(tmp / SCMDM_TOKENIZER)
-        (tmp / "README.md").write_text(_readme(out, fields, additions, tokenizer, source))
+            files.write_file(tmp / SCMDM_TOKENIZER, json.dumps(tokenizer.to_dict(), indent=1))
+        files.write_file(tmp / "README.md", _readme(out, fields, additions, tokenizer, source))
 
     return write_folder_atomically(out, write)
 

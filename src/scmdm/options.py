@@ -7,11 +7,12 @@ declares its fields with ``option``; unknown keys and wrongly typed values are e
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from scmdm.errors import ConfigError
 
-__all__ = ["option", "check_seed", "MAX_SEED"]
+__all__ = ["option", "check_seed", "check_finite", "MAX_SEED"]
 
 MAX_SEED = 2**32 - 1
 
@@ -27,3 +28,12 @@ def check_seed(key: str, value: int) -> None:
     """ConfigError unless ``value`` is a valid seed."""
     if not 0 <= value <= MAX_SEED:
         raise ConfigError(f"{key} must be in [0, 2**32 - 1], got {value}")
+
+
+def check_finite(section: str, settings: Any) -> None:
+    """ConfigError naming the key of the first float field of the dataclass ``settings`` that is NaN or ±inf (NaN
+    slips through every comparison of a range check, inf through every ``> 0``)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")

@@ -110,6 +110,11 @@ def _dna_check(o: Outcome) -> None:
     assert main(["eval", str(o.run), "--samples", str(trained), "--json", str(metrics)]) == 0
     model = json.loads(metrics.read_text())["model"]
     assert model["valid"] == 1.0 and model["nearest_identity"] == 1.0 and model["near_copies"] == 1.0
+    protein = o.tmp_path / "protein.fa"  # a FASTA, but not of bases: evaluated, with a warning that says so
+    protein.write_text(">p1\n" + "MKVLAAGIVQQ" * 6 + "\n")
+    o.capsys.readouterr()
+    assert main(["eval", str(o.run), "--samples", str(protein)]) == 0
+    assert f"warning: none of the 1 samples in {protein} is a valid DNA window" in o.capsys.readouterr().err
 
 
 def _digits_cache(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -249,7 +254,7 @@ def test_domain_end_to_end_through_the_cli(trained, request, tmp_path, capsys, m
     sampled = json.loads(metrics.read_text())
     assert sampled["model"]["n_samples"] == 6 and sampled["model"]["nfe"] == 4
     assert set(sampled.get("baselines", ())) == set(pipeline.baselines)
-    assert main(["eval", str(run), "--samples", str(out), "--json", str(metrics), *baselines]) == 0
+    assert main(["eval", str(run), "--samples", str(out), "--json", str(metrics), "--force", *baselines]) == 0
     table = capsys.readouterr().out
     for text in (f"{domain.reference_label} (n={pipeline.num_samples})", out.name, *pipeline.table,
                  *pipeline.baselines):

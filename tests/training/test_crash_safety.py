@@ -162,3 +162,68 @@ def test_nan_gradient_is_caught_before_the_update(tmp_path) -> None:
         trainer.train_step()
     for name, tensor in trainer.model.state_dict().items():  # untouched
         assert torch.equal(tensor, before[name]), name
+
+
+#: a tiny run checkpointed and validated every 2 steps (the ``tiny_data`` settings)
+EVERY_2 = ["train.save_every=2", "train.eval_every=2", "train.keep_checkpoints=5", "train.threads=1",
+           "train.device=cpu"]
+
+
+@requires_qm9
+def test_a_non_finite_validation_stops_before_the_checkpoint(tmp_path, capsys, monkeypatch, tiny_data) -> None:
+    """Validation at step 2 is fine, at step 4 it is NaN: training stops (exit 1, one line) without writing step 4,
+    so the rotation never gets to delete the good step-2 checkpoint for it."""
+    import scmdm.objectives.nelbo
+    from tests.conftest import TINY as TINY_SETTINGS
+
+    real, calls = scmdm.objectives.nelbo.validation_nelbo, []
+
+    def diverged(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs) if len(calls) == 1 else float("nan")
+
+    monkeypatch.setattr(scmdm.objectives.nelbo, "validation_nelbo", diverged)
+    monkeypatch.setattr("scmdm.training.trainer.prepare_data", lambda *a, **k: tiny_data)
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *TINY_SETTINGS, *EVERY_2, "train.steps=4",
+                 "train.keep_checkpoints=1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert ("the validation NELBO became nan at step 4; stopped without writing a checkpoint; the last checkpoint, "
+            f"{run}/checkpoints/step_0000002, is kept") in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000002"]
+
+
+@requires_qm9
+def test_resume_from_an_older_checkpoint_when_the_newest_is_damaged(tmp_path, capsys, monkeypatch, tiny_data) -> None:
+    """The newest checkpoint is damaged: the error says which older one is intact and how to resume from it; doing so
+    (--from-checkpoint) moves the damaged one aside and ends with exactly the weights of an uninterrupted run."""
+    from scmdm.files import verify_folder
+    from tests.conftest import TINY as TINY_SETTINGS
+    from tests.conftest import train_tiny
+
+    monkeypatch.setattr("scmdm.training.trainer.prepare_data", lambda *a, **k: tiny_data)
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--no-progress", *TINY_SETTINGS, *EVERY_2]
+    assert main([*argv, "train.steps=4"]) == 0
+    ema = run / "checkpoints" / "step_0000004" / "ema.safetensors"
+    data = bytearray(ema.read_bytes())
+    data[-5] ^= 0xFF
+    ema.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main([*argv, "train.steps=6"]) == 2
+    err = capsys.readouterr().err
+    assert f"{ema} is damaged" in err and f"an older intact checkpoint exists: {run}/checkpoints/step_0000002" in err
+    assert main([*argv, "train.steps=6", "--from-checkpoint", "9"]) == 2
+    assert "no checkpoint" in (err := capsys.readouterr().err) and "this run has: step_0000002, step_0000004" in err
+    assert main([*argv, "train.steps=6", "--from-checkpoint", "step_0000002"]) == 0
+    err = capsys.readouterr().err
+    assert f"moved {run}/checkpoints/step_0000004 aside to {run}/checkpoints/superseded_step_0000004" in err
+    assert f"resuming from {run}/checkpoints/step_0000002 (step 2 of 6)" in err
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["step_0000002", "step_0000004", "step_0000006", "superseded_step_0000004"]
+    assert verify_folder(run / "checkpoints" / "step_0000006") == []
+    _, straight = train_tiny(tmp_path / "straight", tiny_data, [*EVERY_2, "train.steps=6"])
+    a, b = _tensors(straight.checkpoint), _tensors(run / "checkpoints" / "step_0000006")
+    for kind in a:
+        assert all(torch.equal(a[kind][k], b[kind][k]) for k in a[kind]), kind

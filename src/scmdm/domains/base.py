@@ -51,6 +51,7 @@ class Domain:
     template: Callable[[str, Any, int], Any] | None = None  # (text with gaps, tokenizer, canvas length) → a canvas
     #   [L] for conditional generation (scmdm.templates); None: the domain has no text syntax (images)
     read_templates: Callable[[Path, Any, int], Any] | None = None  # a file of templates → [K, L]
+    validity_metric: str | None = None  # the metric that is 0 when no sample is a valid item (``eval`` warns)
 
     def write_samples(self, samples: Sequence[Any], path: str | Path, tokenizer: Any = None) -> None:
         """Write ``samples`` to ``path`` (``tokenizer``: the model's, needed by file writers such as images')."""
@@ -64,9 +65,27 @@ class Domain:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"samples file {path} does not exist")
-        if self.reader is not None:
-            return self.reader(path, tokenizer)
-        return self.parse_samples(path.read_text(encoding="utf-8"))
+        if path.is_dir():
+            raise ValueError(f"samples file {path} is a folder")
+        if path.stat().st_size == 0:
+            raise ValueError(f"samples file {path} is empty")
+        try:
+            if self.reader is not None:
+                samples = self.reader(path, tokenizer)
+            else:
+                raw = path.read_bytes()
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    line = raw[:err.start].count(b"\n") + 1
+                    raise ValueError(f"not UTF-8 text (line {line}, byte {err.start}): {err.reason}; scmdm writes "
+                                     f"{self.name} samples as UTF-8 {self.sample_suffix} files") from None
+                samples = self.parse_samples(text)
+        except ValueError as err:
+            raise ValueError(str(err) if str(path) in str(err) else f"samples file {path}: {err}") from None
+        if not samples:
+            raise ValueError(f"samples file {path} holds no {self.item_name}")
+        return samples
 
     def table(self, rows: Sequence[tuple[str, dict]], evaluator: Any = None) -> str:
         """The metrics table of ``rows`` = ``[(name, metrics dict), ...]`` in this domain's columns, with the notes

@@ -9,8 +9,11 @@ uninterrupted run would have taken — also after the process was killed (SIGKIL
 written atomically, and on resume the lines of ``metrics.jsonl`` after the checkpoint's step (and a half-written
 last line) are dropped, so the replayed steps are not logged twice.
 
-A non-finite loss or gradient norm stops training with ``FloatingPointError`` before the weights are touched; the
-newest checkpoint on disk is the last good one.
+A non-finite loss or gradient norm stops training with ``FloatingPointError`` before the weights are touched, a
+non-finite validation NELBO before the checkpoint is written; the newest checkpoint on disk is the last good one.
+Resuming reads every file of the checkpoint verified against its checksums; when the newest one is damaged the
+error names the newest older intact one, and ``from_checkpoint="step_N"`` (``scmdm train --from-checkpoint``)
+resumes from it, moving the newer checkpoints aside (``checkpoints/superseded_step_M``, never deleted).
 
 Micro-batches and processes (``train.grad_accum``, ``torchrun``; ``scmdm.distributed``). ``train.batch_size`` is
 the global batch B of a step. The objective draws all random numbers of the step for the whole batch first
@@ -41,18 +44,21 @@ from scmdm import distributed
 from scmdm.checkpoint import (
     build_model,
     check_compatible,
+    checkpoint_problems,
     find_checkpoint,
     load_checkpoint,
     optimizer_from_tensors,
     read_json,
     read_tokenizer,
     read_weights,
+    recovery_hint,
     save_checkpoint,
 )
 from scmdm.config import Config
 from scmdm.data import PreparedData
 from scmdm.domains import prepare_data
 from scmdm.errors import CheckpointError, ConfigError
+from scmdm.files import naming
 from scmdm.objectives import make_objective
 from scmdm.schedules import get_schedule
 from scmdm.training.metrics import plot_metrics, truncate_metrics
@@ -75,7 +81,8 @@ class TrainResult:
 class Trainer:
     """Trains the masked diffusion model described by ``config`` into ``run_dir``.
 
-    If ``run_dir`` already holds a checkpoint, training resumes from it (``resume=True``). Otherwise,
+    If ``run_dir`` already holds a checkpoint, training resumes from the newest (``resume=True``), or from
+    ``from_checkpoint`` (``"step_N"`` or that folder: an older one, when the newest is damaged). Otherwise,
     with ``init_from`` (a run, checkpoint, exported or MDLM model folder; ``init_tokenizer``: an MDLM folder's
     tokenizer when it has none), training starts from that model's (EMA) weights and tokenizer — post-training; the
     model settings and canvas length must match.
@@ -86,14 +93,14 @@ class Trainer:
 
     def __init__(self, config: Config, run_dir: str | Path, *, resume: bool = True,
                  data: PreparedData | None = None, show_progress: bool = True,
-                 init_from: str | Path | None = None, init_tokenizer: str | Path | None = None) -> None:
+                 init_from: str | Path | None = None, init_tokenizer: str | Path | None = None,
+                 from_checkpoint: str | Path | None = None) -> None:
         self.config = config
         self.dist = distributed.info()
         self.is_main = self.dist.is_main
         # the device first: a device that is not there stops here, before anything is written
         self.device = self._process_device(config.train.device)
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(run_dir)  # created once the data and the model are ready: a failed check leaves none
         self.show_progress = show_progress and self.is_main
         tc = config.train
         if tc.threads:
@@ -101,14 +108,21 @@ class Trainer:
         torch.manual_seed(tc.seed)
         checkpoints = self.run_dir / "checkpoints"
         resume_from = find_checkpoint(self.run_dir) if resume and any(checkpoints.glob("step_*")) else None
+        self._superseded: list[Path] = []
+        if from_checkpoint is not None:
+            resume_from = self._chosen_checkpoint(checkpoints, from_checkpoint)
+            self._superseded = [p for p in sorted(checkpoints.glob("step_*")) if p.name > resume_from.name]
         if self.dist.enabled:
             distributed.agree(resume_from.name if resume_from else None, f"the checkpoint in {checkpoints} to resume "
                               "from", "; the run folder must be on a filesystem every process sees")
         init = None
         tokenizer = None
         if resume_from is not None:
-            check_compatible(resume_from, read_json(resume_from / "config.json"), config, "resume from")
-            tokenizer = read_tokenizer(resume_from / "tokenizer.json", config)
+            with _recovery(resume_from):
+                if problems := checkpoint_problems(resume_from):  # every file, before the data is prepared
+                    raise CheckpointError(problems[0])
+                check_compatible(resume_from, read_json(resume_from / "config.json"), config, "resume from")
+                tokenizer = read_tokenizer(resume_from / "tokenizer.json", config)
         elif init_from is not None:
             # loaded after the seed: building it draws from the global RNG, before this run's own model
             init = load_checkpoint(init_from, use_ema=True, tokenizer=init_tokenizer)
@@ -127,7 +141,8 @@ class Trainer:
                                         vocab_size=self.tokenizer.vocab_size, device=self.device)
         self.model = build_model(config, self.tokenizer)  # the same initial weights on every process (same seed)
         if resume_from is not None:
-            self._resume_weights(resume_from)
+            with _recovery(resume_from):
+                self._resume_weights(resume_from)
         elif init is not None:
             self._load_initial_weights(init.model.state_dict(), init.weights_file)
         self.objective.select_trainable(self.model)
@@ -150,12 +165,20 @@ class Trainer:
         self.metrics_file = self.run_dir / "metrics.jsonl"
         self.init_from = str(init.path) if init is not None else None
         if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.run_dir / f".config.json.tmp{os.getpid()}"  # atomic: a kill never leaves half a file
-            tmp.write_text(json.dumps(config.to_dict(), indent=1))
+            with naming(tmp):
+                tmp.write_text(json.dumps(config.to_dict(), indent=1))
             os.replace(tmp, self.run_dir / "config.json")
         if resume_from is not None:
-            self._resume(resume_from)
+            with _recovery(resume_from):
+                self._resume(resume_from)
             if self.is_main:
+                for newer in self._superseded:  # kept for inspection, out of the way of the next resume
+                    aside = newer.with_name(f"superseded_{newer.name}")
+                    os.replace(newer, aside)
+                    print(f"note: moved {newer} aside to {aside}: training continues from {resume_from}",
+                          file=sys.stderr)
                 truncate_metrics(self.metrics_file, self.step)
                 print(f"resuming from {resume_from} (step {self.step} of {tc.steps})", file=sys.stderr)
         else:
@@ -166,6 +189,20 @@ class Trainer:
             elif init is None and self.is_main and self.metrics_file.exists():
                 truncate_metrics(self.metrics_file, 0)  # a fresh start: an earlier, checkpoint-less attempt's go
         distributed.barrier()
+
+    @staticmethod
+    def _chosen_checkpoint(checkpoints: Path, chosen: str | Path) -> Path:
+        """The folder ``from_checkpoint`` names: ``step_N`` (or ``N``) in ``checkpoints``, or that folder's path."""
+        name = Path(chosen).name
+        if name.isdigit():
+            name = f"step_{int(name):07d}"
+        folder = checkpoints / name
+        if not folder.is_dir() or not name.startswith("step_"):
+            available = ", ".join(p.name for p in sorted(checkpoints.glob("step_*"))) or "none"
+            raise CheckpointError(f"--from-checkpoint {chosen}: no checkpoint {folder} (this run has: {available})")
+        if problems := checkpoint_problems(folder):
+            raise CheckpointError(f"--from-checkpoint {chosen}: {problems[0]}")
+        return folder
 
     @property
     def last_val(self) -> float | None:
@@ -263,7 +300,7 @@ class Trainer:
     def _log(self, row: dict) -> None:
         if not self.is_main:
             return
-        with self.metrics_file.open("a") as handle:
+        with naming(self.metrics_file), self.metrics_file.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
 
     # ---- one step ---------------------------------------------------------------------------------
@@ -335,6 +372,13 @@ class Trainer:
         weights = self._eval_weights()  # every process (gathering FSDP shards takes all of them)
         self.last_validation = distributed.broadcast_object(self.validate(weights) if self.is_main else None)
         self._log({"step": self.step, **self.last_validation})
+        value = self.last_validation.get("val_nelbo_bits")
+        if value is not None and not math.isfinite(value):  # never checkpoint (or rotate for) diverged weights
+            checkpoints = sorted((self.run_dir / "checkpoints").glob("step_*"))
+            kept = (f"the last checkpoint, {checkpoints[-1]}, is kept" if checkpoints
+                    else "no checkpoint had been written yet")
+            raise FloatingPointError(f"the validation NELBO became {value} at step {self.step}; stopped without "
+                                     f"writing a checkpoint; {kept}; try a lower train.lr or train.grad_clip")
 
     # ---- loop ---------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -381,6 +425,15 @@ class Trainer:
         return TrainResult(run_dir=self.run_dir, checkpoint=checkpoint, step=self.step,
                            val_nelbo_bits=self.last_val, seconds=self.elapsed, stopped_early=stopped_early,
                            validation=dict(self.last_validation))
+
+
+@contextmanager
+def _recovery(folder: Path) -> Iterator[None]:
+    """A CheckpointError about ``folder`` also names the newest older intact checkpoint of the run, if any."""
+    try:
+        yield
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{recovery_hint(folder)}") from None
 
 
 @contextmanager

@@ -65,4 +65,5 @@ DOMAIN = Domain(
     reference_label="real held-out windows",
     table_columns=("n_samples", "valid", "js_3", "js_4", "js_5", "js_6", "gc", "gc_abs_diff", "gc_w1",
                    "nearest_identity", "near_copies", "nfe", "seconds"),
-    default_length=lambda config: 256, format_rows=_rows, template=dna_template, read_templates=read_dna_templates)
+    default_length=lambda config: 256, format_rows=_rows, template=dna_template, read_templates=read_dna_templates,
+    validity_metric="valid")

@@ -63,4 +63,4 @@ DOMAIN = Domain(
     format_samples=format_lines, parse_samples=parse_lines, sample_suffix=".smi", item_name="molecules",
     reference_label="real held-out molecules",
     table_columns=("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd", "qed", "sa", "nfe", "seconds"),
-    template=molecule_template, read_templates=read_molecule_templates)
+    template=molecule_template, read_templates=read_molecule_templates, validity_metric="validity")

@@ -6,6 +6,11 @@ The split is a seeded permutation of the de-duplicated canonical list:
 ⌈N·f_valid⌉ to validation, the rest to training. ``SplitInfo`` (seed, fractions, sizes and a SHA-256
 of each part) is saved with every checkpoint, and ``verify`` re-derives the split and checks the
 hashes, so a model is always evaluated against the molecules it did not see.
+
+A line longer than ``max_chars`` characters (``molecule.max_chars``; by default 8 per canvas position, at most
+``MAX_SMILES_CHARS`` = 1,000) is never given to RDKit, which crashes on SMILES of ~20,000 characters and takes
+seconds on 10,000: such lines are too long for any canvas and follow ``molecule.too_long`` (an error naming them
+by default, before anything is parsed; ``skip`` drops them with a warning that counts them).
 """
 
 from __future__ import annotations
@@ -28,7 +33,22 @@ from scmdm.domains.molecule.tokenizer import SmilesTokenizer
 from scmdm.errors import TokenizerError
 
 __all__ = ["qm9_csv_files", "load_qm9_smiles", "load_smiles_file", "canonicalize", "load_molecules",
-           "Split", "SplitInfo", "split_molecules", "prepare_molecules"]
+           "Split", "SplitInfo", "split_molecules", "prepare_molecules", "MAX_SMILES_CHARS", "raw_length_limit"]
+
+#: the longest string RDKit is ever asked to parse (it takes ~1 s at 10,000 characters and crashes at ~20,000)
+MAX_SMILES_CHARS = 1000
+#: a SMILES line longer than this many characters per canvas position cannot fit the canvas once canonical
+CHARS_PER_POSITION = 8
+
+
+def raw_length_limit(max_chars: int, max_length: int | str) -> int:
+    """The raw line length (characters) above which a SMILES line is not parsed: ``max_chars`` when set (> 0), else
+    ``CHARS_PER_POSITION`` × the canvas, at most ``MAX_SMILES_CHARS``."""
+    if max_chars > 0:
+        return max_chars
+    if isinstance(max_length, int) and max_length > 0:
+        return min(MAX_SMILES_CHARS, CHARS_PER_POSITION * max_length)
+    return MAX_SMILES_CHARS
 
 
 def qm9_csv_files() -> list[Path]:
@@ -93,12 +113,16 @@ def _examples(items: list[tuple[str, str]], limit: int = 3) -> str:
     return shown + (", ..." if len(items) > limit else "")
 
 
-def load_smiles_file(path: str | Path, *, origins: dict[str, str] | None = None) -> list[str]:
+def load_smiles_file(path: str | Path, *, origins: dict[str, str] | None = None, max_chars: int = MAX_SMILES_CHARS,
+                     too_long: str = "error", key: str = "data.source") -> list[str]:
     """One SMILES per line (first whitespace-separated field); blank lines and '#' comments skipped.
 
+    Lines longer than ``max_chars`` characters are not parsed (module docstring): with ``too_long="error"`` they
+    are a ``TokenizerError`` naming them, before RDKit sees any line; otherwise they are dropped with a warning.
     Lines RDKit cannot parse are skipped with a warning on stderr that counts them and shows the first
     few with their line numbers; a file with none left is an error. ``origins``, when given, is filled
-    with canonical SMILES → ``"<file>:<line>"`` of its first occurrence (for later error messages)."""
+    with canonical SMILES → ``"<file>:<line>"`` of its first occurrence (for later error messages). ``key``: the
+    config key that named the file, for messages."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"SMILES file {path} does not exist")
@@ -113,6 +137,18 @@ def load_smiles_file(path: str | Path, *, origins: dict[str, str] | None = None)
                 if line.strip() and not line.lstrip().startswith("#")]
     if not numbered:
         raise ValueError(f"{path} contains no SMILES (it is empty or holds only blank lines and # comments)")
+    long_lines = [(f"line {n}", f"{len(s):,} characters") for n, s in numbered if len(s) > max_chars]
+    if long_lines:
+        what = (f"{len(long_lines)} of {len(numbered)} SMILES lines in {path} are longer than {max_chars} characters "
+                f"(first: {', '.join(f'{w} ({c})' for w, c in long_lines[:3])}{', ...' if len(long_lines) > 3 else ''})"
+                f": too long for the canvas, and not given to RDKit")
+        if too_long == "error":
+            raise TokenizerError(f"{key}={path}: {what}; drop them with molecule.too_long=skip, or raise "
+                                 "molecule.max_chars (and data.max_length)")
+        print(f"warning: skipped {what}", file=sys.stderr)
+        numbered = [(n, s) for n, s in numbered if len(s) <= max_chars]
+        if not numbered:
+            raise ValueError(f"{path} has no SMILES line of at most {max_chars} characters")
     raw = [s for _, s in numbered]
     failures: list[int] = []
     canonical, failed = canonicalize(raw, failures)
@@ -131,9 +167,9 @@ def load_smiles_file(path: str | Path, *, origins: dict[str, str] | None = None)
     return _unique_in_order(canonical)
 
 
-def load_molecules(source: str, *, origins: dict[str, str] | None = None) -> list[str]:
-    """``qm9`` or a path to a SMILES file (``origins``: see ``load_smiles_file``; QM9 has none)."""
-    return load_qm9_smiles() if source == "qm9" else load_smiles_file(source, origins=origins)
+def load_molecules(source: str, *, origins: dict[str, str] | None = None, **options: Any) -> list[str]:
+    """``qm9`` or a path to a SMILES file (``origins``, ``options``: see ``load_smiles_file``; QM9 has none)."""
+    return load_qm9_smiles() if source == "qm9" else load_smiles_file(source, origins=origins, **options)
 
 
 def _sha256(items: list[str]) -> str:
@@ -199,10 +235,11 @@ def prepare_molecules(config: Any, tokenizer: SmilesTokenizer | None = None, *,
 
     Molecules longer than the canvas (``data.max_length``) are handled by ``molecule.too_long``; what was
     skipped or truncated is counted in ``notes`` (and printed to stderr unless ``quiet``)."""
-    config, too_long = config.data, config.molecule.too_long
+    config, too_long, max_chars = config.data, config.molecule.too_long, config.molecule.max_chars
     origins: dict[str, str] = {}
     source = config.resolved_source
-    molecules = load_molecules(source, origins=origins)
+    molecules = load_molecules(source, origins=origins, too_long=too_long,
+                               max_chars=raw_length_limit(max_chars, config.max_length))
     split = split_molecules(molecules, source=source, seed=config.split_seed,
                             valid_fraction=config.valid_fraction, test_fraction=config.test_fraction)
     if tokenizer is None:
@@ -232,8 +269,12 @@ def prepare_molecules(config: Any, tokenizer: SmilesTokenizer | None = None, *,
         verb = "skipped" if too_long == "skip" else "truncated"
         notes.append(f"{verb} {n_long} of {total} molecules longer than the {config.max_length}-token canvas "
                      f"({per_split}; the longest needs {longest}; molecule.too_long={too_long})")
-    if len(tensors["train"]) == 0:
-        raise ValueError(f"no training molecules are left from {source} ({'; '.join(notes)})")
+    for name, hint in (("train", "more data"), ("valid", "a larger data.valid_fraction, or data.valid_source")):
+        if len(tensors[name]) == 0:  # training validates on the valid split: found now, not after the last step
+            left = f" ({'; '.join(notes)})" if notes else ""
+            raise ValueError(f"no {'training' if name == 'train' else 'validation'} molecules are left from "
+                             f"{source}{left}: {len(split.train) if name == 'train' else len(split.valid)} in the "
+                             f"split; {hint} is needed")
     if not quiet:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)

@@ -2,7 +2,8 @@ r"""Evaluation of generated molecules (SMILES strings).
 
 Let ``S = (s_1, ..., s_N)`` be the ``N`` generated samples, ``T`` the set of canonical training SMILES
 and ``R`` the reference molecules, which are the **held-out test split** (never the training split).
-A sample is *valid* iff it is a non-empty string, ``Chem.MolFromSmiles(s)`` is not ``None`` and the
+A sample is *valid* iff it is a non-empty string of at most ``MAX_SMILES_CHARS`` (1,000) characters (longer ones
+are never given to RDKit, which crashes on ~20,000), ``Chem.MolFromSmiles(s)`` is not ``None`` and the
 molecule has at least one atom. ``V`` is the list (with repetitions) of valid samples, each replaced
 by its RDKit canonical SMILES ``can(s) = Chem.MolToSmiles(Chem.MolFromSmiles(s))``, and ``U = set(V)``.
 
@@ -50,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from scmdm.domains.molecule.data import MAX_SMILES_CHARS
 from scmdm.evaluation import frechet_distance
 
 __all__ = ["MoleculeMetrics", "MoleculeEvaluator", "DEFAULT_COLUMNS"]
@@ -119,7 +121,7 @@ def _chemnet(device: str) -> Any:
 
 def _mol(smiles: Any) -> Any:
     """RDKit molecule, or ``None`` if ``smiles`` is not a valid (non-empty, >= 1 atom) SMILES."""
-    if not isinstance(smiles, str) or not smiles:
+    if not isinstance(smiles, str) or not smiles or len(smiles) > MAX_SMILES_CHARS:
         return None
     mol = _chem().MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() < 1:
