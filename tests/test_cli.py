@@ -108,3 +108,79 @@ def test_every_sampler_from_the_command_line(tmp_path, capsys) -> None:
     assert "threshold threshold=0.9 block_size=8" in capsys.readouterr().out
     assert main(["sample", str(run), "sample.sampler=remdm", "sample.remask=sometimes"]) == 2
     assert "sample.remask must be one of cap, rescale, conf, loop" in capsys.readouterr().err
+
+
+def _shown_defaults(text: str, marker: str) -> dict[str, object]:
+    """``section.key`` → the value --help shows as taken from ``marker`` (a bundled config's file name)."""
+    import ast
+    import re
+
+    found = {}
+    for match in re.finditer(rf"^  (\w+\.\w+) = (.+?)  \({re.escape(marker)}\)", text, flags=re.MULTILINE):
+        found[match.group(1)] = ast.literal_eval(match.group(2))
+    return found
+
+
+def test_help_shows_the_defaults_each_command_uses(capsys) -> None:
+    """posttrain's help shows what its own config (selfcond.yaml, or speculative.yaml with --speculative) sets, and
+    says the rest comes from the model; every value it shows is the one post-training really gets."""
+    from scmdm.config import Config, bundled_configs, load_config
+
+    with pytest.raises(SystemExit):
+        main(["posttrain", "--help"])
+    text = capsys.readouterr().out
+    assert "selfcond.injection = 'mask_add'  (selfcond.yaml); with --speculative: the model's" in text
+    assert ("speculative.causal_layers = the model's (built-in default 0); with --speculative: 1 "
+            "(speculative.yaml)") in text
+    assert "train.batch_size = the model's (built-in default 256)" in text
+    shown = _shown_defaults(text, "selfcond.yaml")
+    assert len(shown) >= 10 and shown["selfcond.injection"] == "mask_add"
+    applied = load_config(bundled_configs()["selfcond"], base=Config().validate())
+    for key, value in shown.items():
+        section, name = key.split(".")
+        assert getattr(getattr(applied, section), name) == value, key
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    assert "sample.steps = the checkpoint's (built-in default 64)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    demo = _shown_defaults(capsys.readouterr().out, "demo.yaml")
+    assert demo["train.steps"] == 100 and demo["sample.window"] == 6
+
+
+@requires_qm9
+def test_eval_prints_both_nelbos_of_a_self_conditioned_model_and_writes_its_samples(tmp_path, capsys, monkeypatch,
+                                                                                    tiny_data) -> None:
+    import shutil
+
+    from scmdm.checkpoint import load_checkpoint
+    from tests.conftest import TINY as SETTINGS
+
+    monkeypatch.setattr("scmdm.training.trainer.prepare_data", lambda *a, **k: tiny_data)
+    base, sc = tmp_path / "base", tmp_path / "sc"
+    assert main(["train", "--out", str(base), "--no-progress", *SETTINGS, "train.threads=1"]) == 0
+    assert main(["posttrain", "--from", str(base), "--out", str(sc), "--no-progress", "train.steps=2",
+                 "train.eval_every=0", "train.save_every=0", "train.val_sequences=64", "train.val_num_t=2"]) == 0
+    state = load_checkpoint(sc).state
+    capsys.readouterr()
+    out = tmp_path / "drawn" / "s.smi"
+    assert main(["eval", str(sc), "--no-progress", "--out", str(out), "sample.num_samples=5", "sample.steps=4"]) == 0
+    printed = capsys.readouterr()
+    line = next(x for x in printed.out.splitlines() if x.startswith("checkpoint validation"))
+    assert (f"validation NELBO (EMA weights) {state['val_nelbo_bits']:.4f}; validation NELBO, two-pass "
+            f"(self-conditioned) {state['val_nelbo_sc_bits']:.4f}") in line
+    assert len(out.read_text().splitlines()) == 5 and f"wrote the 5 samples it scored to {out}" in printed.err
+    assert main(["eval", str(sc), "--out", str(out), "sample.num_samples=5"]) == 2  # never overwritten silently
+    assert "already exists; give --force" in capsys.readouterr().err
+    assert main(["eval", str(sc), "--samples", str(out), "--out", str(tmp_path / "x.smi")]) == 2
+    assert "with --samples they are already in" in capsys.readouterr().err
+    # a checkpoint whose state lacks the two-pass value (written before it was recorded): computed, the same number
+    old = tmp_path / "old"
+    shutil.copytree(load_checkpoint(sc).path, old)
+    (old / "checksums.json").unlink()
+    recorded = json.loads((old / "state.json").read_text())
+    del recorded["val_nelbo_sc_bits"]
+    (old / "state.json").write_text(json.dumps(recorded))
+    assert main(["eval", str(old), "--no-progress", "sample.num_samples=2", "sample.steps=2"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("checkpoint validation"))
+    assert f"two-pass (self-conditioned) {state['val_nelbo_sc_bits']:.4f}" in line

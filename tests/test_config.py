@@ -19,7 +19,7 @@ from scmdm.schedules import SCHEDULES
 def test_defaults_validate() -> None:
     config = load_config()
     assert isinstance(config, Config)
-    assert Config().data.max_length == 0 and config.data.max_length == 24  # 0 = the domain's canvas, resolved
+    assert Config().data.max_length == "auto" and config.data.max_length == 24  # QM9: the domain's canvas, resolved
     assert config == Config().validate()
     assert config.validate() is config
     assert Config.sections() == ("data", "molecule", "text", "dna", "image", "model", "diffusion", "train",

@@ -53,8 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scmdm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str, sections: tuple[str, ...]) -> argparse.ArgumentParser:
-        overrides = f"\n\noverrides (section.key=value):\n{describe_config(sections)}" if sections else ""
+    def command(name: str, help_text: str, sections: tuple[str, ...], **defaults) -> argparse.ArgumentParser:
+        """``defaults``: where the command's defaults come from (``describe_config``), so --help shows its own."""
+        overrides = (f"\n\noverrides (section.key=value; the default shown is this command's):\n"
+                     f"{describe_config(sections, **defaults)}" if sections else "")
         p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter,
                            epilog=f"example:\n  {EXAMPLES[name]}{overrides}")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -75,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "same x_t, stop-gradient on the first, NELBO on the second (scmdm.selfcond). "
                                      "--speculative: add a causal verifier layer and train only it, the trunk "
                                      "frozen (scmdm.objectives.speculative).",
-                        ("selfcond", "speculative", "train"))
+                        ("selfcond", "speculative", "train"), config_file="selfcond",
+                        alternative=("--speculative", "speculative"), base="the model's")
     posttrain.add_argument("--from", dest="init_from", required=True, metavar="MODEL",
                            help="the model to start from: a run folder, checkpoint folder or exported model folder "
                                 "(its config is the base that --config and the overrides change)")
@@ -88,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "(src/scmdm/configs/speculative.yaml); sample it with sample.sampler=speculative")
     posttrain.add_argument("--no-resume", action="store_true", help="refuse to start if --out has a checkpoint")
 
-    sample = command("sample", "Sample sequences from a checkpoint.", ("sample",))
+    sample = command("sample", "Sample sequences from a checkpoint.", ("sample",), base="the checkpoint's")
     sample.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
     sample.add_argument("--out", help="write samples to this file, in the domain's format: .smi, .txt, .fa, .pgm "
                                       "(default: print them; images need --out)")
@@ -116,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
                                "dna — k-mer spectrum JS divergence (k = 3..6), GC content, nearest-training-window "
                                "identity; images — Fréchet distance in scmdm's own CNN features (not Inception "
                                "FID), classifier score.",
-                       ("sample", "eval"))
+                       ("sample", "eval"), base="the checkpoint's")
     evaluate.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
     evaluate.add_argument("--samples", help="evaluate this samples file (as `scmdm sample --out` writes it) instead "
                                             "of sampling")
@@ -126,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
                                "pixel-independent samples)")
     evaluate.add_argument("--domain", choices=DOMAIN_NAMES, help="check that the checkpoint is of this domain")
     evaluate.add_argument("--json", help="also write the metrics as JSON here")
+    evaluate.add_argument("--out", help="also write the samples it drew and scored to this file (the format of "
+                                        "`scmdm sample --out`)")
+    evaluate.add_argument("--reference", metavar="FILE",
+                          help="evaluate against this held-out file instead of the run's test split: SMILES, text, "
+                               "FASTA or PGM items; for molecules also precomputed FCD statistics (.npz or "
+                               ".safetensors of mu and sigma, or MOSES's test_stats.npz, read without unpickling). "
+                               "FCD and the real held-out row are against it; novelty stays against the training data")
     evaluate.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
 
     export = command("export", "Write a portable model folder (config.json, model.safetensors, tokenizer.json, "
@@ -146,7 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = command("demo", "Both methods on the shipped QM9 model, side by side: post-train the compute-matched "
                            "control and the self-conditioned model for the same steps, sample 1,000 molecules from "
                            "the base, both of them and speculatively with the shipped verifier, print one table "
-                           "(src/scmdm/configs/demo.yaml).", ("train", "sample", "selfcond"))
+                           "(src/scmdm/configs/demo.yaml).", ("train", "sample", "selfcond"), config_file="demo",
+                   base="the base model's")
     demo.add_argument("--out", default="runs/demo", help="folder of the post-trained runs and the samples")
     demo.add_argument("--base", default="models/qm9_base", help="the base model (default: the shipped QM9 model)")
     demo.add_argument("--verifier", default="models/qm9_base_spec",
@@ -388,19 +399,29 @@ def _eval(args: argparse.Namespace) -> int:
     from scmdm.workflows import evaluator_for, sample_and_evaluate
 
     json_file = check_output_file(args.json, force=args.force, option="--json") if args.json else None
+    if args.out and args.samples:
+        raise ValueError(f"--out writes the samples eval draws; with --samples they are already in {args.samples}")
+    if args.reference and not Path(args.reference).is_file():
+        raise FileNotFoundError(f"--reference {args.reference} does not exist (or is not a file)")
     loaded, sample = _load_for_sampling(args)
     domain = get_domain(loaded.config.data.domain)
+    outputs = _output_files(args, domain) if args.out else []
     if args.baselines and domain.name not in ("text", "dna", "image"):
         raise ValueError(f"the {domain.name} evaluator has no baseline rows (--baselines is for text, dna, images)")
     samples = domain.read_samples(Path(args.samples), loaded.tokenizer) if args.samples else None  # before the work
     evaluator = evaluator_for(loaded.config, loaded.split_info, tokenizer=loaded.tokenizer, device=args.device,
-                              show_progress=not args.no_progress)
+                              show_progress=not args.no_progress,
+                              **({"reference": args.reference} if args.reference else {}))
     if samples is not None:
         name, metrics = Path(args.samples).name, evaluator.evaluate(samples).as_dict()
     else:
         evaluation = sample_and_evaluate(loaded, evaluator, sample, device=args.device,
                                          show_progress=not args.no_progress)
         name, metrics, samples = evaluation.name, evaluation.metrics, evaluation.samples
+        if args.out:
+            with writing(*outputs):
+                domain.write_samples(samples, Path(args.out), loaded.tokenizer)
+            print(f"wrote the {len(samples)} samples it scored to {args.out}", file=sys.stderr)
     if domain.validity_metric and metrics.get(domain.validity_metric) == 0:
         source = f"in {args.samples}" if args.samples else "drawn"
         print(f"warning: none of the {metrics['n_samples']} samples {source} is a valid {domain.item_name[:-1]} "
@@ -413,11 +434,32 @@ def _eval(args: argparse.Namespace) -> int:
         baselines = {label: m.as_dict() for label, m in evaluator.baseline_rows(n=n)}
         rows += list(baselines.items())
     print(domain.table([*rows, (name, metrics)], evaluator))
+    described = getattr(evaluator, "reference_note", None)
+    note = described() if callable(described) else (f"real held-out data: {evaluator.reference_name}" if
+                                                      hasattr(evaluator, "reference_name") else "")
+    if note:
+        print(f"reference: {note}")
+    validation = _checkpoint_validation(loaded, args.device)
     if json_file is not None:
         with writing(json_file):
             json_file.write_text(json.dumps({"model": metrics, "reference": reference,
-                                             **({"baselines": baselines} if baselines else {})}, indent=1))
+                                             **({"baselines": baselines} if baselines else {}),
+                                             "reference_source": note, "validation": validation}, indent=1))
     return 0
+
+
+def _checkpoint_validation(loaded, device: str) -> dict[str, float]:
+    """Print the checkpoint's validation NELBOs (both passes of a self-conditioned model); return them."""
+    from scmdm.objectives import METRIC_LABELS
+    from scmdm.workflows import checkpoint_validation
+
+    values = checkpoint_validation(loaded, device=device)
+    if values:
+        c = loaded.config.train
+        shown = "; ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in values.items())
+        print(f"checkpoint validation (bits/token, K = {c.val_num_t} midpoint rule, step "
+              f"{loaded.state.get('step', '?')}): {shown}")
+    return values
 
 
 if __name__ == "__main__":

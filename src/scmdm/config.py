@@ -83,10 +83,17 @@ class DataConfig:
                              "fashion_mnist for images) | molecule: 'qm9' (the qm9pack wheel) or a file with one "
                              "SMILES per line | text: kjv | austen | a UTF-8 text file | dna: comma-separated genomes "
                              "(E.Coli/MG1655-K12), species (E.Coli) or all | image: fashion_mnist | digits")
-    max_length: int = _f(0, "canvas length in tokens; 0 = the domain's default (24 for molecules and text, 256 for "
-                            "DNA, H·W for images). Molecules: EOS included (QM9's longest canonical SMILES is 22 "
-                            "tokens); text: the window length (packed, no EOS); dna: the window length in bases; "
-                            "image: must be H·W of the source (784 fashion_mnist, 64 digits)")
+    max_length: int | str = _f("auto", "canvas length in tokens. auto: for a file of molecules, the longest training "
+                                       "molecule (EOS included); for a text file, the longest training line in tokens "
+                                       "(windows are packed); both printed at the start, see data.length_percentile; "
+                                       "otherwise the domain's default. 0 = the domain's default (24 for qm9 and for "
+                                       "kjv/austen text, 256 for DNA, H·W for images). Molecules: EOS included (QM9's "
+                                       "longest canonical SMILES is 22 tokens); text: the window length (packed, no "
+                                       "EOS); dna: the window length in bases; image: must be H·W of the source (784 "
+                                       "fashion_mnist, 64 digits)")
+    length_percentile: float = _f(100.0, "with data.max_length=auto: the canvas holds this percentile of the training "
+                                         "items' lengths (100 = all); molecules longer than it, in any split, are "
+                                         "dropped and counted")
     split_seed: int = _f(0, "seed of the deterministic train/valid/test permutation (molecules, digits, "
                             "Fashion-MNIST's validation images) or of the order of the DNA windows")
     valid_fraction: float = _f(0.05, "fraction held out for validation (molecules; the end of a text file; dna: the "
@@ -96,6 +103,11 @@ class DataConfig:
                                     "digits; Fashion-MNIST keeps its official test set)")
     subset: int = _f(0, "use only the first N training molecules / text windows / DNA windows / images (0 = all); "
                         "for quick experiments")
+    valid_source: str = _f("", "a held-out file used as the validation split, as given (SMILES, a UTF-8 text, FASTA "
+                               "or raw PGM images of the source's size and image.levels): nothing of data.source is "
+                               "held out for validation then. Molecules must not overlap the training molecules")
+    test_source: str = _f("", "a held-out file used as the test split (the evaluation reference), as given, like "
+                              "data.valid_source: nothing of data.source is held out for testing then")
 
     @property
     def resolved_source(self) -> str:
@@ -109,8 +121,21 @@ class DataConfig:
         if self.domain not in DOMAIN_NAMES:
             raise ConfigError(f"data.domain must be one of {', '.join(DOMAIN_NAMES)}, got {self.domain!r}")
         check_seed("data.split_seed", self.split_seed)
-        if self.max_length != 0 and self.max_length < 2:
+        if isinstance(self.max_length, str) and self.max_length != "auto":
+            raise ConfigError(f"data.max_length must be an integer >= 2, 0 (the domain's default) or auto, got "
+                              f"{self.max_length!r}")
+        if isinstance(self.max_length, int) and self.max_length != 0 and self.max_length < 2:
             raise ConfigError(f"data.max_length must be at least 2 (or 0: the domain's default), got {self.max_length}")
+        if not 0 < self.length_percentile <= 100:
+            raise ConfigError(f"data.length_percentile must be in (0, 100], got {self.length_percentile}")
+        for key in ("valid_source", "test_source"):
+            value = getattr(self, key)
+            if value and value.strip() != value:
+                raise ConfigError(f"data.{key} must be a file path without surrounding spaces, got {value!r}")
+            if value and value == self.source:
+                raise ConfigError(f"data.{key} is data.source itself ({value}); a held-out file must be another file")
+        if self.valid_source and self.valid_source == self.test_source:
+            raise ConfigError(f"data.valid_source and data.test_source are the same file ({self.valid_source})")
         if self.subset < 0:
             raise ConfigError(f"data.subset must be >= 0, got {self.subset}")
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1
@@ -373,7 +398,7 @@ class Config:
 
     def validate(self) -> Config:
         """Check every section (a domain's own section only when it is the run's domain) and derive
-        ``data.max_length=0`` from the domain."""
+        ``data.max_length=0`` (and ``auto`` where the data does not size the canvas) from the domain."""
         for section in self.sections():
             obj = getattr(self, section)
             for f in dataclasses.fields(obj):  # NaN slips through every comparison, so check it once here
@@ -382,8 +407,10 @@ class Config:
                     raise ConfigError(f"{section}.{f.name} must be a finite number, got {value}")
         self.data.validate()
         domain = get_domain(self.data.domain)
-        if self.data.max_length == 0:  # the domain's canvas, written into the config (and config.json) from here on
-            self.data.max_length = domain.default_length(self)
+        if self.data.max_length == 0 or (self.data.max_length == "auto" and not domain.sizes_from_data(self)):
+            self.data.max_length = domain.default_length(self)  # written into the config (and config.json) from here
+        # data.max_length=auto for a file of molecules or text stays "auto" until the data is prepared
+        # (scmdm.domains.prepare_data writes the canvas it chose into the config)
         if domain.settings is not None:
             getattr(self, domain.name).validate(self.data)
         for section in ("model", "diffusion", "train", "sample", "selfcond", "speculative", "eval"):
@@ -425,7 +452,10 @@ def _field_types(obj: Any) -> dict[str, Any]:
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation) or annotation
     if isinstance(origin, types.UnionType):
-        origin = next(a for a in typing.get_args(annotation) if a is not type(None))
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if set(options) == {int, str}:  # a number or a word (data.max_length: 64 or auto)
+            return value if isinstance(value, str) else _coerce(key, value, int)
+        origin = options[0]
     if origin is bool:
         if isinstance(value, bool):
             return value
@@ -525,13 +555,39 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return apply_overrides(config, overrides or []).validate()
 
 
-def describe_config(sections: tuple[str, ...] | None = None) -> str:
-    """Every option with its default and help, for ``--help``."""
+def _yaml_sections(path: Path) -> dict[str, dict]:
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_YamlLoader) or {}
+    return {section: values for section, values in data.items() if isinstance(values, dict)}
+
+
+def describe_config(sections: tuple[str, ...] | None = None, *, config_file: str | None = None,
+                    alternative: tuple[str, str] | None = None, base: str | None = None) -> str:
+    """Every option with the default *this command* uses and its help, for ``--help``.
+
+    ``config_file``: a bundled config the command applies (``selfcond`` for posttrain): the values it sets are the
+    defaults shown, marked with its file name. ``alternative``: (option, bundled config) applied instead when the
+    option is given (``--speculative``, ``speculative``): its values are shown beside. ``base``: where every other
+    value comes from when not from the built-in defaults (``the model's``: posttrain starts from the model's own
+    config), the built-in default shown beside."""
     lines = []
     defaults = Config()
+    bundled = bundled_configs()
+    layer = _yaml_sections(bundled[config_file]) if config_file else {}
+    other = _yaml_sections(bundled[alternative[1]]) if alternative else {}
     for section in sections or Config.sections():
         lines.append(f"{section}:")
         obj = getattr(defaults, section)
         for f in dataclasses.fields(obj):
-            lines.append(f"  {section}.{f.name} = {getattr(obj, f.name)!r}\n      {f.metadata.get('help', '')}")
+            default = getattr(obj, f.name)
+            if f.name in layer.get(section, {}):
+                shown = f"{layer[section][f.name]!r}  ({config_file}.yaml)"
+            elif base:
+                shown = f"{base} (built-in default {default!r})"
+            else:
+                shown = repr(default)
+            if alternative and f.name in other.get(section, {}):
+                shown += f"; with {alternative[0]}: {other[section][f.name]!r} ({alternative[1]}.yaml)"
+            elif alternative and f.name in layer.get(section, {}):
+                shown += f"; with {alternative[0]}: {base or 'the built-in default'}"
+            lines.append(f"  {section}.{f.name} = {shown}\n      {f.metadata.get('help', '')}")
     return "\n".join(lines)

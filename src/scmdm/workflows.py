@@ -25,7 +25,7 @@ from scmdm.schedules import get_schedule
 from scmdm.training import Trainer
 
 __all__ = ["sample_checkpoint", "evaluator_for", "SampledEvaluation", "sample_and_evaluate", "run_demo",
-           "resolve_config_path", "post_train_config", "table_columns", "TABLE_COLUMNS"]
+           "resolve_config_path", "post_train_config", "table_columns", "TABLE_COLUMNS", "checkpoint_validation"]
 
 def post_train_config(init_from: str | Path | LoadedCheckpoint, overrides: list[str] | None = None,
                       config_name: str | None = "selfcond") -> Config:
@@ -69,6 +69,29 @@ def evaluator_for(config: Config, split_info: dict | None = None, *, tokenizer: 
     domain's factory (text: ``device``, ``batch_size``, ``show_progress``; images: ``show_progress``)."""
     return get_domain(config.data.domain).evaluator(config, split_info, tokenizer, max_reference=max_reference,
                                                     **options)
+
+
+def checkpoint_validation(loaded: LoadedCheckpoint, *, device: str | torch.device = "cpu") -> dict[str, float]:
+    """The validation metrics of a checkpoint (bits per token, EMA weights, the objective's fixed protocol): those
+    its training recorded (``state.json``); the ones a model's objective reports but the state lacks (e.g. the
+    two-pass NELBO of a self-conditioned model) are computed on its validation split with the same protocol
+    (``train.val_sequences``, ``train.val_num_t``, seed 0), which reproduces the recorded values exactly. A model
+    without a split (imported) gets only what was recorded."""
+    from scmdm.domains import prepare_data
+    from scmdm.objectives import make_objective
+
+    recorded = {k: float(v) for k, v in loaded.state.items() if k.startswith("val_") and isinstance(v, int | float)}
+    objective = make_objective(loaded.config, get_schedule(loaded.config.diffusion.schedule),
+                               mask_id=loaded.tokenizer.mask_id, vocab_size=loaded.tokenizer.vocab_size,
+                               device=torch.device(device))
+    if set(objective.metric_labels) <= set(recorded) or not loaded.split_info:
+        return recorded
+    data = prepare_data(loaded.config, loaded.tokenizer, quiet=True)
+    data.split.verify(loaded.split_info)
+    n = loaded.config.train.val_sequences or len(data.valid)
+    computed = objective.validate(loaded.model.to(device), data.valid[:n].to(device),
+                                  num_t=loaded.config.train.val_num_t)
+    return {**computed, **recorded}
 
 
 @dataclass

@@ -25,5 +25,9 @@ def get_domain(name: str) -> Domain:
 
 def prepare_data(config: Any, tokenizer: Any = None, *, quiet: bool = False) -> PreparedData:
     """Load, split and tokenize the data of a run's ``config`` (its ``data.domain``); with ``tokenizer`` (e.g. from
-    a checkpoint) the data must fit it, otherwise it is built from the data."""
-    return get_domain(config.data.domain).prepare(config, tokenizer, quiet=quiet)
+    a checkpoint) the data must fit it, otherwise it is built from the data. ``data.max_length=auto`` is resolved
+    here: the canvas the domain chose from the training items is written into ``config``."""
+    data = get_domain(config.data.domain).prepare(config, tokenizer, quiet=quiet)
+    if config.data.max_length == "auto":
+        config.data.max_length = int(data.train.shape[1])
+    return data

@@ -52,6 +52,8 @@ class Domain:
     #   [L] for conditional generation (scmdm.templates); None: the domain has no text syntax (images)
     read_templates: Callable[[Path, Any, int], Any] | None = None  # a file of templates → [K, L]
     validity_metric: str | None = None  # the metric that is 0 when no sample is a valid item (``eval`` warns)
+    sizes_from_data: Callable[[Any], bool] = lambda config: False  # data.max_length=auto sizes the canvas from the
+    #   training items (a file of molecules or text), given the Config; otherwise auto is the domain's default
 
     def write_samples(self, samples: Sequence[Any], path: str | Path, tokenizer: Any = None) -> None:
         """Write ``samples`` to ``path`` (``tokenizer``: the model's, needed by file writers such as images')."""

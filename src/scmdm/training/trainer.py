@@ -121,11 +121,16 @@ class Trainer:
             with _recovery(resume_from):
                 if problems := checkpoint_problems(resume_from):  # every file, before the data is prepared
                     raise CheckpointError(problems[0])
+                if config.data.max_length == "auto":  # the canvas the run already has
+                    saved = read_json(resume_from / "config.json").get("data", {})
+                    config.data.max_length = saved.get("max_length", "auto")
                 check_compatible(resume_from, read_json(resume_from / "config.json"), config, "resume from")
                 tokenizer = read_tokenizer(resume_from / "tokenizer.json", config)
         elif init_from is not None:
             # loaded after the seed: building it draws from the global RNG, before this run's own model
             init = load_checkpoint(init_from, use_ema=True, tokenizer=init_tokenizer)
+            if config.data.max_length == "auto":  # the canvas of the model it starts from
+                config.data.max_length = init.config.data.max_length
             check_compatible(init.path, init.config.to_dict(), config, "initialise from")
             tokenizer = init.tokenizer
         if data is None:

@@ -122,3 +122,34 @@ def test_dna_settings_reach_the_split(single_thread) -> None:
     with pytest.raises(ValueError, match="data.source='E.Coli', dna.test_genomes='DH1': genomes .* both in training"):
         prepare_data(load_config(None, ["data.domain=dna", "data.source=E.Coli", "dna.holdout=strain",
                                         "dna.test_genomes=DH1"]), quiet=True)
+
+
+@requires_genomes
+def test_held_out_fasta_files_and_a_fasta_reference(tmp_path) -> None:
+    """Another strain's bases as the validation and test FASTA files: cut into the run's windows (non-ACGT windows
+    dropped), used as given, and --reference takes such a file too; holdout=strain with a test file is refused."""
+    from scmdm.domains.dna.data import dna_split
+
+    other = read_genome("E.Coli/DH1")[0][1]
+    valid, test = tmp_path / "valid.fa", tmp_path / "test.fa.gz"
+    write_fasta([other[:6400]], valid)
+    import gzip
+
+    test.write_bytes(gzip.compress(format_fasta([other[6400:9600], other[9600:9700]]).encode()))
+    config = load_config(None, ["data.domain=dna", "data.max_length=64", f"data.valid_source={valid}",
+                                f"data.test_source={test}"])
+    split = dna_split(config)
+    assert len(split.valid) == 100 and len(split.test) == 50 + 1  # 6,400 / 64; 3,200 / 64 and 100 // 64
+    assert sorted(split.valid) == sorted(other[i:i + 64] for i in range(0, 6400, 64))
+    assert split.info()["valid_source"] == str(valid) and split.info()["sizes"]["test"] == 51
+    whole = dna_split(load_config(None, ["data.domain=dna", "data.max_length=64"]))
+    assert len(split.train) > len(whole.train)  # nothing of the genome held out any more
+    evaluator = get_domain("dna").evaluator(config, split.info(), reference=str(valid))
+    assert sorted(evaluator.reference_windows) == sorted(split.valid) and str(valid) in evaluator.reference_name
+    with pytest.raises(ValueError, match="dna.holdout=strain makes dna.test_genomes the test split"):
+        dna_split(load_config(None, ["data.domain=dna", "data.max_length=64", "dna.holdout=strain",
+                                     "dna.test_genomes=E.Coli/DH1", f"data.test_source={test}"]))
+    empty = tmp_path / "short.fa"
+    write_fasta(["ACGT"], empty)
+    with pytest.raises(ValueError, match=r"data.test_source: .*short.fa has no window of 64 bases"):
+        dna_split(load_config(None, ["data.domain=dna", "data.max_length=64", f"data.test_source={empty}"]))

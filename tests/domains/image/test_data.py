@@ -104,3 +104,25 @@ def test_image_settings_reach_the_split() -> None:
     assert len(data.valid) == len(data.test) == 90  # ⌈1797 · 0.05⌉
     with pytest.raises(ValueError, match=r"data.source='digits' with image.levels=2 needs ImageTokenizer\(levels=2"):
         prepare_data(config, tokenizer=ImageTokenizer(16, 8, 8), quiet=True)
+
+
+@requires_digits
+def test_held_out_pgm_files_and_a_pgm_reference(tmp_path, digits) -> None:
+    """PGM files of images of the source's size and levels as the held-out splits (no labels) and as --reference;
+    a file of another number of grey levels is one clear error."""
+    from scmdm.domains import get_domain
+    from scmdm.domains.image.data import image_split, write_pgm
+
+    held = digits.arrays["test"][:40]
+    test = write_pgm(held, tmp_path / "test.pgm", 16)
+    config = load_config(None, ["data.domain=image", "data.source=digits", f"data.test_source={test}"])
+    split = image_split(config)
+    assert np.array_equal(split.arrays["test"], held) and (split.labels["test"] == -1).all()
+    assert split.info()["test_source"] == str(test) and split.info()["sizes"]["test"] == 40
+    evaluator = get_domain("image").evaluator(config, split.info(), reference=str(test))
+    assert np.array_equal(evaluator.reference_images, held) and evaluator.reference_labels is None
+    assert len(evaluator.holdout_images) == len(split.arrays["valid"]) and str(test) in evaluator.reference_name
+    four = write_pgm(held // 4, tmp_path / "k4.pgm", 4)
+    with pytest.raises(ValueError, match=r"data.valid_source: .*k4.pgm holds images of 4 grey levels \(PGM maxval 3\), "
+                                         r"the run has image.levels=16"):
+        image_split(load_config(None, ["data.domain=image", "data.source=digits", f"data.valid_source={four}"]))

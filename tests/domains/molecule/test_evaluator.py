@@ -145,7 +145,22 @@ def test_reference_row_and_subset(qm9: list[str]) -> None:
     assert row.validity == 1.0 and row.uniqueness == 1.0 and row.novelty == 1.0
     assert math.isfinite(row.fcd)
     assert ev.reference_row(n=40, seed=1) == row
-    assert ev.reference_row(n=10_000).n_samples == 300  # capped at the reference set
+    # without held-out molecules, at most half of the reference, scored against the statistics of the other half
+    assert ev.reference_row(n=10_000).n_samples == 150
+
+
+def test_the_reference_row_never_scores_molecules_against_themselves(qm9: list[str]) -> None:
+    """The issue's case: a reference of 293 molecules and a row of "1000". Drawn from the held-out (validation)
+    molecules less any reference molecule, it states its true size; without held-out molecules, the row's molecules
+    are left out of the statistics it is scored against, so its FCD is no self-comparison (≈ 0)."""
+    train, reference, holdout = qm9[600:], qm9[:293], qm9[250:400]  # 43 of the held-out are reference molecules
+    ev = MoleculeEvaluator(train, reference, holdout_smiles=holdout)
+    row = ev.reference_row(n=1000)
+    assert row.n_samples == 150 - 43 and row.novelty == 1.0
+    self_scored = MoleculeEvaluator(train, reference).evaluate(reference).fcd  # what the old row was
+    assert abs(self_scored) < 1e-6
+    left_out = MoleculeEvaluator(train, reference).reference_row(n=1000)
+    assert left_out.n_samples == 146 and left_out.fcd > 1.0
 
 
 def test_import_is_light() -> None:

@@ -3,6 +3,8 @@ BPE tokenizer's cache, sample files, and what to install when the KJV is missing
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -110,3 +112,39 @@ def test_prepare_packs_windows_and_a_bpe_tokenizer_is_cached(kjv, tmp_path, monk
 def test_sample_files_round_trip() -> None:
     samples = ["first\nsample", "", "third ends with a newline\n", "% not a separator"]
     assert parse_text_samples(format_text_samples(samples)) == samples
+
+
+def test_held_out_text_files_and_a_window_sized_from_the_lines(tmp_path, kjv, capsys) -> None:
+    """data.valid_source / data.test_source are the validation and test text as given; data.max_length=auto is the
+    longest training line (KJV verses, one a line) in characters; a file without line breaks is refused with the
+    fix, before anything is packed; --reference gives the reference windows."""
+    from scmdm.domains import get_domain
+
+    books = dict(kjv)
+    train, valid, test = (tmp_path / f"{n}.txt" for n in ("train", "valid", "test"))
+    train.write_text(books["Ge"])
+    valid.write_text(books["Exo"])
+    test.write_text(books["Lev"])
+    config = load_config(None, ["data.domain=text", f"data.source={train}", f"data.valid_source={valid}",
+                                f"data.test_source={test}"])
+    assert config.data.max_length == "auto"
+    data = prepare_data(config)
+    longest = max(len(line) for line in books["Ge"].split("\n"))
+    assert config.data.max_length == longest == data.train.shape[1]
+    assert data.split.valid == [books["Exo"]] and data.split.test == [books["Lev"]]
+    assert data.split_info["test_source"] == str(test) and data.split_info["titles"]["test"] == ["test.txt [test]"]
+    lines = len(books["Ge"].splitlines())
+    assert (f"note: data.max_length=auto: windows of {longest} char tokens, the longest training line ({lines:,} "
+            "non-blank training lines; windows are packed)") in capsys.readouterr().err
+    median = load_config(None, ["data.domain=text", f"data.source={train}", f"data.valid_source={valid}",
+                                f"data.test_source={test}", "data.length_percentile=50"])
+    prepare_data(median, quiet=True)
+    lengths = sorted(len(line) for line in books["Ge"].split("\n") if line.strip())
+    assert median.data.max_length == lengths[math.ceil(len(lengths) / 2) - 1]
+    one_line = tmp_path / "one.txt"
+    one_line.write_text(books["Ge"].replace("\n", " "))
+    with pytest.raises(ValueError, match=r"data.max_length=auto: the longest training line of .*one.txt has [\d,]+ "
+                                         r"char tokens, more than the 2048 auto chooses .* give data.max_length"):
+        prepare_data(load_config(None, ["data.domain=text", f"data.source={one_line}"]), quiet=True)
+    evaluator = get_domain("text").evaluator(config, data.split_info, data.tokenizer, reference=str(valid))
+    assert evaluator.reference_windows[0] == books["Exo"][:longest] and str(valid) in evaluator.reference_note()

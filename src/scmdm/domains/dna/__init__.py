@@ -12,7 +12,7 @@ import torch
 
 from scmdm import templates
 from scmdm.domains.base import Domain
-from scmdm.domains.dna.data import dna_split, format_fasta, parse_fasta, prepare_dna
+from scmdm.domains.dna.data import dna_split, fasta_windows, format_fasta, parse_fasta, prepare_dna
 from scmdm.domains.dna.evaluator import DnaEvaluator, format_dna_table
 from scmdm.domains.dna.settings import DnaSettings
 from scmdm.domains.dna.tokenizer import DnaTokenizer
@@ -21,13 +21,24 @@ from scmdm.errors import TokenizerError
 __all__ = ["DOMAIN", "dna_evaluator"]
 
 
-def dna_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, **_: Any) -> DnaEvaluator:
-    """k-mer spectra and GC of the run's test windows, memorisation against its training windows, the reference
-    row from its validation windows (split re-derived from the config, verified against ``split_info``)."""
+def dna_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *,
+                  reference: str | None = None, **_: Any) -> DnaEvaluator:
+    """k-mer spectra and GC of the run's test windows (or of the windows of the FASTA file ``reference``),
+    memorisation against its training windows, the reference row from its validation windows (split re-derived from
+    the config, verified against ``split_info``)."""
     split = dna_split(config)
     if split_info:  # an imported model ({}) has no split to check
         split.verify(split_info)
-    return DnaEvaluator.from_split(split)
+    if reference is None:
+        evaluator = DnaEvaluator.from_split(split)
+        evaluator.reference_name = f"the run's test windows ({len(split.test):,})"
+        return evaluator
+    d = config.data
+    windows, _ = fasta_windows(reference, d.max_length, config.dna.stride or d.max_length, key="--reference",
+                               seed=d.split_seed)
+    evaluator = DnaEvaluator(split.train, windows, holdout_windows=split.valid or None)
+    evaluator.reference_name = f"the {len(windows):,} windows of {reference}"
+    return evaluator
 
 
 def _parse_fasta_samples(text: str) -> list[str]:

@@ -29,6 +29,11 @@ held-out *strain* of the same species (E. coli DH1 against MG1655, both K-12 der
 identical to training data. For a clean generalisation test hold out a region of a single genome (the
 default) or a strain of a species absent from training.
 
+Held-out files (``data.valid_source``, ``data.test_source``, :func:`dna_split`): FASTA files (plain, ``.gz`` or
+``.xz``) whose records are cut into windows like the genomes (same window and stride, non-ACGT windows dropped) and
+used as the validation or test split; nothing of the genomes is held out for that split then (with
+``holdout="strain"`` the test genomes are the test split: ``data.test_source`` is refused).
+
 ``reverse_complement=True`` appends the reverse complement of every training window to the training split
 (validation and test are never augmented). Each split is finally put in a seeded random order
 (``numpy.random.default_rng([seed, i])`` for split i = 0, 1, 2 = train, valid, test), so that the first N
@@ -62,7 +67,7 @@ from scmdm.domains.dna.tokenizer import DnaTokenizer
 
 __all__ = ["RAGOUT_DIR", "KLEBORATE_DIR", "INSTALL_HINT", "DEFAULT_GENOME", "genome_files", "resolve_genomes",
            "parse_fasta", "read_fasta", "format_fasta", "write_fasta", "read_genome", "windows_of",
-           "reverse_complement", "DnaSplit", "load_dna", "dna_split", "prepare_dna"]
+           "reverse_complement", "DnaSplit", "load_dna", "dna_split", "prepare_dna", "fasta_windows"]
 
 RAGOUT_DIR = Path("/usr/share/doc/ragout/examples")
 KLEBORATE_DIR = Path("/usr/share/doc/kleborate/examples/data")
@@ -252,21 +257,56 @@ def load_dna(genomes: str | Sequence[str] = DEFAULT_GENOME, *, window: int = 256
                     dropped_non_acgt=dropped)
 
 
+def fasta_windows(path: str | Path, window: int, stride: int, *, key: str, seed: int = 0,
+                  number: int = 2) -> tuple[list[str], int]:
+    """The windows of every record of a FASTA file (seeded order ``default_rng([seed, number])``) and how many were
+    dropped for a non-ACGT letter; errors name ``key`` and the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{key}: FASTA file {path} does not exist")
+    try:
+        records = read_fasta(path)
+    except (ValueError, OSError, EOFError, lzma.LZMAError) as err:
+        raise ValueError(f"{key}: {path} is not a readable FASTA file: {err}") from None
+    windows, dropped = [], 0
+    for _, sequence in records:
+        kept, bad = windows_of(sequence, window, stride)
+        windows += kept
+        dropped += bad
+    if not windows:
+        raise ValueError(f"{key}: {path} has no window of {window} bases holding only A, C, G, T ({dropped} dropped)")
+    order = np.random.default_rng([seed, number]).permutation(len(windows))
+    return [windows[i] for i in order], dropped
+
+
 def dna_split(config: Any) -> DnaSplit:
     """:func:`load_dna` with the settings of a run's config (``data.source`` = the genomes, ``data.max_length`` =
     the window, ``dna.stride`` (0 = the window), ``dna.holdout``, ``dna.test_genomes``, ``dna.reverse_complement``,
     ``data.valid_fraction``, ``data.test_fraction``, ``data.split_seed``); errors name the config key."""
     d, s = config.data, config.dna
+    if d.test_source and s.holdout == "strain":
+        raise ValueError("dna.holdout=strain makes dna.test_genomes the test split; data.test_source is another: give "
+                         "one")
     try:
-        return load_dna(d.resolved_source, window=d.max_length, stride=s.stride or None, holdout=s.holdout,
-                        test_genomes=s.test_genomes or None, valid_fraction=d.valid_fraction,
-                        test_fraction=d.test_fraction, reverse_complement_train=s.reverse_complement,
-                        seed=d.split_seed)
+        split = load_dna(d.resolved_source, window=d.max_length, stride=s.stride or None, holdout=s.holdout,
+                         test_genomes=s.test_genomes or None,
+                         valid_fraction=0.0 if d.valid_source else d.valid_fraction,
+                         test_fraction=0.0 if d.test_source else d.test_fraction,
+                         reverse_complement_train=s.reverse_complement, seed=d.split_seed)
     except ValueError as err:
         where = f"data.source={d.resolved_source!r}"
         if s.holdout == "strain":
             where += f", dna.test_genomes={s.test_genomes!r}"
         raise ValueError(f"{where}: {err}") from None
+    for number, key in ((1, "valid"), (2, "test")):
+        path = getattr(d, f"{key}_source")
+        if path:
+            windows, dropped = fasta_windows(path, d.max_length, s.stride or d.max_length, key=f"data.{key}_source",
+                                             seed=d.split_seed, number=number)
+            setattr(split, key, windows)
+            split.dropped_non_acgt[key] = dropped
+            split.settings[f"{key}_source"] = str(path)
+    return split
 
 
 def prepare_dna(config: Any, tokenizer: DnaTokenizer | None = None, *, quiet: bool = False) -> PreparedData:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from scmdm.domains.base import Domain
-from scmdm.domains.image.data import image_split, prepare_images, read_pgm, write_pgm
+from scmdm.domains.image.data import image_split, prepare_images, read_pgm, read_pgm_images, write_pgm
 from scmdm.domains.image.evaluator import FD_NOTE, ImageEvaluator, format_image_table, save_image_grid
 from scmdm.domains.image.settings import ImageSettings, image_shape
 from scmdm.domains.image.tokenizer import ImageTokenizer
@@ -21,13 +21,23 @@ __all__ = ["DOMAIN", "image_evaluator", "inpainting_templates", "save_inpainting
 
 
 def image_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *,
-                    show_progress: bool = False, **_: Any) -> ImageEvaluator:
+                    show_progress: bool = False, reference: str | None = None, **_: Any) -> ImageEvaluator:
     """Fréchet distance in the features of scmdm's own CNN (trained on the run's training images on first use and
-    cached) against its test images; the reference row from its validation images."""
+    cached) against its test images (or the images of the PGM file ``reference``); the reference row from its
+    validation images."""
     split = image_split(config)
     if split_info:  # an imported model ({}) has no split to check
         split.verify(split_info)
-    return ImageEvaluator.from_split(split, progress=show_progress)
+    test, labels = split.arrays["test"], split.labels["test"]
+    name = f"the run's test images ({len(test):,})"
+    if reference is not None:
+        test = read_pgm_images(reference, split.levels, split.shape, key="--reference")
+        labels, name = None, f"the {len(test):,} images of {reference}"
+    evaluator = ImageEvaluator(split.arrays["train"], test, train_labels=split.labels["train"], levels=split.levels,
+                               dataset=split.source, reference_labels=None if labels is None or (labels < 0).any()
+                               else labels, holdout_images=split.arrays["valid"], progress=show_progress)
+    evaluator.reference_name = name
+    return evaluator
 
 
 def _length(config: Any) -> int:

@@ -24,6 +24,10 @@ Splits. Fashion-MNIST keeps its official test set as the test split; the validat
 :func:`scmdm.domains.molecule.data.split_molecules`). ``info()`` gives the settings, sizes and a SHA-256 of each
 split's pixels and labels, saved with a checkpoint and compared by ``verify``.
 
+Held-out files (``data.valid_source``, ``data.test_source``, :func:`image_split`): raw PGM files (the samples
+format below) of images of the source's size with maxval K − 1, used as the validation or test split without labels
+(label −1; the classifier's test accuracy is then not measured); nothing of the source is held out for that split.
+
 As an scmdm data domain (``data.domain=image``, :func:`prepare_images`): ``data.source`` is the source,
 ``image.levels`` is K (2, 4, 16 or 256), ``data.max_length`` must be H·W (0 derives it), ``data.valid_fraction``,
 ``data.test_fraction`` and ``data.split_seed`` are the split arguments of :func:`load_images`.
@@ -52,7 +56,7 @@ from scmdm.domains.image.tokenizer import ImageTokenizer
 
 __all__ = ["FASHION_MNIST_DIR", "SOURCES", "SHAPES", "LEVELS", "FASHION_HINT", "read_idx", "load_fashion_mnist",
            "load_sklearn_digits", "quantize", "to_unit", "ImageSplit", "load_images", "image_split", "prepare_images",
-           "format_pgm", "parse_pgm", "write_pgm", "read_pgm"]
+           "format_pgm", "parse_pgm", "write_pgm", "read_pgm", "read_pgm_images"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_HINT = "apt-get install dataset-fashion-mnist (or `make install-data-dna-images`)"
@@ -216,15 +220,42 @@ def load_images(source: str = "fashion_mnist", *, levels: int = 16, valid_fracti
     return ImageSplit(arrays=arrays, labels=split_labels, source=source, levels=levels, settings=settings)
 
 
+def read_pgm_images(path: str | Path, levels: int, shape: tuple[int, int], *, key: str) -> np.ndarray:
+    """(N, H, W) levels of a raw PGM file of images of ``shape`` with maxval ``levels`` − 1; errors name ``key``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{key}: PGM file {path} does not exist")
+    try:
+        images, maxval = read_pgm(path)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from None
+    if maxval != levels - 1:
+        raise ValueError(f"{key}: {path} holds images of {maxval + 1} grey levels (PGM maxval {maxval}), the run has "
+                         f"image.levels={levels}")
+    if bad := [i for i, image in enumerate(images) if image.shape != tuple(shape)][:1]:
+        raise ValueError(f"{key}: {path}: image #{bad[0] + 1} is {images[bad[0]].shape[1]}x{images[bad[0]].shape[0]} "
+                         f"(W x H), the source's are {shape[1]}x{shape[0]}")
+    return np.stack(images).astype(np.uint8)
+
+
 def image_split(config: Any) -> ImageSplit:
     """:func:`load_images` with the settings of a run's config (``data.source``, ``image.levels``,
-    ``data.valid_fraction``, ``data.test_fraction``, ``data.split_seed``)."""
+    ``data.valid_fraction``, ``data.test_fraction``, ``data.split_seed``), the held-out PGM files in place of the
+    parts they replace."""
     d, levels = config.data, config.image.levels
     try:
-        return load_images(d.resolved_source, levels=levels, valid_fraction=d.valid_fraction,
-                           test_fraction=d.test_fraction, seed=d.split_seed)
+        split = load_images(d.resolved_source, levels=levels, valid_fraction=0.0 if d.valid_source else
+                            d.valid_fraction, test_fraction=0.0 if d.test_source else d.test_fraction,
+                            seed=d.split_seed)
     except ValueError as err:
         raise ValueError(f"data.source={d.resolved_source!r}, image.levels={levels}: {err}") from None
+    for key in ("valid", "test"):
+        path = getattr(d, f"{key}_source")
+        if path:
+            images = read_pgm_images(path, levels, split.shape, key=f"data.{key}_source")
+            split.arrays[key], split.labels[key] = images, np.full(len(images), -1, dtype=np.int64)
+            split.settings[f"{key}_source"] = str(path)
+    return split
 
 
 def prepare_images(config: Any, tokenizer: ImageTokenizer | None = None, *, quiet: bool = False) -> PreparedData:

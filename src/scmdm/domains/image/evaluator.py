@@ -362,8 +362,10 @@ class ImageEvaluator:
 
     def note(self) -> str:
         """The line printed under every table: what ``fd_cnn`` is and how good the classifier is."""
-        return (f"fd_cnn: {FD_NOTE} ({self.dataset}, K={self.levels}, classifier test accuracy "
-                f"{self.test_accuracy:.3f}); classifier_score: exp E[KL(p(y|x) || p(y))] with the same CNN.")
+        accuracy = (f"classifier test accuracy {self.test_accuracy:.3f}" if self.reference_labels is not None else
+                    "classifier accuracy not measured: the reference images have no labels")
+        return (f"fd_cnn: {FD_NOTE} ({self.dataset}, K={self.levels}, {accuracy}); classifier_score: "
+                "exp E[KL(p(y|x) || p(y))] with the same CNN.")
 
 
 def format_image_table(rows: Sequence[tuple[str, ImageMetrics | dict]], note: str = FD_NOTE,

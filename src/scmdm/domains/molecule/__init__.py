@@ -11,8 +11,9 @@ import torch
 
 from scmdm import templates
 from scmdm.domains.base import Domain, format_lines, parse_lines
-from scmdm.domains.molecule.data import load_molecules, prepare_molecules, split_molecules
+from scmdm.domains.molecule.data import MAX_SMILES_CHARS, load_smiles_file, molecule_split, prepare_molecules
 from scmdm.domains.molecule.evaluator import MoleculeEvaluator
+from scmdm.domains.molecule.reference import is_statistics_file, read_fcd_statistics
 from scmdm.domains.molecule.settings import MoleculeSettings
 from scmdm.domains.molecule.tokenizer import SmilesTokenizer
 from scmdm.errors import TokenizerError
@@ -21,16 +22,25 @@ __all__ = ["DOMAIN", "molecule_evaluator"]
 
 
 def molecule_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *,
-                       max_reference: int = 10000, **_: Any) -> MoleculeEvaluator:
-    """Novelty against the run's training split, FCD against its test split (split verified against
+                       max_reference: int = 10000, reference: str | Path | None = None, **_: Any) -> MoleculeEvaluator:
+    """Novelty against the run's training split; FCD against its test split, or against ``reference``: a file of
+    SMILES, or precomputed ChemNet statistics (``.npz`` / ``.safetensors``, MOSES's ``test_stats.npz`` too:
+    ``scmdm.domains.molecule.reference``); the reference row from the run's validation split (split verified against
     ``split_info`` when given)."""
-    d = config.data
-    source = d.resolved_source
-    split = split_molecules(load_molecules(source), source=source, seed=d.split_seed,
-                            valid_fraction=d.valid_fraction, test_fraction=d.test_fraction)
+    split, _ = molecule_split(config)
     if split_info:  # an imported model ({}) has no split to check
         split.verify(split_info)
-    return MoleculeEvaluator(split.train, split.test, max_reference=max_reference)
+    if reference is None:
+        test = f"data.test_source={config.data.test_source}" if config.data.test_source else "test split"
+        return MoleculeEvaluator(split.train, split.test, holdout_smiles=split.valid, max_reference=max_reference,
+                                 reference_name=f"the run's {test} ({len(split.test):,} molecules)")
+    if is_statistics_file(reference):
+        stats = read_fcd_statistics(reference)
+        return MoleculeEvaluator(split.train, reference_stats=stats, holdout_smiles=split.valid,
+                                 reference_name=stats.description)
+    molecules = load_smiles_file(reference, key="--reference", too_long="skip", max_chars=MAX_SMILES_CHARS)
+    return MoleculeEvaluator(split.train, molecules, holdout_smiles=split.valid, max_reference=max_reference,
+                             reference_name=f"the {len(molecules):,} molecules of {reference}")
 
 
 def molecule_template(text: str, tokenizer: Any, length: int) -> torch.Tensor:
@@ -63,4 +73,5 @@ DOMAIN = Domain(
     format_samples=format_lines, parse_samples=parse_lines, sample_suffix=".smi", item_name="molecules",
     reference_label="real held-out molecules",
     table_columns=("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd", "qed", "sa", "nfe", "seconds"),
-    template=molecule_template, read_templates=read_molecule_templates, validity_metric="validity")
+    template=molecule_template, read_templates=read_molecule_templates, validity_metric="validity",
+    sizes_from_data=lambda config: config.data.resolved_source != "qm9")

@@ -7,6 +7,13 @@ The split is a seeded permutation of the de-duplicated canonical list:
 of each part) is saved with every checkpoint, and ``verify`` re-derives the split and checks the
 hashes, so a model is always evaluated against the molecules it did not see.
 
+Held-out files (``data.valid_source``, ``data.test_source``): read like ``data.source`` and used as the validation
+or test split as given; ``data.source`` then contributes nothing to that split (its fraction is not used). A held-out
+molecule that is also a training molecule is an error naming the first few (novelty would be meaningless).
+
+``data.max_length=auto`` (a file source): the canvas is the ``data.length_percentile`` percentile of the training
+molecules' token counts plus EOS (100: the longest); molecules of any split that need more are dropped and counted.
+
 A line longer than ``max_chars`` characters (``molecule.max_chars``; by default 8 per canvas position, at most
 ``MAX_SMILES_CHARS`` = 1,000) is never given to RDKit, which crashes on SMILES of ~20,000 characters and takes
 seconds on 10,000: such lines are too long for any canvas and follow ``molecule.too_long`` (an error naming them
@@ -16,6 +23,7 @@ by default, before anything is parsed; ``skip`` drops them with a warning that c
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import importlib.util
 import math
@@ -28,12 +36,13 @@ from typing import Any
 import numpy as np
 
 from scmdm.cache import cache_dir
-from scmdm.data import PreparedData
+from scmdm.data import PreparedData, auto_length
 from scmdm.domains.molecule.tokenizer import SmilesTokenizer
 from scmdm.errors import TokenizerError
 
 __all__ = ["qm9_csv_files", "load_qm9_smiles", "load_smiles_file", "canonicalize", "load_molecules",
-           "Split", "SplitInfo", "split_molecules", "prepare_molecules", "MAX_SMILES_CHARS", "raw_length_limit"]
+           "Split", "SplitInfo", "split_molecules", "molecule_split", "prepare_molecules", "MAX_SMILES_CHARS",
+           "raw_length_limit"]
 
 #: the longest string RDKit is ever asked to parse (it takes ~1 s at 10,000 characters and crashes at ~20,000)
 MAX_SMILES_CHARS = 1000
@@ -115,7 +124,9 @@ def _examples(items: list[tuple[str, str]], limit: int = 3) -> str:
 
 def load_smiles_file(path: str | Path, *, origins: dict[str, str] | None = None, max_chars: int = MAX_SMILES_CHARS,
                      too_long: str = "error", key: str = "data.source") -> list[str]:
-    """One SMILES per line (first whitespace-separated field); blank lines and '#' comments skipped.
+    """One SMILES per line (the first whitespace- or comma-separated field: a CSV's first column); blank lines,
+    '#' comments and a first line that reads ``SMILES`` (a CSV header, as in MOSES's files) skipped; gzipped when the
+    name ends in ``.gz``.
 
     Lines longer than ``max_chars`` characters are not parsed (module docstring): with ``too_long="error"`` they
     are a ``TokenizerError`` naming them, before RDKit sees any line; otherwise they are dropped with a warning.
@@ -128,13 +139,21 @@ def load_smiles_file(path: str | Path, *, origins: dict[str, str] | None = None,
         raise FileNotFoundError(f"SMILES file {path} does not exist")
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a SMILES file")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"{path} is not a readable gzip file: {err}") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = err.object[:err.start].count(b"\n") + 1
         raise ValueError(f"{path} is not UTF-8 text (line {line}, byte {err.start}): {err.reason}") from None
-    numbered = [(n, line.split()[0]) for n, line in enumerate(text.splitlines(), 1)
-                if line.strip() and not line.lstrip().startswith("#")]
+    numbered = [(n, line.split()[0].split(",")[0]) for n, line in enumerate(text.splitlines(), 1)
+                if line.strip() and not line.lstrip().startswith("#") and line.split()[0].split(",")[0]]
+    if numbered and numbered[0][1].lower() == "smiles":  # a CSV header
+        numbered = numbered[1:]
     if not numbered:
         raise ValueError(f"{path} contains no SMILES (it is empty or holds only blank lines and # comments)")
     long_lines = [(f"line {n}", f"{len(s):,} characters") for n, s in numbered if len(s) > max_chars]
@@ -184,6 +203,8 @@ class SplitInfo:
     test_fraction: float
     sizes: dict[str, int]
     sha256: dict[str, str]
+    valid_source: str = ""  # a held-out file used as the validation split ("": a part of the source)
+    test_source: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -227,6 +248,40 @@ def split_molecules(molecules: list[str], *, source: str, seed: int = 0, valid_f
     return Split(train=train, valid=valid, test=test, info=info)
 
 
+def molecule_split(config: Any, *, origins: dict[str, str] | None = None) -> tuple[Split, list[str]]:
+    """The split of a run's config (``data.source``, its fractions and seed, the held-out files) and every molecule
+    of it (for the tokenizer), read with the config's ``molecule.too_long`` / ``molecule.max_chars``."""
+    d, m = config.data, config.molecule
+    options = dict(too_long=m.too_long, max_chars=raw_length_limit(m.max_chars, d.max_length))
+    source = d.resolved_source
+    molecules = load_molecules(source, origins=origins, **options)
+    held_origins: dict[str, str] = {}
+    held = {key: load_smiles_file(getattr(d, f"{key}_source"), origins=held_origins, key=f"data.{key}_source",
+                                  **options) for key in ("valid", "test") if getattr(d, f"{key}_source")}
+    for smiles, where in held_origins.items():
+        if origins is not None:
+            origins.setdefault(smiles, where)
+    split = split_molecules(molecules, source=source, seed=d.split_seed,
+                            valid_fraction=0.0 if "valid" in held else d.valid_fraction,
+                            test_fraction=0.0 if "test" in held else d.test_fraction)
+    if not held:
+        return split, molecules
+    train = set(split.train)
+    for key, part in held.items():
+        if overlap := [s for s in part if s in train]:
+            where = ", ".join(f"{held_origins.get(s, '')} {s!r}".strip() for s in overlap[:3])
+            raise ValueError(f"data.{key}_source={getattr(d, f'{key}_source')}: {len(overlap)} of its {len(part)} "
+                             f"molecules are also training molecules of {source} (first: {where}); novelty and a "
+                             "held-out evaluation would be meaningless: remove them from one of the files")
+        setattr(split, key, part)
+    parts = {"train": split.train, "valid": split.valid, "test": split.test}
+    split.info = SplitInfo(source=source, seed=d.split_seed, valid_fraction=split.info.valid_fraction,
+                           test_fraction=split.info.test_fraction, sizes={k: len(v) for k, v in parts.items()},
+                           sha256={k: _sha256(v) for k, v in parts.items()}, valid_source=d.valid_source,
+                           test_source=d.test_source)
+    return split, [*molecules, *(s for part in held.values() for s in part)]
+
+
 def prepare_molecules(config: Any, tokenizer: SmilesTokenizer | None = None, *,
                       quiet: bool = False) -> PreparedData:
     """Load, split and tokenize molecules. The tokenizer is built from the whole source unless one is given
@@ -235,16 +290,24 @@ def prepare_molecules(config: Any, tokenizer: SmilesTokenizer | None = None, *,
 
     Molecules longer than the canvas (``data.max_length``) are handled by ``molecule.too_long``; what was
     skipped or truncated is counted in ``notes`` (and printed to stderr unless ``quiet``)."""
-    config, too_long, max_chars = config.data, config.molecule.too_long, config.molecule.max_chars
+    full, too_long = config, config.molecule.too_long
+    config = config.data
     origins: dict[str, str] = {}
     source = config.resolved_source
-    molecules = load_molecules(source, origins=origins, too_long=too_long,
-                               max_chars=raw_length_limit(max_chars, config.max_length))
-    split = split_molecules(molecules, source=source, seed=config.split_seed,
-                            valid_fraction=config.valid_fraction, test_fraction=config.test_fraction)
+    split, molecules = molecule_split(full, origins=origins)
     if tokenizer is None:
         tokenizer = SmilesTokenizer.build(molecules)
     train = split.train[: config.subset] if config.subset else split.train
+    notes = []
+    if config.max_length == "auto":  # the canvas from the training molecules; longer ones of any split are dropped
+        lengths = [len(SmilesTokenizer.split(s)) + 1 for s in train]
+        config.max_length = auto_length(lengths, config.length_percentile)
+        held = sum(n <= config.max_length for n in lengths)
+        which = ("the longest training molecule" if config.length_percentile == 100 else
+                 f"the {config.length_percentile:g}th percentile of the training molecules")
+        notes.append(f"data.max_length=auto: a canvas of {config.max_length} tokens, {which} (EOS included; "
+                     f"{held:,} of {len(lengths):,} fit)")
+        too_long = "skip"
     # with too_long=error, count over all splits first (as if skipping), so that the error has the totals
     policy = "skip" if too_long == "error" else too_long
     tensors, reports = {}, {}
@@ -259,7 +322,6 @@ def prepare_molecules(config: Any, tokenizer: SmilesTokenizer | None = None, *,
     total, longest = sum(r.total for r in reports.values()), max(r.longest for r in reports.values())
     per_split = ", ".join(f"{name} {r.too_long}" for name, r in reports.items())
     examples = [e for r in reports.values() for e in r.examples]
-    notes = []
     if n_long and too_long == "error":
         raise TokenizerError(f"data.source={source}: {n_long} of {total} molecules need more than the "
                              f"{config.max_length} canvas positions ({per_split}; the longest needs {longest}, EOS "
@@ -267,8 +329,9 @@ def prepare_molecules(config: Any, tokenizer: SmilesTokenizer | None = None, *,
                              f"set molecule.too_long=skip (drop them) or molecule.too_long=truncate")
     if n_long:
         verb = "skipped" if too_long == "skip" else "truncated"
+        why = "data.max_length=auto" if full.molecule.too_long != too_long else f"molecule.too_long={too_long}"
         notes.append(f"{verb} {n_long} of {total} molecules longer than the {config.max_length}-token canvas "
-                     f"({per_split}; the longest needs {longest}; molecule.too_long={too_long})")
+                     f"({per_split}; the longest needs {longest}; {why})")
     for name, hint in (("train", "more data"), ("valid", "a larger data.valid_fraction, or data.valid_source")):
         if len(tensors[name]) == 0:  # training validates on the valid split: found now, not after the last step
             left = f" ({'; '.join(notes)})" if notes else ""

@@ -15,7 +15,8 @@ by its RDKit canonical SMILES ``can(s) = Chem.MolToSmiles(Chem.MolFromSmiles(s))
 * fcd                 = ||mu_V - mu_R||^2 + Tr(C_V + C_R - 2 (C_V C_R)^{1/2})
   the Frechet ChemNet Distance: ``mu``/``C`` are the mean/covariance of the 512-d penultimate ChemNet
   activations (``fcd_torch`` weights) of the valid samples ``V`` (duplicates kept) and of the
-  reference (test split) molecules ``R`` (at most ``max_reference`` of them); ``nan`` if ``|V| < 2``.
+  reference (test split) molecules ``R`` (at most ``max_reference`` of them) — or precomputed statistics of a
+  reference set, such as MOSES's test statistics (``scmdm.domains.molecule.reference``); ``nan`` if ``|V| < 2``.
 * qed                 = mean_{m in V} QED(m)           (``rdkit.Chem.QED.qed``; ``nan`` if ``|V| = 0``)
 * sa                  = mean_{m in V} SA(m)            (Ertl & Schuffenhauer synthetic accessibility,
   ``RDContribDir/SA_Score/sascorer.py``; 1 = easy ... 10 = hard; ``nan`` if ``|V| = 0``)
@@ -178,41 +179,65 @@ class MoleculeEvaluator:
 
     Args:
         train_smiles: canonical SMILES of the training split (novelty is measured against them).
-        reference_smiles: canonical SMILES of the held-out **test** split: the FCD reference.
+        reference_smiles: canonical SMILES of the held-out **test** split (or of a reference file): the FCD
+            reference. Or, instead, ``reference_stats``: precomputed ChemNet statistics (an object with ``mu`` and
+            ``sigma``, e.g. ``scmdm.domains.molecule.reference.FcdStatistics``: MOSES's test statistics).
+        holdout_smiles: other real held-out molecules (the validation split) that :meth:`reference_row` draws from;
+            those that are also reference molecules are left out, so the row never scores molecules against
+            statistics that include them.
+        reference_name: what the reference is, for the table's note.
         max_reference: FCD reference statistics use at most this many reference molecules; if there
             are more, a subset drawn with ``numpy.random.default_rng(seed)`` (without replacement).
         device: torch device for ChemNet.
         seed: seed of the reference subset.
     """
 
-    def __init__(self, train_smiles: Iterable[str], reference_smiles: Sequence[str], *,
-                 max_reference: int = 10000, device: str = "cpu", seed: int = 0) -> None:
+    def __init__(self, train_smiles: Iterable[str], reference_smiles: Sequence[str] | None = None, *,
+                 reference_stats: Any = None, holdout_smiles: Sequence[str] | None = None,
+                 reference_name: str | None = None, max_reference: int = 10000, device: str = "cpu",
+                 seed: int = 0) -> None:
+        if (reference_smiles is None) == (reference_stats is None):
+            raise ValueError("give the reference molecules or precomputed reference statistics (one of them)")
         self.train_smiles: frozenset[str] = frozenset(train_smiles)
-        self.reference_smiles: list[str] = list(reference_smiles)
+        self.reference_smiles: list[str] = list(reference_smiles or [])
+        self.holdout_smiles: list[str] = list(holdout_smiles or [])
         self.device = device
         self.seed = seed
         self.max_reference = max_reference
         if max_reference < 2:
             raise ValueError(f"max_reference must be >= 2, got {max_reference}")
-        if len(self.reference_smiles) > max_reference:
-            rng = np.random.default_rng(seed)
-            idx = np.sort(rng.choice(len(self.reference_smiles), size=max_reference, replace=False))
-            fcd_ref = [self.reference_smiles[i] for i in idx]
+        #: number of (valid) reference molecules behind the FCD statistics (None: precomputed statistics)
+        self.n_reference: int | None = None
+        if reference_stats is not None:
+            self.ref_mu = np.asarray(reference_stats.mu, dtype=np.float64)
+            self.ref_sigma = np.asarray(reference_stats.sigma, dtype=np.float64)
         else:
-            fcd_ref = self.reference_smiles
+            canonical = self._canonical_subset(self.reference_smiles)
+            self.n_reference = len(canonical)
+            self.ref_mu, self.ref_sigma = _cached_reference_stats(canonical, device)
+        self.reference_name = reference_name or (f"{self.n_reference} reference molecules" if reference_stats is None
+                                                 else "precomputed ChemNet statistics")
+
+    def _canonical_subset(self, smiles: Sequence[str]) -> list[str]:
+        """Canonical SMILES of at most ``max_reference`` of ``smiles`` (a seeded subset), the valid ones."""
+        if len(smiles) > self.max_reference:
+            rng = np.random.default_rng(self.seed)
+            idx = np.sort(rng.choice(len(smiles), size=self.max_reference, replace=False))
+            smiles = [smiles[i] for i in idx]
         canonical = []
-        for s in fcd_ref:
+        for s in smiles:
             mol = _mol(s)
             if mol is not None:
                 canonical.append(_chem().MolToSmiles(mol))
         if len(canonical) < 2:
             raise ValueError(f"need >= 2 valid reference molecules for FCD, got {len(canonical)}")
-        #: number of (valid) reference molecules behind the FCD statistics
-        self.n_reference: int = len(canonical)
-        self.ref_mu, self.ref_sigma = _cached_reference_stats(canonical, device)
+        return canonical
 
     def evaluate(self, samples: Sequence[str]) -> MoleculeMetrics:
         """Metrics of ``samples`` (SMILES strings; invalid ones count towards ``n_samples``)."""
+        return self._evaluate(samples, self.ref_mu, self.ref_sigma)
+
+    def _evaluate(self, samples: Sequence[str], ref_mu: np.ndarray, ref_sigma: np.ndarray) -> MoleculeMetrics:
         n = len(samples)
         mols = [m for m in (_mol(s) for s in samples) if m is not None]
         chem = _chem()
@@ -223,7 +248,7 @@ class MoleculeEvaluator:
         fcd = nan
         if len(valid) >= 2:
             mu, sigma = _fcd_stats(valid, self.device)
-            fcd = frechet_distance(mu, sigma, self.ref_mu, self.ref_sigma)
+            fcd = frechet_distance(mu, sigma, ref_mu, ref_sigma)
         return MoleculeMetrics(
             n_samples=n,
             validity=len(valid) / n if n else nan,
@@ -236,19 +261,32 @@ class MoleculeEvaluator:
         )
 
     def reference_row(self, n: int = 1000, seed: int = 1) -> MoleculeMetrics:
-        """The same metrics for ``n`` real held-out molecules: the row printed next to model rows.
-
-        The molecules are drawn without replacement with ``numpy.random.default_rng(seed)`` from all of
-        ``reference_smiles`` (all of them if there are at most ``n``). Note that they are (up to the
-        ``max_reference`` subsetting) a subset of the molecules the FCD reference statistics were
-        computed from, so their FCD is a slightly optimistic floor: it mostly measures the finite-sample
-        bias of FCD at this sample size, i.e. what a perfect model would score with ``n`` samples.
-        """
+        """The same metrics for ``n`` real held-out molecules: the row printed next to model rows, what a perfect
+        model would score with ``n`` samples (FCD's finite-sample floor). Never molecules scored against statistics
+        that include them: drawn (without replacement, ``numpy.random.default_rng(seed)``; all of them if there are
+        at most ``n``) from ``holdout_smiles`` less the reference molecules; without held-out molecules, from the
+        reference molecules — at most half of them — and scored against the statistics of the rest.
+        ``n_samples`` is the true size of the row."""
+        rng = np.random.default_rng(seed)
+        known = set(self.reference_smiles)
+        pool = [s for s in self.holdout_smiles if s not in known]
+        if pool:
+            if len(pool) > n:
+                pool = [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
+            return self.evaluate(pool)
         refs = self.reference_smiles
-        if len(refs) > n:
-            idx = np.random.default_rng(seed).choice(len(refs), size=n, replace=False)
-            refs = [refs[i] for i in idx]
-        return self.evaluate(refs)
+        if len(refs) < 4:
+            raise ValueError("the reference row needs real held-out molecules: give holdout_smiles (the validation "
+                             "split) or at least 4 reference molecules")
+        chosen = set(rng.choice(len(refs), size=min(n, len(refs) // 2), replace=False).tolist())
+        row = [refs[i] for i in sorted(chosen)]
+        rest = self._canonical_subset([s for i, s in enumerate(refs) if i not in chosen])
+        return self._evaluate(row, *_cached_reference_stats(rest, self.device))
+
+    def reference_note(self) -> str:
+        """Which reference the FCD and the reference row are against (printed under the table)."""
+        return (f"FCD against {self.reference_name}; the real held-out row is scored against the same reference "
+                "and never includes its molecules; novelty is against the run's training molecules.")
 
 
 def _cached_reference_stats(canonical: list[str], device: str) -> tuple[np.ndarray, np.ndarray]:

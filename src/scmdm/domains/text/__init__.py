@@ -12,7 +12,14 @@ import torch
 
 from scmdm import templates
 from scmdm.domains.base import Domain
-from scmdm.domains.text.data import format_text_samples, pack_windows, parse_text_samples, prepare_text
+from scmdm.domains.text.data import (
+    NAMED_SOURCES,
+    format_text_samples,
+    pack_windows,
+    parse_text_samples,
+    prepare_text,
+    read_text_file,
+)
 from scmdm.domains.text.evaluator import TextEvaluator, chars_per_token, table_note
 from scmdm.domains.text.settings import TextSettings
 from scmdm.domains.text.tokenizer import TEXT_TOKENIZERS
@@ -22,18 +29,23 @@ __all__ = ["DOMAIN", "text_evaluator"]
 
 
 def text_evaluator(config: Any, split_info: dict | None = None, tokenizer: Any = None, *, device: str = "cpu",
-                   batch_size: int = 8, show_progress: bool = False, **_: Any) -> TextEvaluator:
-    """Reference windows from the test books, n-gram baselines from the training books, bits/char from the
-    validation books — all in the model's tokens (its tokenizer is rebuilt from the config when not given); scored
-    by ``eval.scorer``."""
+                   batch_size: int = 8, show_progress: bool = False, reference: str | None = None,
+                   **_: Any) -> TextEvaluator:
+    """Reference windows from the test books (or from the text file ``reference``), n-gram baselines from the
+    training books, bits/char from the validation books — all in the model's tokens (its tokenizer is rebuilt from the
+    config when not given); scored by ``eval.scorer``."""
     data = prepare_text(config, tokenizer, quiet=True)
     if split_info:  # an imported model ({}) has no split to check
         data.split.verify(split_info)
     length = config.data.max_length
     valid, _ = pack_windows(data.tokenizer, data.split.valid, length)
-    return TextEvaluator(data.split.train, data.split.test, tokenizer=data.tokenizer, length=length,
+    test, name = data.split.test, "the run's test text (" + ", ".join(data.split.titles["test"]) + ")"
+    if reference is not None:
+        test, name = [read_text_file(reference, "--reference")], str(reference)
+    return TextEvaluator(data.split.train, test, tokenizer=data.tokenizer, length=length,
                          chars_per_token=chars_per_token(data.tokenizer, valid), device=device,
-                         batch_size=batch_size, show_progress=show_progress, scorer=config.eval.scorer)
+                         batch_size=batch_size, show_progress=show_progress, scorer=config.eval.scorer,
+                         reference_name=name)
 
 
 def _rows(rows: Sequence[tuple[str, dict]], columns: Sequence[str], evaluator: Any = None) -> str:
@@ -60,4 +72,5 @@ DOMAIN = Domain(
     parse_samples=parse_text_samples, sample_suffix=".txt", item_name="text windows",
     reference_label="real held-out text",
     table_columns=("gen_ppl", "scorer_bpc", "entropy_bits", "nelbo_bpc", "chars", "nfe", "seconds"),
-    format_rows=_rows, template=text_template, read_templates=read_text_templates)
+    format_rows=_rows, template=text_template, read_templates=read_text_templates,
+    sizes_from_data=lambda config: config.data.resolved_source not in NAMED_SOURCES)

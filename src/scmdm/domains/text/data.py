@@ -24,6 +24,14 @@ Joshua + Hebrews (3.3 %), test Job + Acts (5.4 %; books without parallel passage
 ⌈n·test_fraction⌉ characters are the test text and the ⌈n·valid_fraction⌉ before them the validation text
 (both cuts moved forward to the next line break, if one follows).
 
+Held-out files (``data.valid_source``, ``data.test_source``): UTF-8 text files used as the validation or test text
+as given (one document each); ``data.source`` then holds out nothing for that split (no books, no fraction).
+
+``data.max_length=auto`` (a text file source): the window is the ``data.length_percentile`` percentile of the
+training text's non-blank lines, in tokens (100: the longest line), at most ``AUTO_MAX_LENGTH`` (a longer one — a file
+without line breaks — is an error that asks for a ``data.max_length``); windows are still packed, so lines may span
+them and nothing is dropped.
+
 Windows: a split's books are joined with a blank line (``\\n\\n``), encoded as one stream with the tokenizer and
 cut into consecutive non-overlapping windows of exactly L = ``data.max_length`` ids (``pack_windows``); the
 tail shorter than a window is dropped. The windows are the model's canvases (no EOS, no PAD). With a pretrained
@@ -56,7 +64,8 @@ from scmdm.domains.text.tokenizer import TEXT_TOKENIZERS, BpeTokenizer, CharToke
 
 __all__ = ["KJV_INSTALL", "AUSTEN_INSTALL", "NAMED_SOURCES", "DEFAULT_HELDOUT", "kjv_books", "austen_novels",
            "austen_data_dir", "load_documents", "TextSplit", "split_text", "pack_windows", "build_text_tokenizer",
-           "prepare_text", "format_text_samples", "parse_text_samples", "SEPARATOR", "SAMPLE_SEPARATOR"]
+           "prepare_text", "format_text_samples", "parse_text_samples", "SEPARATOR", "SAMPLE_SEPARATOR", "text_split",
+           "read_text_file", "AUTO_MAX_LENGTH"]
 
 KJV_INSTALL = "apt-get install bible-kjv (or `make install-data-text`)"
 AUSTEN_INSTALL = ("`make install-data-text` (apt-get download r-cran-janeaustenr, then dpkg -x it into "
@@ -66,6 +75,8 @@ NAMED_SOURCES = ("kjv", "austen")
 DEFAULT_HELDOUT = {"kjv": ("Josh,Heb", "Job,Acts"), "austen": ("northangerabbey", "persuasion")}
 SEPARATOR = "\n\n"  # between the books of a split
 SAMPLE_SEPARATOR = "\n%\n"  # between samples in a .txt file (the fortune-file convention: a line holding only %)
+#: the largest window data.max_length=auto chooses (a longer line: the file has few or no line breaks)
+AUTO_MAX_LENGTH = 2048
 _VERSE = re.compile(r"^([1-3]?[A-Za-z]+)(\d+):(\d+) (.*)$")
 _AUSTEN_TITLES = {"sensesensibility": "Sense and Sensibility", "prideprejudice": "Pride and Prejudice",
                   "mansfieldpark": "Mansfield Park", "emma": "Emma", "northangerabbey": "Northanger Abbey",
@@ -165,19 +176,23 @@ def austen_novels() -> list[tuple[str, str]]:
     return documents
 
 
-def _read_text_file(path: Path) -> str:
+def read_text_file(path: str | Path, key: str = "data.source") -> str:
+    """The text of a UTF-8 file named by config key ``key``; a clear error for a missing, binary or empty one."""
+    path = Path(path)
+    where = "data.source is kjv, austen or a UTF-8 text file" if key == "data.source" else f"{key}"
     if not path.exists():
-        raise FileNotFoundError(f"text file {path} does not exist (data.source is kjv, austen or a UTF-8 text file)")
+        raise FileNotFoundError(f"text file {path} does not exist ({where})")
     if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a text file")
+        raise ValueError(f"{key}: {path} is a folder, not a text file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         line = err.object[:err.start].count(b"\n") + 1
-        raise ValueError(f"{path} is not UTF-8 text (line {line}, byte {err.start}): {err.reason}") from None
+        raise ValueError(f"{key}: {path} is not UTF-8 text (line {line}, byte {err.start}): {err.reason}") from None
     if not text.strip():
-        raise ValueError(f"{path} holds no text")
+        raise ValueError(f"{key}: {path} holds no text")
     return text
+
 
 
 def load_documents(source: str) -> list[tuple[str, str]]:
@@ -187,7 +202,7 @@ def load_documents(source: str) -> list[tuple[str, str]]:
     if source == "austen":
         return austen_novels()
     path = Path(source)
-    return [(path.name, _read_text_file(path))]
+    return [(path.name, read_text_file(path))]
 
 
 def _sha256(texts: Sequence[str]) -> str:
@@ -243,8 +258,10 @@ def _cut_after_newline(text: str, position: int) -> int:
 
 
 def split_text(documents: list[tuple[str, str]], *, source: str, valid_books: str = "auto",
-               test_books: str = "auto", valid_fraction: float = 0.05, test_fraction: float = 0.05) -> TextSplit:
-    """Hold out whole books (named sources) or the end of a text file; see the module docstring."""
+               test_books: str = "auto", valid_fraction: float = 0.05, test_fraction: float = 0.05,
+               hold_valid: bool = True, hold_test: bool = True) -> TextSplit:
+    """Hold out whole books (named sources) or the end of a text file; see the module docstring. ``hold_valid`` /
+    ``hold_test`` False: nothing of the source for that split (a held-out file takes its place)."""
     named = source in NAMED_SOURCES
     settings: dict[str, Any] = {"source": source}
     if named:
@@ -252,8 +269,8 @@ def split_text(documents: list[tuple[str, str]], *, source: str, valid_books: st
         valid_books = defaults[0] if valid_books == "auto" else valid_books
         test_books = defaults[1] if test_books == "auto" else test_books
         titles = [t for t, _ in documents]
-        valid = _pick(valid_books, titles, "text.valid_books", source)
-        test = _pick(test_books, titles, "text.test_books", source)
+        valid = _pick(valid_books, titles, "text.valid_books", source) if hold_valid else []
+        test = _pick(test_books, titles, "text.test_books", source) if hold_test else []
         if both := sorted(set(valid) & set(test)):
             raise ValueError(f"text.valid_books and text.test_books both name {both}; a book can be held out once")
         train = [t for t in titles if t not in valid and t not in test]
@@ -331,23 +348,67 @@ def build_text_tokenizer(split: TextSplit, kind: str, vocab_size: int, path: str
     return tokenizer
 
 
-def prepare_text(config: Any, tokenizer: Any = None, *, quiet: bool = False) -> PreparedData:
-    """Prepared data of ``data.domain=text``: load, split by book, build (or check) the tokenizer, pack windows of
-    ``data.max_length`` ids. ``data.subset`` keeps the first N training windows."""
+def text_split(config: Any) -> TextSplit:
+    """The split of a run's config: ``data.source`` split by book or fraction, the held-out files in place of the
+    parts they replace."""
     d, s = config.data, config.text
     source = d.resolved_source
+    held = {key: read_text_file(getattr(d, f"{key}_source"), f"data.{key}_source") for key in ("valid", "test")
+            if getattr(d, f"{key}_source")}
+    for key in held:
+        if getattr(s, f"{key}_books") != "auto":
+            raise ValueError(f"text.{key}_books and data.{key}_source both choose the {key} text: give one")
     split = split_text(load_documents(source), source=source, valid_books=s.valid_books, test_books=s.test_books,
-                       valid_fraction=d.valid_fraction, test_fraction=d.test_fraction)
+                       valid_fraction=0.0 if "valid" in held else d.valid_fraction,
+                       test_fraction=0.0 if "test" in held else d.test_fraction,
+                       hold_valid="valid" not in held, hold_test="test" not in held)
+    for key, text in held.items():
+        path = getattr(d, f"{key}_source")
+        setattr(split, key, [text])
+        split.titles[key] = [f"{Path(path).name} [{key}]"]
+        split.settings[f"{key}_source"] = path
+    return split
+
+
+def _auto_window(split: TextSplit, tokenizer: Any, percentile: float, source: str) -> tuple[int, str]:
+    """The window of ``data.max_length=auto`` and the note that says how it was chosen (module docstring)."""
+    from scmdm.data import auto_length
+
+    lines = [line for text in split.train for line in text.split("\n") if line.strip()]
+    lengths = [len(line) if isinstance(tokenizer, CharTokenizer) else len(tokenizer.encode(line)) for line in lines]
+    length = auto_length(lengths, percentile)
+    if isinstance(tokenizer, HfTokenizer):
+        length = max(length, 3)  # BOS, text, EOS
+    which = "the longest training line" if percentile == 100 else f"the {percentile:g}th percentile of the lines"
+    if length > AUTO_MAX_LENGTH:
+        raise ValueError(f"data.max_length=auto: {which} of {source} has {length:,} {tokenizer.kind} tokens, more than "
+                         f"the {AUTO_MAX_LENGTH} auto chooses (a file with few line breaks?); give data.max_length "
+                         "(windows are packed, so a line may span windows) or a lower data.length_percentile")
+    return length, (f"data.max_length=auto: windows of {length} {tokenizer.kind} tokens, {which} ({len(lines):,} "
+                    "non-blank training lines; windows are packed)")
+
+
+def prepare_text(config: Any, tokenizer: Any = None, *, quiet: bool = False) -> PreparedData:
+    """Prepared data of ``data.domain=text``: load, split by book, build (or check) the tokenizer, pack windows of
+    ``data.max_length`` ids (``auto``: sized from the training lines). ``data.subset`` keeps the first N training
+    windows."""
+    d, s = config.data, config.text
+    source = d.resolved_source
+    split = text_split(config)
     if tokenizer is None:
         tokenizer = build_text_tokenizer(split, s.tokenizer, s.vocab_size, s.tokenizer_path)
     elif tokenizer.kind != s.tokenizer:
         raise ValueError(f"the model's tokenizer is {tokenizer.kind!r} but text.tokenizer={s.tokenizer!r}")
     tensors, notes = {}, []
+    if d.max_length == "auto":
+        d.max_length, note = _auto_window(split, tokenizer, d.length_percentile, source)
+        notes.append(note)
     for name in ("train", "valid", "test"):
         tensors[name], dropped = pack_windows(tokenizer, getattr(split, name), d.max_length)
         if not len(tensors[name]):  # every split is used: training, validation, the evaluation reference
             chars = sum(map(len, getattr(split, name)))
-            raise ValueError(f"the {name} text of {source} ({chars} characters) is shorter than one window of "
+            held = getattr(d, f"{name}_source", "")
+            raise ValueError(f"the {name} text of {held or source} ({chars} characters) is shorter than one window of "
                              f"data.max_length={d.max_length} tokens; use a longer text, a smaller data.max_length or "
                              f"a larger data.{'test' if name == 'test' else 'valid'}_fraction")
     if d.subset:

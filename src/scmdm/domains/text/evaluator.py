@@ -134,11 +134,13 @@ class TextEvaluator:
 
     def __init__(self, train_texts: Sequence[str], reference_texts: Sequence[str], *, tokenizer: Any, length: int,
                  chars_per_token: float = math.nan, device: str = "cpu", batch_size: int = 8,
-                 show_progress: bool = False, scorer: str = DEFAULT_SCORER) -> None:
+                 show_progress: bool = False, scorer: str = DEFAULT_SCORER,
+                 reference_name: str = "the run's test text") -> None:
         self.train_texts, self.tokenizer, self.length = list(train_texts), tokenizer, length
         self.chars_per_token, self.device, self.batch_size = chars_per_token, device, batch_size
         self.scorer_path = scorer
         self.show_progress = show_progress
+        self.reference_name = reference_name
         windows, _ = pack_windows(tokenizer, list(reference_texts), length)
         if not len(windows):
             raise ValueError(f"the reference text is shorter than one window of {length} tokens")
@@ -151,6 +153,10 @@ class TextEvaluator:
     def note(self) -> str:
         """What the table's columns mean, naming this evaluator's scorer."""
         return table_note(self.scorer_path)
+
+    def reference_note(self) -> str:
+        """Where the real held-out row comes from (printed under the table)."""
+        return f"the real held-out row: windows of {self.reference_name}, scored like the samples."
 
     def evaluate(self, samples: Sequence[str]) -> TextMetrics:
         """Metrics of ``samples`` (strings)."""
