@@ -2,7 +2,9 @@
 
 Importing the package is cheap. From the bottom of the import graph up:
 
-* ``errors``, ``cache``, ``schedules``, ``categorical`` (Gumbel-max draws, top-p), ``tracks`` (generation orders);
+* ``errors``, ``cache``, ``files`` (atomic, checksummed folders), ``outputs`` (output files checked before the work),
+  ``plaindata`` (plain arrays out of .npz files and pickles, never unpickled), ``schedules``, ``categorical``
+  (Gumbel-max draws, top-p), ``tracks`` (generation orders);
 * ``diffusion`` (forward process, SUBS, NELBO), ``selfcond`` (the hint and its injection);
 * ``model`` (layers, causal verifier, the ``Transformer``), ``denoiser`` (what a sampler calls);
 * ``sampling`` (one module per sampler, ``generate``), ``objectives`` (NELBO, self-conditioned, speculative);

@@ -67,7 +67,7 @@ def test_held_out_files_are_the_splits_as_given_and_must_not_overlap_training(tm
     with pytest.raises(ValueError, match=rf"data.test_source={overlapping}: 2 of its 12 molecules are also training "
                                          rf"molecules of {train} \(first: {overlapping}:11 "):
         prepare_data(load_config(None, [f"data.source={train}", f"data.test_source={overlapping}"]), quiet=True)
-    with pytest.raises(FileNotFoundError, match="missing.smi does not exist"):
+    with pytest.raises(FileNotFoundError, match="data.valid_source: SMILES file .*missing.smi does not exist"):
         prepare_data(load_config(None, [f"data.source={train}", f"data.valid_source={tmp_path / 'missing.smi'}"]))
 
 

@@ -256,8 +256,15 @@ def molecule_split(config: Any, *, origins: dict[str, str] | None = None) -> tup
     source = d.resolved_source
     molecules = load_molecules(source, origins=origins, **options)
     held_origins: dict[str, str] = {}
-    held = {key: load_smiles_file(getattr(d, f"{key}_source"), origins=held_origins, key=f"data.{key}_source",
-                                  **options) for key in ("valid", "test") if getattr(d, f"{key}_source")}
+    held = {}
+    for key in ("valid", "test"):
+        if path := getattr(d, f"{key}_source"):
+            try:
+                held[key] = load_smiles_file(path, origins=held_origins, key=f"data.{key}_source", **options)
+            except (FileNotFoundError, ValueError) as err:
+                if f"data.{key}_source" in str(err):
+                    raise
+                raise type(err)(f"data.{key}_source: {err}") from None
     for smiles, where in held_origins.items():
         if origins is not None:
             origins.setdefault(smiles, where)
