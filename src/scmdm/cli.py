@@ -435,8 +435,9 @@ def _eval(args: argparse.Namespace) -> int:
         rows += list(baselines.items())
     print(domain.table([*rows, (name, metrics)], evaluator))
     described = getattr(evaluator, "reference_note", None)
-    note = described() if callable(described) else (f"real held-out data: {evaluator.reference_name}" if
-                                                      hasattr(evaluator, "reference_name") else "")
+    note = described() if callable(described) else (
+        f"against {evaluator.reference_name}; the real held-out row comes from the run's validation split"
+        if hasattr(evaluator, "reference_name") else "")
     if note:
         print(f"reference: {note}")
     validation = _checkpoint_validation(loaded, args.device)
