@@ -14,7 +14,7 @@ from scmdm.domains.image.tokenizer import ImageTokenizer
 from scmdm.domains.molecule.tokenizer import SmilesTokenizer
 from scmdm.domains.text.tokenizer import CharTokenizer
 from scmdm.errors import TokenizerError
-from scmdm.templates import canvas_from_pieces, split_gaps
+from scmdm.templates import canvas_from_pieces, mask_items, middle_span, prefix_mask, span_mask, split_gaps
 from tests.conftest import TINY, TINY_TEXT, requires_digits, requires_qm9
 
 
@@ -63,6 +63,26 @@ def test_dna_n_runs_and_inpainting_rectangles() -> None:
         inpainting_templates([image], images, region=(0, 0, 5, 2))
     with pytest.raises(ValueError, match="no nonzero pixel"):
         inpainting_templates([image], images, mask=np.zeros((3, 4)))
+
+
+def test_templates_from_complete_items_by_hand() -> None:
+    """mask_items: a span of every row, or a prefix kept per row; the item's tokens elsewhere."""
+    assert middle_span(128, 0.25) == (48, 80) and middle_span(10, 0.25) == (4, 6)  # round(2.5) = 2
+    assert middle_span(3, 0.01) == (1, 2)  # at least one position
+    with pytest.raises(ValueError, match="whole canvas"):
+        middle_span(2, 0.9)
+    items = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])
+    assert mask_items(items, span_mask(5, 1, 3), 0).tolist() == [[1, 0, 0, 4, 5], [6, 0, 0, 9, 10]]
+    assert prefix_mask([2, 0], 4).tolist() == [[False, False, True, True], [True] * 4]
+    assert mask_items(items, prefix_mask([3, 1], 5), 0).tolist() == [[1, 2, 3, 0, 0], [6, 0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="not a non-empty span"):
+        span_mask(5, 3, 3)
+    with pytest.raises(ValueError, match="at least one to generate"):
+        prefix_mask([5], 5)
+    with pytest.raises(ValueError, match="item #2 has no position to generate"):
+        mask_items(items, torch.tensor([[True] + [False] * 4, [False] * 5]), 0)
+    with pytest.raises(ValueError, match=r"must be \[L\] or \[N, L\]"):
+        mask_items(items, span_mask(4, 0, 1), 0)
 
 
 @requires_qm9

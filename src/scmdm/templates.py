@@ -11,6 +11,11 @@ every sampler keeps the given tokens). Each domain builds templates from what it
 The canvas positions after the template's last position are generated too (a prompt is continued to the end of the
 canvas). A template longer than the canvas, a token outside the vocabulary, or a template with nothing to generate
 is one clear error (``TokenizerError`` / ``ValueError``) naming the template.
+
+Templates from complete items (held-out canvases whose hidden part is known, as an infilling benchmark needs):
+``mask_items(items, masked, mask_id)`` with the positions to generate chosen by ``span_mask`` (one span of every
+canvas: positions start ≤ j < stop; ``middle_span`` centres one of a given fraction) or ``prefix_mask`` (row i keeps
+its first keep_i positions).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import torch
 
 from scmdm.errors import TokenizerError
 
-__all__ = ["GAP", "split_gaps", "canvas_from_pieces", "text_template"]
+__all__ = ["GAP", "split_gaps", "canvas_from_pieces", "text_template", "middle_span", "span_mask",
+           "prefix_mask", "mask_items"]
 
 #: a gap: [MASK] (one position) or [MASK:n] (n positions)
 GAP = re.compile(r"\[MASK(?::(\d+))?\]")
@@ -72,3 +78,50 @@ def text_template(text: str, encode: Callable[[str], list[int]], length: int, ma
         except (TokenizerError, KeyError, ValueError) as err:
             raise TokenizerError(f"{where}: {err}") from None
     return canvas_from_pieces(pieces, length, mask_id, where=where)
+
+
+def middle_span(length: int, fraction: float) -> tuple[int, int]:
+    """(start, stop) of the middle ``fraction`` of a canvas of ``length``: n = round(fraction · length) positions
+    (at least 1), start = ⌊(length − n) / 2⌋, stop = start + n. By hand: 128 and 0.25 → (48, 80)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the fraction to generate must be in (0, 1), got {fraction}")
+    n = max(1, round(fraction * length))
+    if n >= length:
+        raise ValueError(f"the middle {fraction:g} of a canvas of {length} is the whole canvas: nothing is given")
+    start = (length - n) // 2
+    return start, start + n
+
+
+def span_mask(length: int, start: int, stop: int) -> torch.Tensor:
+    """[length] bool, True at the positions to generate: start ≤ j < stop."""
+    if not 0 <= start < stop <= length:
+        raise ValueError(f"the span [{start}, {stop}) is not a non-empty span of a canvas of {length} positions")
+    masked = torch.zeros(length, dtype=torch.bool)
+    masked[start:stop] = True
+    return masked
+
+
+def prefix_mask(keep: Sequence[int] | torch.Tensor, length: int) -> torch.Tensor:
+    """[N, length] bool, True at the positions to generate: row i keeps its first keep_i positions (j < keep_i is
+    given) and generates the rest, keep_i < length."""
+    keep = torch.as_tensor(keep, dtype=torch.long).reshape(-1)
+    if keep.numel() and (keep.min() < 0 or keep.max() >= length):
+        raise ValueError(f"every row must keep 0..{length - 1} positions of its canvas of {length} (at least one to "
+                         f"generate), got {int(keep.min())}..{int(keep.max())}")
+    return torch.arange(length)[None, :] >= keep[:, None]
+
+
+def mask_items(items: torch.Tensor, masked: torch.Tensor, mask_id: int, *, where: str = "item") -> torch.Tensor:
+    """Templates [N, L] from complete canvases ``items`` [N, L]: MASK where ``masked`` ([L] for every row, or [N, L])
+    is True, the item's own token elsewhere. A row with nothing to generate is a ValueError naming it."""
+    items = torch.as_tensor(items).long()
+    masked = torch.as_tensor(masked, dtype=torch.bool)
+    if items.ndim != 2:
+        raise ValueError(f"items must be canvases [N, L], got shape {tuple(items.shape)}")
+    if masked.shape not in (items.shape[1:], items.shape):
+        raise ValueError(f"the positions to generate must be [L] or [N, L] = {tuple(items.shape)}, got "
+                         f"{tuple(masked.shape)}")
+    masked = masked.expand_as(items)
+    if missing := (~masked.any(dim=1)).nonzero().flatten().tolist():
+        raise ValueError(f"{where} #{missing[0] + 1} has no position to generate")
+    return items.masked_fill(masked, mask_id)
