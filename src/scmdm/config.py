@@ -451,10 +451,15 @@ def _field_types(obj: Any) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation) or annotation
-    if isinstance(origin, types.UnionType):
+    if isinstance(annotation, types.UnionType) or origin in (types.UnionType, typing.Union):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
         if set(options) == {int, str}:  # a number or a word (data.max_length: 64 or auto)
-            return value if isinstance(value, str) else _coerce(key, value, int)
+            if isinstance(value, str):
+                return value
+            try:
+                return _coerce(key, value, int)
+            except ConfigError:
+                raise ConfigError(f"{key} must be an integer or a word such as auto, got {value!r}") from None
         origin = options[0]
     if origin is bool:
         if isinstance(value, bool):
