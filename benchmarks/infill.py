@@ -863,7 +863,8 @@ NOTES = {
     "molecule": "Validity, uniqueness (among valid), novelty (among unique valid, against the training split) and FCD "
                 "(against the test split: the completions' own held-out molecules are among its reference molecules) "
                 "of the completions; recovery = the fraction of completions whose canonical SMILES is the held-out "
-                "molecule's (the training lookup never recovers one: no test molecule is a training molecule).",
+                "molecule's (the training lookup can recover one only where a held-out molecule is also a training "
+                "molecule, which scmdm's splits rule out).",
     "text": "scorer bits/char of the whole completed window under the text evaluator's scorer (the given characters "
             "are the same in every row, so differences come from the span); `− real window` = the row minus the real "
             "windows' value; span char. accuracy = generated characters equal to the real ones; entropy = the "
