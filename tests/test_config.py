@@ -123,8 +123,8 @@ def test_malformed_overrides_raise(override: str) -> None:
     (["data.domain=dna", "dna.test_genomes=E.Coli/DH1"], "dna.test_genomes='E.Coli/DH1' is only used with "
                                                          "dna.holdout=strain"),
     (["data.domain=dna", "dna.stride=-1"], "dna.stride must be >= 0"),
-    (["data.domain=image", "data.source=cifar10"], "data.source must be one of fashion_mnist, digits for images, "
-                                                    "got 'cifar10'"),
+    (["data.domain=image", "data.source=cifar10"], "data.source must be one of fashion_mnist, fashion_mnist_14, "
+                                                    "digits for images, got 'cifar10'"),
     (["data.domain=image", "image.levels=8"], "image.levels must be one of 2, 4, 16, 256 for "
                                               "data.source=fashion_mnist, got 8"),
     (["data.domain=image", "data.source=digits", "image.levels=256"], "image.levels must be one of 2, 4, 16 for "
@@ -132,6 +132,8 @@ def test_malformed_overrides_raise(override: str) -> None:
     (["data.domain=image", "data.max_length=100"], "data.max_length must be H·W = 28·28 = 784 for "
                                                    "data.source=fashion_mnist"),
     (["data.domain=image", "data.source=digits", "data.max_length=784"], "data.max_length must be H·W = 8·8 = 64"),
+    (["data.domain=image", "data.source=fashion_mnist_14", "data.max_length=784"], "data.max_length must be H·W = "
+                                                                                  "14·14 = 196"),
     (["data.domain=text", "text.tokenizer=words"], "text.tokenizer must be one of char, bpe"),
     (["data.domain=text", "text.tokenizer=bpe", "text.vocab_size=100"], "text.vocab_size must be at least 259"),
     (["data.domain=text", "data.tokenizer=words"], "text.tokenizer must be one of char, bpe"),  # the old spelling

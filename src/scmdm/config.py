@@ -82,7 +82,8 @@ class DataConfig:
     source: str = _f("auto", "auto (the domain's default: qm9 for molecules, kjv for text, E.Coli/MG1655-K12 for DNA, "
                              "fashion_mnist for images) | molecule: 'qm9' (the qm9pack wheel) or a file with one "
                              "SMILES per line | text: kjv | austen | a UTF-8 text file | dna: comma-separated genomes "
-                             "(E.Coli/MG1655-K12), species (E.Coli) or all | image: fashion_mnist | digits")
+                             "(E.Coli/MG1655-K12), species (E.Coli) or all | image: fashion_mnist | "
+                             "fashion_mnist_14 (2x2 mean-pooled) | digits")
     max_length: int | str = _f("auto", "canvas length in tokens. auto: for a file of molecules, the longest training "
                                        "molecule (EOS included); for a text file, the longest training line in tokens "
                                        "(windows are packed); both printed at the start, see data.length_percentile; "
@@ -90,7 +91,7 @@ class DataConfig:
                                        "kjv/austen text, 256 for DNA, H·W for images). Molecules: EOS included (QM9's "
                                        "longest canonical SMILES is 22 tokens); text: the window length (packed, no "
                                        "EOS); dna: the window length in bases; image: must be H·W of the source (784 "
-                                       "fashion_mnist, 64 digits)")
+                                       "fashion_mnist, 196 fashion_mnist_14, 64 digits)")
     length_percentile: float = _f(100.0, "with data.max_length=auto: the canvas holds this percentile of the training "
                                          "items' lengths (100 = all); molecules longer than it, in any split, are "
                                          "dropped and counted")

@@ -1,5 +1,6 @@
-"""Tests of scmdm.domains.image.data: quantisation, IDX files, PGM sample files by hand, the Fashion-MNIST split and
-the image settings reaching the split of the digits."""
+"""Tests of scmdm.domains.image.data: quantisation, IDX files, PGM sample files by hand, the Fashion-MNIST split, its
+2×2 mean-pooled 14×14 version (by hand on 4×4 images, then on the real set) and the image settings reaching the split
+of the digits."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from scmdm.domains.image.data import (
     format_pgm,
     load_images,
     parse_pgm,
+    pool_sums,
     quantize,
     read_idx,
     to_unit,
@@ -73,6 +75,64 @@ def test_fashion_mnist_split():
     split.verify(load_images("fashion_mnist", levels=4).info())
     with pytest.raises(ValueError, match="differs from the one saved"):
         load_images("fashion_mnist", levels=2).verify(split.info())
+
+
+# ---- fashion_mnist_14: 2×2 mean pooling, then the same quantisation -----------------------------
+def test_pool_sums_and_pooled_levels_by_hand():
+    image = np.array([[0, 255, 16, 16],
+                      [255, 255, 16, 16],
+                      [15, 16, 7, 9],
+                      [16, 16, 1, 3]], dtype=np.uint8)
+    sums = pool_sums(image, 2)
+    assert sums.tolist() == [[765, 64], [63, 20]] and sums.dtype == np.int64
+    assert pool_sums(np.stack([image, image]), 2).shape == (2, 2, 2)
+    # level = ⌊mean·K/256⌋ = ⌊s·K/1024⌋: mean 191.25 → 11 (K = 16); a flat block of 16 → 1, as 16 alone is;
+    # mean 15.75 → 0; mean 5 → 0 (K = 16) and 0 (K = 4), 5 at K = 256
+    assert quantize(sums, 16, 1024).tolist() == [[11, 1], [0, 0]]
+    assert quantize(sums, 4, 1024).tolist() == [[2, 0], [0, 0]]
+    assert quantize(sums, 256, 1024).tolist() == [[191, 16], [15, 5]]
+    assert quantize(sums, 2, 1024).tolist() == [[1, 0], [0, 0]]
+    with pytest.raises(ValueError, match="cannot pool 3x4 images in 2x2 blocks"):
+        pool_sums(image[:3], 2)
+
+
+def _write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    header = b"\0\0\x08" + bytes([array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def test_fashion_mnist_14_pools_every_split_of_the_same_images(tmp_path):
+    """Fake 4×4 IDX files: fashion_mnist_14 is the 2×2-pooled fashion_mnist, split for split, label for label."""
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(0, 256, (20, 4, 4)), rng.integers(0, 256, (6, 4, 4))
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", train)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(20) % 10)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", test)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(6) % 10)
+    full = load_images("fashion_mnist", levels=256, valid_fraction=0.25, folder=tmp_path)
+    small = load_images("fashion_mnist_14", levels=16, valid_fraction=0.25, folder=tmp_path)
+    assert small.shape == (2, 2) and small.info()["sizes"] == {"train": 15, "valid": 5, "test": 6}
+    assert small.settings["pooling"] == "2x2 mean of fashion_mnist" and "pooling" not in full.settings
+    for part in ("train", "valid", "test"):
+        assert np.array_equal(small.labels[part], full.labels[part])  # the same images in the same order
+        expected = pool_sums(full.arrays[part], 2) * 16 // 1024  # levels 256 = the intensities themselves
+        assert np.array_equal(small.arrays[part], expected) and small.arrays[part].dtype == np.uint8
+    assert small.arrays["test"].max() <= 15
+
+
+@requires_fashion
+def test_fashion_mnist_14_split():
+    full = load_images("fashion_mnist", levels=256)
+    split = load_images("fashion_mnist_14", levels=16)
+    assert split.shape == (14, 14) and split.info()["sizes"] == {"train": 57000, "valid": 3000, "test": 10000}
+    assert split.arrays["train"].dtype == np.uint8 and set(np.unique(split.arrays["train"])) == set(range(16))
+    assert np.array_equal(split.labels["valid"], full.labels["valid"])
+    assert np.array_equal(split.arrays["test"][:50], pool_sums(full.arrays["test"][:50], 2) // 64)
+    config = load_config(None, ["data.domain=image", "data.source=fashion_mnist_14", "data.subset=64"])
+    data = prepare_data(config, quiet=True)
+    assert config.data.max_length == 196 and data.train.shape == (64, 196)
+    assert data.tokenizer == ImageTokenizer(16, 14, 14)
 
 
 # ---- sample files by hand ----------------------------------------------------------------------

@@ -6,6 +6,8 @@ Sources
 * ``fashion_mnist`` — the IDX files in ``/usr/share/datasets/fashion-mnist/`` (gzipped, as Debian ships them;
   plain files are read too): 60,000 training and 10,000 test images, 28×28, 256 intensities, 10 classes.
   ``apt-get install dataset-fashion-mnist`` (or ``make install-data-dna-images``).
+* ``fashion_mnist_14`` — the same images downsampled to 14×14 by 2×2 mean pooling (a CPU-sized image set:
+  196 pixels a canvas instead of 784); same splits, labels and intensity scale (M = 256, see below).
 * ``digits`` — ``sklearn.datasets.load_digits``: 1,797 images, 8×8, 17 intensities (0…16), 10 classes; for
   fast tests. ``pip install scikit-learn``.
 
@@ -14,10 +16,18 @@ mapped to K levels by equal-width bins:
 
     level = ⌊ v · K / M ⌋            (Fashion-MNIST, K = 16: level = v // 16;  K = 256: level = v)
 
-K must be at most M. An image item is a ``uint8`` array (H, W) of levels ``0 … K−1``; to show or classify
-it, level ℓ is intensity ℓ / (K − 1) ∈ [0, 1] (:func:`to_unit`).
+K must be at most M. A downsampled source (``fashion_mnist_14``: factor f = 2 of ``fashion_mnist``) quantises the
+*mean* v̄ = s / f² of each f×f block (s = the sum of its f² intensities, :func:`pool_sums`) by the same rule, in
+exact integer arithmetic:
 
-Splits. Fashion-MNIST keeps its official test set as the test split; the validation split is
+    level = ⌊ v̄ · K / M ⌋ = ⌊ s · K / (M · f²) ⌋     (fashion_mnist_14, K = 16: level = s // 64)
+
+so a block of one intensity v gets the level v would get at full size.
+
+An image item is a ``uint8`` array (H, W) of levels ``0 … K−1``; to show or classify it, level ℓ is intensity
+ℓ / (K − 1) ∈ [0, 1] (:func:`to_unit`).
+
+Splits. Fashion-MNIST (either size) keeps its official test set as the test split; the validation split is
 ⌈60000·valid_fraction⌉ training images chosen by a seeded permutation (``numpy.random.default_rng(seed)``);
 ``test_fraction`` is not used. Digits have no official split: a seeded permutation puts the first
 ⌈N·test_fraction⌉ images in test, the next ⌈N·valid_fraction⌉ in validation, the rest in training (the rule of
@@ -55,15 +65,17 @@ from scmdm.data import PreparedData
 from scmdm.domains.image.tokenizer import ImageTokenizer
 
 __all__ = ["FASHION_MNIST_DIR", "SOURCES", "SHAPES", "LEVELS", "FASHION_HINT", "read_idx", "load_fashion_mnist",
-           "load_sklearn_digits", "quantize", "to_unit", "ImageSplit", "load_images", "image_split", "prepare_images",
-           "format_pgm", "parse_pgm", "write_pgm", "read_pgm", "read_pgm_images"]
+           "load_sklearn_digits", "DOWNSAMPLED", "pool_sums", "quantize", "to_unit", "ImageSplit", "load_images",
+           "image_split", "prepare_images", "format_pgm", "parse_pgm", "write_pgm", "read_pgm", "read_pgm_images"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_HINT = "apt-get install dataset-fashion-mnist (or `make install-data-dna-images`)"
-#: source name -> number of intensities M of its pixels
-SOURCES = {"fashion_mnist": 256, "digits": 17}
+#: source name -> number of intensities M of its pixels (of the full-size pixels for a downsampled source)
+SOURCES = {"fashion_mnist": 256, "fashion_mnist_14": 256, "digits": 17}
 #: source name -> (H, W)
-SHAPES = {"fashion_mnist": (28, 28), "digits": (8, 8)}
+SHAPES = {"fashion_mnist": (28, 28), "fashion_mnist_14": (14, 14), "digits": (8, 8)}
+#: downsampled source -> (the source it is made from, the pooling factor f: f×f blocks become one pixel)
+DOWNSAMPLED = {"fashion_mnist_14": ("fashion_mnist", 2)}
 #: the grey levels K a run may use (``image.levels``)
 LEVELS = (2, 4, 16, 256)
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
@@ -132,6 +144,17 @@ def quantize(intensities: np.ndarray, levels: int, source_levels: int = 256) -> 
     return table[v if v.dtype == np.uint8 else v.astype(np.int64)]
 
 
+def pool_sums(images: np.ndarray, factor: int) -> np.ndarray:
+    """The sum of every ``factor``×``factor`` block of ``images`` ((N, H, W) or (H, W) intensities; H and W
+    multiples of ``factor``) as int64, of shape (…, H/factor, W/factor): ``factor``² times the block's mean."""
+    v = np.asarray(images)
+    height, width = v.shape[-2:]
+    if factor < 1 or height % factor or width % factor:
+        raise ValueError(f"cannot pool {height}x{width} images in {factor}x{factor} blocks")
+    blocks = v.astype(np.int64).reshape(*v.shape[:-2], height // factor, factor, width // factor, factor)
+    return blocks.sum(axis=(-3, -1))
+
+
 def to_unit(images: np.ndarray, levels: int) -> np.ndarray:
     """Levels ``0 … K−1`` as float32 intensities ``ℓ / (K − 1)`` in [0, 1]."""
     return np.asarray(images, dtype=np.float32) / (levels - 1)
@@ -188,8 +211,8 @@ class ImageSplit:
 
 def load_images(source: str = "fashion_mnist", *, levels: int = 16, valid_fraction: float = 0.05,
                 test_fraction: float = 0.05, seed: int = 0, folder: str | Path = FASHION_MNIST_DIR) -> ImageSplit:
-    """Load ``source`` (``fashion_mnist`` or ``digits``), quantise to ``levels`` grey levels and split it
-    (see the module docstring for every rule)."""
+    """Load ``source`` (``fashion_mnist``, ``fashion_mnist_14`` or ``digits``), quantise to ``levels`` grey levels
+    and split it (see the module docstring for every rule)."""
     if source not in SOURCES:
         raise ValueError(f"unknown image source {source!r}; choose one of {', '.join(SOURCES)}")
     if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
@@ -199,16 +222,25 @@ def load_images(source: str = "fashion_mnist", *, levels: int = 16, valid_fracti
     if not 2 <= levels <= m:
         raise ValueError(f"{source} has {m} intensities, so levels must be in 2..{m}, got {levels}")
     rng = np.random.default_rng(seed)
-    if source == "fashion_mnist":
+    full_size, factor = DOWNSAMPLED.get(source, (source, 1))
+
+    def levels_of(intensities: np.ndarray) -> np.ndarray:
+        if factor == 1:
+            return quantize(intensities, levels, m)
+        return quantize(pool_sums(intensities, factor), levels, m * factor * factor)  # ⌊s·K/(M·f²)⌋
+
+    if full_size == "fashion_mnist":
         data = load_fashion_mnist(folder)
         images, labels = data["train_images"], data["train_labels"]
         perm = rng.permutation(len(images))
         n_valid = math.ceil(len(images) * valid_fraction)
         parts = {"train": perm[n_valid:], "valid": perm[:n_valid]}
-        arrays = {k: quantize(images[v], levels, m) for k, v in parts.items()}
+        arrays = {k: levels_of(images[v]) for k, v in parts.items()}
         split_labels = {k: labels[v] for k, v in parts.items()}
-        arrays["test"], split_labels["test"] = quantize(data["test_images"], levels, m), data["test_labels"]
+        arrays["test"], split_labels["test"] = levels_of(data["test_images"]), data["test_labels"]
         settings = {"valid_fraction": valid_fraction, "seed": seed, "test": "official t10k"}
+        if factor > 1:
+            settings["pooling"] = f"{factor}x{factor} mean of {full_size}"
     else:
         images, labels = load_sklearn_digits()
         perm = rng.permutation(len(images))

@@ -21,6 +21,14 @@ Metrics of samples ``S`` against the reference images ``R`` (the held-out **test
   log). It is 1 when every sample gets the same class distribution and 10 (the number of classes) when every
   sample is classified with certainty and the classes are used equally.
 
+Diversity of samples ``S`` (:meth:`ImageEvaluator.diversity`; not in the tables of :func:`format_image_table`, for
+reading quality against diversity, e.g. over a temperature sweep):
+
+* ``feature_spread`` — ``Tr(C_S) / Tr(C_R)``: the total variance of the samples' CNN features over that of the
+  reference images' (1 = as spread as real images; a collapse to few kinds of image is well below 1).
+* ``class_entropy`` — ``H(p̂(y))`` in bits, ``p̂(y) = mean_{x∈S} p(y|x)``: how evenly the samples cover the
+  classes (log₂ 10 ≈ 3.32 = all ten equally).
+
 Reference row: ``n`` real held-out images — from ``holdout_images`` (the validation split, disjoint from the
 test split) when given, else from the test split itself (then ``fd_cnn`` is a slightly optimistic floor).
 Baseline: ``pixel-independent`` samples, each pixel drawn independently from its own marginal distribution of
@@ -47,7 +55,7 @@ from scmdm.evaluation import format_table, frechet_distance
 
 __all__ = ["FD_NOTE", "ARCH_VERSION", "COLUMNS", "ImageMetrics", "ImageEvaluator", "ClassifierCNN",
            "train_classifier", "load_or_train_classifier", "classifier_accuracy", "fashion_mnist_classifier",
-           "classifier_score", "pixel_independent_samples", "save_image_grid", "format_image_table"]
+           "classifier_score", "class_entropy", "pixel_independent_samples", "save_image_grid", "format_image_table"]
 
 FD_NOTE = "Fréchet distance in the features of scmdm's own CNN, not Inception FID"
 ARCH_VERSION = 1
@@ -191,6 +199,16 @@ def classifier_score(probs: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         kl = np.where(probs > 0, probs * (np.log(probs) - np.log(marginal)), 0.0).sum(axis=1)
     return float(np.exp(kl.mean()))
+
+
+def class_entropy(probs: np.ndarray) -> float:
+    """``H(p̂)`` in bits of ``p̂ = mean_x p(y|x)`` over the rows ``probs`` = p(y|x)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(probs) == 0:
+        return math.nan
+    marginal = probs.mean(axis=0)
+    marginal = marginal[marginal > 0]
+    return float(-(marginal * np.log2(marginal)).sum())
 
 
 def fashion_mnist_classifier(levels: int = 16, *, seed: int = 0, progress: bool = True) -> tuple[nn.Module,
@@ -342,6 +360,18 @@ class ImageEvaluator:
             mu_r, sigma_r = self._reference_stats()
             fd = frechet_distance(feats.mean(axis=0), np.cov(feats, rowvar=False), mu_r, sigma_r)
         return ImageMetrics(n_samples=len(samples), fd_cnn=fd, classifier_score=classifier_score(probs))
+
+    def diversity(self, samples: Sequence[np.ndarray] | np.ndarray) -> dict[str, float]:
+        """``feature_spread`` and ``class_entropy`` of ``samples`` (see the module docstring); nan for fewer than
+        two samples."""
+        samples = self._check(np.asarray(samples, dtype=np.uint8) if len(samples)
+                              else np.zeros((0, *self.shape), np.uint8))
+        if len(samples) < 2:
+            return {"feature_spread": math.nan, "class_entropy": math.nan}
+        feats, probs = _forward(self.model, samples, self.levels)
+        _, sigma_r = self._reference_stats()
+        spread = float(np.trace(np.cov(feats, rowvar=False)) / np.trace(sigma_r))
+        return {"feature_spread": spread, "class_entropy": class_entropy(probs)}
 
     def _real(self, n: int, seed: int) -> np.ndarray:
         pool = self.holdout_images if self.holdout_images is not None else self.reference_images
