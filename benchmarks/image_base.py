@@ -7,6 +7,7 @@ bases.md.
 
     python -m benchmarks.image_base                   # config fashion_mnist_k16: train ≤ 55 min, evaluate
     python -m benchmarks.image_base --skip-train      # re-evaluate an existing run
+    python -m benchmarks.image_base --config fashion_mnist14   # the 14×14 set (runs/fashion_mnist14)
     python -m benchmarks.image_base --root /tmp/trial --out /tmp/trial/run data.source=digits data.max_length=64 \
         train.steps=2 model.width=32 model.depth=1 model.heads=2 --num-samples 50 --steps 4   # a trial run
 
