@@ -20,6 +20,8 @@ PAGE_TITLES = {
     "bases.md": "Base models: QM9, DNA, images and text",
     "selfcond_qm9.md": "Self-conditioned post-training on QM9",
     "selfcond_text.md": "Self-conditioned post-training on text",
+    "selfcond_dna.md": "Self-conditioned post-training on DNA",
+    "selfcond_image.md": "Self-conditioned post-training on images",
     "speculative_qm9.md": "Self-speculative sampling on QM9",
     "speculative_text.md": "Self-speculative sampling on text",
     "shipped_models.md": "The shipped models",

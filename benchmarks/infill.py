@@ -756,6 +756,15 @@ def paired_differences(rows: list[dict], metric: str, label: str) -> list[float]
     return [d for d in diffs if d == d]
 
 
+def unmatched(curve: list[tuple[float, float, float]], quality: float, higher: bool) -> str:
+    """Why a baseline curve [(NFE, value, seconds)] sorted by NFE gives no NFE at ``quality``: it is already as good at
+    its smallest NFE, or never that good (its best value said)."""
+    values = [q for _, q, _ in curve]
+    if (values[0] >= quality) if higher else (values[0] <= quality):
+        return f"≤ {curve[0][0]:.1f} (already at its smallest)"
+    return f"never (best {max(values) if higher else min(values):.3f})"
+
+
 def cell(values: list[float], metric: str) -> str:
     if not values or all(v != v for v in values):
         return "–"
@@ -836,8 +845,11 @@ def markdown(rows: list[dict], args: argparse.Namespace, made_by: str, descripti
                          + f" | {cell(s['seconds'], 'seconds')} |")
         lines += ["", "NFE ratio at matched quality: the baseline's NFE where its curve (means over seeds, piecewise "
                       "linear in log NFE) first reaches the speculative row's value, over the speculative row's NFE "
-                      "(`equiv.`: over its equivalent NFE); above 1 = the speculative sampler needs fewer passes. – = "
-                      "the baseline never reaches it in the T measured, or already does at its smallest T.", "",
+                      "(`equiv.`: over its equivalent NFE); above 1 = the speculative sampler needs fewer passes. "
+                      "Where no ratio is given, the baseline never reaches the value in the T measured (its best is "
+                      "said: the speculative sampler is better at every NFE measured) or already does at its smallest "
+                      "T.",
+                  "",
                   "| speculative | matched on | value | baseline | baseline NFE | ratio | ratio equiv. |",
                   "|---|---|---:|---|---:|---:|---:|"]
         for (_, arm, label), s in summary.items():
@@ -853,7 +865,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, made_by: str, descripti
                     hit = matched(curve, quality, higher)
                     nfe, equiv = mean_std(s["nfe"])[0], mean_std(s["nfe_equivalent"])[0]
                     lines.append(f"| {label} | {header} | {quality:.3f} | {baseline} | "
-                                 + ("– | – | – |" if hit is None else
+                                 + (f"{unmatched(curve, quality, higher)} | – | – |" if hit is None else
                                     f"{hit[0]:.1f} | {hit[0] / nfe:.2f} | {hit[0] / equiv:.2f} |"))
         lines.append("")
     return "\n".join(lines).rstrip()

@@ -181,11 +181,12 @@ def tag_suffix(tag: str) -> str:
 
 def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: Path,
                loaded: dict[tuple[str, int], LoadedCheckpoint], evaluator, describe: Callable[[dict], str],
-               batch_size: int) -> list[dict]:
+               batch_size: int, extra: Callable[[list], dict] | None = None) -> list[dict]:
     """The rows of the sweep T × temperature × seed × arm, in that order (arms interleaved, so that sampling-time
     ratios are measured side by side). A row comes from ``cache`` where it is there; else, unless
-    ``args.cached_only``, it is sampled now (ancestral, on ``args.device``) and judged by ``evaluator``, tagged with
-    this process and the run's validation NELBOs, appended to ``cache_file`` and printed with ``describe``."""
+    ``args.cached_only``, it is sampled now (ancestral, on ``args.device``) and judged by ``evaluator`` (and by
+    ``extra``, metrics of the samples the evaluator does not compute), tagged with this process and the run's
+    validation NELBOs, appended to ``cache_file`` and printed with ``describe``."""
     process = uuid.uuid4().hex[:12]  # tags this invocation's rows: time ratios compare rows of one process only
     rows = []
     for T in args.T:
@@ -201,10 +202,11 @@ def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: P
                         run = loaded[(arm, seed)]
                         sample = SampleConfig(sampler="ancestral", steps=T, num_samples=args.num_samples,
                                               batch_size=batch_size, temperature=tau, seed=seed)
+                        evaluation = sample_and_evaluate(run, evaluator, sample, device=args.device,
+                                                         show_progress=False)
                         cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
-                                      "num_samples": args.num_samples, "process": process,
-                                      **sample_and_evaluate(run, evaluator, sample, device=args.device,
-                                                            show_progress=False).metrics,
+                                      "num_samples": args.num_samples, "process": process, **evaluation.metrics,
+                                      **(extra(evaluation.samples) if extra else {}),
                                       "val_nelbo_bits": run.state.get("val_nelbo_bits"),
                                       "val_nelbo_sc_bits": run.state.get("val_nelbo_sc_bits")}
                         append_row(cache_file, cache[key])

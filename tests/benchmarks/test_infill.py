@@ -122,6 +122,10 @@ def test_paired_differences_and_task_checks_by_hand() -> None:
     rows[1]["validity"] = float("nan")  # e.g. FCD of fewer than two valid molecules: that pair is left out
     assert infill.paired_differences(rows, "validity", "T=8") == pytest.approx([-0.1])
     assert infill.paired_differences(rows, "validity", "T=16") == []
+    curve = [(4.0, 0.40, 1.0), (8.0, 0.50, 2.0)]  # (NFE, validity, seconds) of a baseline
+    assert infill.unmatched(curve, 0.62, True) == "never (best 0.500)"
+    assert infill.unmatched(curve, 0.30, True) == "≤ 4.0 (already at its smallest)"
+    assert infill.unmatched(curve, 0.30, False) == "never (best 0.400)"  # lower is better: never that low
     from argparse import Namespace
 
     from scmdm.domains.text.tokenizer import CharTokenizer

@@ -243,12 +243,13 @@ def test_hint_regimes_of_the_sampling_diagnostic(tmp_path, tiny_data) -> None:
 
 
 def test_text_ablation_tables_by_hand() -> None:
-    """benchmarks/selfcond_text.py: the paired cells are per-seed differences and the margin is read against each
-    seed's own control curve (bits/char at equal entropy; negative = beyond the control)."""
+    """benchmarks/selfcond_text.py (benchmarks/selfcond_domain.py on text): the paired cells are per-seed differences
+    and the margin is read against each seed's own control curve (bits/char at equal entropy; negative = beyond the
+    control)."""
     from argparse import Namespace
     from types import SimpleNamespace
 
-    from benchmarks import selfcond_text
+    from benchmarks.selfcond_domain import SPECS, markdown
 
     def row(arm: str, seed: int, tau: float, bpc: float, entropy: float) -> dict:
         return {"arm": arm, "seed": seed, "T": 64, "temperature": tau, "scorer_bpc": bpc, "entropy_bits": entropy,
@@ -265,7 +266,11 @@ def test_text_ablation_tables_by_hand() -> None:
     args = Namespace(temperatures=[0.9, 1.0], T=[64], seeds=[0, 1], arms=["control", "mask_add@0.5", "mask_add@1"],
                      base="runs/text_kjv", steps=4, num_samples=3)
     reference = {"gen_ppl": 3.0, "scorer_bpc": 1.7, "entropy_bits": 4.6}
-    text = selfcond_text.markdown(args, rows, sc_config, reference, "cmd", state, cpt=2.0)
+    text = markdown(SPECS["text"], args, rows, sc_config, {"real held-out text": reference}, "cmd", state,
+                    per_token=2.0, figure="selfcond_text_frontier.png")
+    assert text.startswith("## Self-conditioned post-training: ablation on text\n\nCommand: `cmd`")
+    assert "Real held-out text (3 windows): gen PPL 3.0, 1.700 bits/char, entropy 4.600 bits." in text
+    assert "| arm | T | scorer bits/char | gen PPL | entropy | NELBO null | NELBO two-pass | time / control |" in text
     # NELBO columns from the rows, in bits per character: seeds 0 and 1 → (2.0, 3.0) / 2 bits/token per char.
     assert "| control | 64 | 4.100 ± 0.141 (2) | 17.2 ± 1.7 | 5.200 ± 0.000 | 1.2500 ± 0.3536 | – |" in text
     assert "| 0.7500 ± 0.0000 |" in text and "(lr 0.0001, batch 8)" in text
@@ -273,6 +278,9 @@ def test_text_ablation_tables_by_hand() -> None:
     assert "| mask_add@1 − mask_add@0.5 | 64 | 1.0 | -0.200 ± 0.000 |" in text
     assert "| 64 | mask_add@1 | 1.0 | 3.900 ± 0.283 | 5.000 ± 0.000 |" in text
     assert text.count("+0.000 ± 0.141 (2)") == 1  # mask_add@1's margins −0.1 and +0.1
+    assert "| T | arm | temperature | scorer bits/char | entropy | gen PPL | margin |" in text
+    assert "`margin` = the arm's scorer bits/char minus the control's at the same entropy, interpolated" in text
+    assert text.endswith("(selfcond_text_frontier.png)")
 
 
 @requires_qm9
