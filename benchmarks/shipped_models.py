@@ -31,6 +31,7 @@ from scmdm.config import load_config, resolve_config_path
 from scmdm.diffusion import validation_nelbo
 from scmdm.domains import prepare_data
 from scmdm.evaluation import format_table
+from scmdm.files import replace_file
 from scmdm.schedules import get_schedule
 from scmdm.training import Trainer
 from scmdm.workflows import evaluator_for, post_train_config, sample_and_evaluate
@@ -143,7 +144,7 @@ def cards(result: dict) -> None:
             f"scmdm sample {folder.relative_to(ROOT)} --out samples.smi sample.num_samples=1000 {sample_args}",
             f"scmdm posttrain --from {folder.relative_to(ROOT)} --out runs/my_sc          # self-conditioned",
             "```", "", "---", "", rest])
-        readme.write_text(card)
+        replace_file(folder, "README.md", card)  # and its entry in checksums.json
     comparison = [
         ("validation NELBO, all validation molecules, K = 16", earlier["val_nelbo_full"],
          result["val_nelbo_full"]["base"], 4),

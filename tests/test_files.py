@@ -92,3 +92,15 @@ def test_a_temporary_folder_of_a_killed_write_is_removed_by_the_next_write(tmp_p
     alive.mkdir()
     write_folder_atomically(tmp_path / "out", _write_two)
     assert not dead.exists() and alive.exists()
+
+
+def test_replacing_a_file_updates_its_checksum(tmp_path) -> None:
+    folder = write_folder_atomically(tmp_path / "out", _write_two)
+    (folder / "b.json").write_text('{"edited": 1}')  # edited by hand: the record names it
+    assert any("b.json" in problem for problem in verify_folder(folder))
+    files.replace_file(folder, "b.json", '{"card": 2}')
+    assert verify_folder(folder) == [] and read_verified(folder / "b.json") == b'{"card": 2}'
+    record = json.loads((folder / MANIFEST).read_text())["files"]
+    assert record["a.bin"] == {"size": 3, "sha256": ABC}
+    assert record["b.json"] == {"size": 11, "sha256": hashlib.sha256(b'{"card": 2}').hexdigest()}
+    assert sorted(p.name for p in folder.iterdir()) == ["a.bin", "b.json", MANIFEST]

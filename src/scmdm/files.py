@@ -30,7 +30,7 @@ from pathlib import Path
 from scmdm.errors import CheckpointError
 
 __all__ = ["MANIFEST", "fsync_dir", "naming", "write_file", "write_folder_atomically", "file_digest", "read_manifest",
-           "read_verified", "verify_folder"]
+           "read_verified", "verify_folder", "replace_file"]
 
 MANIFEST = "checksums.json"
 _FORMAT = "scmdm-checksums"
@@ -151,6 +151,31 @@ def write_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def replace_file(folder: Path, name: str, data: bytes | str) -> None:
+    """Rewrite one file of a checksummed folder (e.g. a model card filled in after its model was measured) and its
+    entry in ``checksums.json``: the file first, then the record, each written to a temporary name and renamed, so
+    a crash between the two leaves the record naming the file as changed, never a file that silently differs. A
+    folder without the record gets only the file."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    for target, content in ((folder / name, data), (folder / MANIFEST, None)):
+        if content is None:
+            if manifest is None:
+                break
+            manifest[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            content = json.dumps({"format": _FORMAT, "version": 1, "algorithm": "sha256", "files": manifest},
+                                 indent=1)
+        tmp = target.with_name(f".tmp_{target.name}_{os.getpid()}")
+        try:
+            write_file(tmp, content)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    fsync_dir(folder)
 
 
 def read_manifest(folder: Path) -> dict[str, dict] | None:
