@@ -25,6 +25,7 @@ PAGE_TITLES = {
     "speculative_qm9.md": "Self-speculative sampling on QM9",
     "speculative_text.md": "Self-speculative sampling on text",
     "shipped_models.md": "The shipped models",
+    "samplers.md": "Samplers: quality against NFE and wall clock",
     "infill.md": "Conditional generation: infilling and inpainting",
 }
 
