@@ -122,7 +122,8 @@ times, seed 0): **{nelbo:.4f} bits per canvas token**.
 {args.num_samples} samples per row, seed 0, float64 draws, temperature 1. Uniqueness is among valid samples,
 novelty among unique valid ones against the training split, `valid_unique_novel` is the fraction of
 all samples that are valid, unique and novel; FCD is against {evaluator.n_reference} held-out test
-molecules (the reference row is drawn from those same molecules, so its FCD is a finite-sample floor).
+molecules (the reference row is real validation molecules, none of them in the FCD reference: its FCD is
+the finite-sample floor of a perfect model).
 `nfe` is network evaluations per sequence; `seconds` is wall clock for all samples.
 
 {table}
