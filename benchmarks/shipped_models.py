@@ -88,7 +88,8 @@ def evaluate() -> dict:
         print(f"sampling: {name}", flush=True)
         rows[name] = sample_and_evaluate(loaded, evaluator, settings, name=name, show_progress=False).metrics
     state = base.state
-    return {"rows": rows, "val_nelbo_full": {"base": full_nelbo(BASE_MODEL), "verifier_trunk": full_nelbo(SPEC_MODEL)},
+    return {"rows": rows, "n_reference": evaluator.n_reference,
+            "val_nelbo_full": {"base": full_nelbo(BASE_MODEL), "verifier_trunk": full_nelbo(SPEC_MODEL)},
             "base_state": state, "spec_state": spec.state,
             "verifier_validation": {k: v for k, v in spec.state.items() if k.startswith("val_")},
             "num_parameters": {"base": base.model.num_parameters(), "verifier": spec.model.num_parameters()},
@@ -135,8 +136,8 @@ def cards(result: dict) -> None:
             "bits/token |",
             extra, "## Measured (1,000 molecules a row, float64 draws, seed 0)", "", table, "",
             "`nfe` counts trunk passes, `nfe_causal` the verifier-only passes of the speculative sampler. FCD is "
-            "against 10,000 held-out test molecules; uniqueness among valid samples, novelty among unique valid ones "
-            f"against the training split. The earlier base (2,400 steps, validation NELBO "
+            f"against {result['n_reference']:,} held-out test molecules; uniqueness among valid samples, novelty among "
+            f"unique valid ones against the training split. The earlier base (2,400 steps, validation NELBO "
             f"{earlier['val_nelbo_full']:.4f} on all validation molecules) reached validity "
             f"{earlier['T64']['validity']:.3f}, novelty {earlier['T64']['novelty']:.3f} and FCD "
             f"{earlier['T64']['fcd']:.2f} at T = 64.", "",
