@@ -1,5 +1,5 @@
 """What a post-trained causal verifier has learned: does it read the tokens of its tracks? (docs/SPECULATIVE.md,
-"What the verifier learned, and what it did not").
+"Why the verifier normalises the trunk states and puts keys at σ(k)").
 
 For a verifier run (default runs/speculative/spec) on its validation canvases:
 
