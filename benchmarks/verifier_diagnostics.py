@@ -111,7 +111,8 @@ def main() -> int:
                                                                         "--legacy-init)")
     parser.add_argument("--legacy-init", action="store_true", help="E with std 0.02, A and B as nn.Linear draws them")
     parser.add_argument("--key-positions", choices=KEY_POSITIONS, default="token",
-                        help="retrain with keys rotated by σ(k) (token, the default) or σ(k+1) (before 2026-11-23)")
+                        help="retrain with keys rotated by σ(k) (token, the default) or σ(k+1) (predicted: "
+                             "verifiers saved without the field)")
     args = parser.parse_args()
     loaded = load_checkpoint(args.run)  # the trunk is frozen: its raw and EMA weights are the same
     model, mask_id = loaded.model.eval(), loaded.tokenizer.mask_id

@@ -23,7 +23,7 @@ def test_train_sample_eval(tmp_path, capsys, monkeypatch) -> None:
     assert main(["sample", str(run), "--out", str(out), "--no-progress", "sample.num_samples=20",
                  "sample.steps=8", "sample.sampler=cached"]) == 0
     assert len(out.read_text().splitlines()) == 20
-    compiled = []  # sample.compile=true reaches torch.compile (the compiled sampling itself: test_sampling_hot_paths)
+    compiled = []  # sample.compile=true reaches torch.compile (compiled sampling: sampling/test_hot_paths.py)
     monkeypatch.setattr("torch.compile", lambda model, **kw: compiled.append(model) or model)
     assert main(["sample", str(run), "--out", str(tmp_path / "c.smi"), "--no-progress", "sample.num_samples=4",
                  "sample.steps=4", "sample.compile=true"]) == 0

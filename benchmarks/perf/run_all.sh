@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every performance benchmark, in order, writing its section of docs/PERFORMANCE.md (about 50 min on 2 quiet
+# Every performance benchmark, in order, writing its section of docs/PERFORMANCE.md (36 min measured on 2 quiet
 # CPU cores). Arguments are passed to every script, e.g. --device cuda or --threads 2. Run from anywhere: it runs
 # each script from the repository root as `python -m benchmarks.perf.NAME`.
 set -euo pipefail
