@@ -148,6 +148,30 @@ def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
+def _hf_from_json(serialised: dict) -> Any:
+    """A Hugging Face ``tokenizers.Tokenizer`` from its JSON serialisation (``Tokenizer.to_str()`` parsed)."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_str(json.dumps(serialised))
+    except Exception as err:  # the Rust side raises its own exception type
+        raise ValueError(f"not a Hugging Face tokenizer serialisation: {err}") from None
+
+
+def _decode_around_masks(hf: Any, ids: Iterable[int], mask_id: int) -> str:
+    """Decode ``ids`` with the Hugging Face tokenizer ``hf``, each ``mask_id`` rendered as ``MASK_TEXT`` (the runs
+    between masks are decoded whole, so multi-byte pieces join up)."""
+    out, run = [], []
+    for i in ids:
+        if i == mask_id:
+            out += [hf.decode(run, skip_special_tokens=False), MASK_TEXT]
+            run = []
+        else:
+            run.append(i)
+    out.append(hf.decode(run, skip_special_tokens=False))
+    return "".join(out)
+
+
 class BpeTokenizer(_TextTokenizer):
     """Byte-level BPE (Hugging Face ``tokenizers``), trained with :meth:`train`; see the module docstring."""
 
@@ -187,29 +211,15 @@ class BpeTokenizer(_TextTokenizer):
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Text of the ids up to the first EOS/PAD; MASK renders as ``?`` (byte-level pieces that do not form
         whole UTF-8 characters, e.g. at a window's edge, decode to U+FFFD)."""
-        mask, out, run = self.mask_id, [], []
-        for i in _cut(ids, self.eos_id, self.pad_id):
-            if i == mask:
-                out += [self.hf.decode(run, skip_special_tokens=False), MASK_TEXT]
-                run = []
-            else:
-                run.append(i)
-        out.append(self.hf.decode(run, skip_special_tokens=False))
-        return "".join(out)
+        return _decode_around_masks(self.hf, _cut(ids, self.eos_id, self.pad_id), self.mask_id)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "tokenizer": json.loads(self.hf.to_str())}
 
     @classmethod
     def from_dict(cls, data: dict) -> BpeTokenizer:
-        from tokenizers import Tokenizer as HfTokenizer
-
         cls.check_kind(data)
-        try:
-            hf = HfTokenizer.from_str(json.dumps(data["tokenizer"]))
-        except Exception as err:  # the Rust side raises its own exception type
-            raise ValueError(f"not a Hugging Face tokenizer serialisation: {err}") from None
-        return cls(hf)
+        return cls(_hf_from_json(data["tokenizer"]))
 
 
 
@@ -277,31 +287,15 @@ class HfTokenizer(_TextTokenizer):
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Every id, special tokens included; MASK renders as ``?``."""
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        out, run = [], []
-        for i in ids:
-            if i == self.mask_id:
-                out += [self.hf.decode(run, skip_special_tokens=False), MASK_TEXT]
-                run = []
-            else:
-                run.append(i)
-        out.append(self.hf.decode(run, skip_special_tokens=False))
-        return "".join(out)
+        return _decode_around_masks(self.hf, ids.tolist() if isinstance(ids, torch.Tensor) else ids, self.mask_id)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "tokenizer": json.loads(self.hf.to_str()), "eos_token": self.eos_token}
 
     @classmethod
     def from_dict(cls, data: dict) -> HfTokenizer:
-        from tokenizers import Tokenizer as HfTokenizerModel
-
         cls.check_kind(data)
-        try:
-            hf = HfTokenizerModel.from_str(json.dumps(data["tokenizer"]))
-        except Exception as err:  # the Rust side raises its own exception type
-            raise ValueError(f"not a Hugging Face tokenizer serialisation: {err}") from None
-        return cls(hf, data.get("eos_token"))
+        return cls(_hf_from_json(data["tokenizer"]), data.get("eos_token"))
 
     def __repr__(self) -> str:
         return f"HfTokenizer(vocab_size={self.vocab_size}, eos={self.eos_token!r})"
