@@ -49,6 +49,7 @@ from benchmarks.common import (
     mean_std,
     parse_args,
     read_rows,
+    repo_relative,
     write_results_section,
 )
 from benchmarks.speculative import post_train
@@ -150,6 +151,7 @@ def plot(summary: dict, domain: str, out_png: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     metrics = [m for m, _ in QUALITY[domain][0]] + [QUALITY[domain][1]]
     fig, axes = plt.subplots(2, len(metrics), figsize=(4.6 * len(metrics), 7.6), squeeze=False)
@@ -169,8 +171,11 @@ def plot(summary: dict, domain: str, out_png: Path) -> None:
                                   "wall clock for all samples of a row (s)")):
         for ax, metric in zip(axes[row], metrics, strict=True):
             title = LABELS.get(metric, metric) + (f" ({better[metric]} is better)" if metric in better else "")
-            ax.set(xlabel=xlabel, title=title, xscale="log")
-            ax.grid(alpha=0.3)
+            log_y = metric == "fcd" and all(v > 0 for s in summary.values() for v in s[metric])  # FCD spans 1–20
+            ax.set(xlabel=xlabel, title=title, xscale="log", yscale="log" if log_y else "linear")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # log-axis minor labels overlap
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
@@ -307,9 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows, ("nfe", "nfe_equivalent", "seconds", diversity, *(m for m, _ in metrics)))
     budgets = budget_rows(summary, domain)
     states = {key: ld.state for key, ld in loaded.items()}
-    section = markdown(summary, budgets, domain, args, made_by, {k: str(v) for k, v in models.items()}, states)
+    named = {k: repo_relative(v) for k, v in models.items()}  # docs do not name one machine's paths
+    section = markdown(summary, budgets, domain, args, made_by, named, states)
     name = f"samplers_{domain}"
-    payload = {"command": made_by, "domain": domain, "rows": rows, "models": {k: str(v) for k, v in models.items()},
+    payload = {"command": made_by, "domain": domain, "rows": rows, "models": named,
                "model_states": states, "seeds": args.seeds, "num_samples": args.num_samples,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                            "torch": torch.__version__}, "written": time.strftime("%Y-%m-%d")}
