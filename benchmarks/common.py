@@ -71,6 +71,26 @@ def read_rows(cache_file: Path) -> list[dict]:
     return [json.loads(line) for line in cache_file.read_text().splitlines()]
 
 
+def cached_rows(cache_file: Path, results: Path | None = None) -> dict[str, dict]:
+    """Rows measured before, by key: those of a committed results file (``results``, a JSON object with "rows"
+    and optionally "other_rows"), then the run's row cache ``cache_file`` (JSON lines, newer). A fresh clone thus
+    resumes where the committed results stop, and only the rows they lack are measured."""
+    saved = json.loads(results.read_text()) if results is not None and results.exists() else {}
+    rows = saved.get("rows", []) + saved.get("other_rows", [])
+    return {row["key"]: row for row in rows + read_rows(cache_file)}
+
+
+def weights_id(loaded) -> str:
+    """A model named by its weights rather than its path: ``sha256:`` and the first 16 hex digits of the SHA-256 of
+    the safetensors file it was loaded from. Two paths to the same weights share cached rows; a model retrained at
+    the same path does not inherit the old one's. (The repository-relative path when no weights file is known.)"""
+    from scmdm.files import file_digest
+
+    if loaded.weights_file is None:
+        return repo_relative(loaded.path)
+    return "sha256:" + file_digest(Path(loaded.weights_file))[1][:16]
+
+
 def append_row(cache_file: Path, row: dict) -> None:
     """Append one measured row to the cache, so that an interrupted run resumes after it."""
     with cache_file.open("a") as handle:

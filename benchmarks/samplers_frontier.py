@@ -19,10 +19,13 @@ NFE on the charts and in the budget table is *equivalent* NFE: trunk passes + ve
 depth (a verifier pass costs one layer); for every other sampler it is the trunk passes per sequence.
 ``seconds`` is the sampling wall clock of a row (all its samples; the evaluator's time excluded), measured in this
 run; run it with --threads 1 on a quiet core (or two invocations, one per core, on different --seeds: they share
-the row cache OUT/rows.jsonl, and a last ``--cached-only`` call tabulates).
+the row cache OUT/rows.jsonl, and a last ``--cached-only`` call tabulates). A row is keyed by its arm, knob, seed,
+temperature, sample count and the SHA-256 of the model's weights (not its path); rows already in
+benchmarks/results/samplers_<domain>.json are reused, so a fresh clone measures only what the committed results lack.
 
     python -m benchmarks.samplers_frontier --base models/qm9_base --verifier models/qm9_base_spec   # QM9
-    python -m benchmarks.samplers_frontier --base runs/text_kjv --num-samples 100 --batch-size 100   # text
+    python -m benchmarks.samplers_frontier --base models/text_kjv --verifier models/text_kjv_spec \
+        --num-samples 100 --batch-size 100                                                              # text
     python -m benchmarks.samplers_frontier --base models/qm9_base --arms ancestral threshold --seeds 0 --no-docs
 
 Writes benchmarks/results/samplers_<domain>.json, docs/results/samplers_<domain>.png and the section
@@ -44,12 +47,13 @@ from benchmarks.common import (
     RESULTS,
     ROOT,
     append_row,
+    cached_rows,
     command,
     fmt,
     mean_std,
     parse_args,
-    read_rows,
     repo_relative,
+    weights_id,
     write_results_section,
 )
 from benchmarks.speculative import post_train
@@ -280,15 +284,17 @@ def main(argv: list[str] | None = None) -> int:
     loaded = {key: load_checkpoint(path) for key, path in models.items() if key in needed | {"base"}}
     evaluator = evaluator_for(loaded["base"].config, loaded["base"].split_info, tokenizer=loaded["base"].tokenizer)
 
+    name = f"samplers_{domain}"
     cache_file = out / "rows.jsonl"
-    cache = {row["key"]: row for row in read_rows(cache_file)}
+    cache = cached_rows(cache_file, ROOT / "benchmarks" / "results" / f"{name}.json")
+    ids = {key: weights_id(ld) for key, ld in loaded.items()}
     rows = []
     for seed in args.seeds:  # arms interleaved per seed: the wall clocks of one seed are measured side by side
         for arm in chosen:
             model, settings = arms[arm]
             for setting in settings:
                 label = setting_label(setting)
-                key = json.dumps([arm, label, seed, args.temperature, args.num_samples, str(models[model])])
+                key = json.dumps([arm, label, seed, args.temperature, args.num_samples, ids[model]])
                 if key not in cache:
                     if args.cached_only:
                         continue
@@ -297,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                     ev = sample_and_evaluate(loaded[model], evaluator, sample, show_progress=False)
                     spec = loaded[model].config
                     causal = float(ev.metrics.get("nfe_causal", 0.0))
-                    row = {"key": key, "arm": arm, "label": label, "seed": seed, "model": str(models[model]),
+                    row = {"key": key, "arm": arm, "label": label, "seed": seed, "model": repo_relative(models[model]),
                            **{k: v for k, v in ev.metrics.items() if isinstance(v, (int, float, str))},
                            "nfe_equivalent": ev.metrics["nfe"] + causal * spec.speculative.causal_layers
                            / spec.model.depth}
@@ -314,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     states = {key: ld.state for key, ld in loaded.items()}
     named = {k: repo_relative(v) for k, v in models.items()}  # docs do not name one machine's paths
     section = markdown(summary, budgets, domain, args, made_by, named, states)
-    name = f"samplers_{domain}"
-    payload = {"command": made_by, "domain": domain, "rows": rows, "models": named,
+    tabulated = {row["key"] for row in rows}  # rows measured before but not asked for this time are kept too
+    others = [row for key, row in cache.items() if key not in tabulated]
+    payload = {"command": made_by, "domain": domain, "rows": rows, "other_rows": others, "models": named,
+               "weights": ids,
                "model_states": states, "seeds": args.seeds, "num_samples": args.num_samples,
                "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                            "torch": torch.__version__}, "written": time.strftime("%Y-%m-%d")}

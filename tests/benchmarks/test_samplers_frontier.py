@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -105,6 +106,20 @@ def test_end_to_end_on_a_tiny_qm9_model(tmp_path, capsys, tiny_data, monkeypatch
     monkeypatch.setattr(frontier, "sample_and_evaluate", lambda *a, **k: pytest.fail("--cached-only sampled"))
     assert frontier.main([*argv, "--cached-only"]) == 0
     assert capsys.readouterr().out.split("### Which")[1] == printed.split("### Which")[1]
+    # rows are keyed by the weights, not the path: the same models under other names are still cached
+    copies = {str(tmp_path / n): str(tmp_path / f"copy_{n}") for n in ("base", "spec", "sc")}
+    for original, copy in copies.items():
+        shutil.copytree(original, copy)
+    assert frontier.main([copies.get(a, a) for a in argv] + ["--cached-only"]) == 0
+    assert capsys.readouterr().out.split("### Which")[1] == printed.split("### Which")[1]
+    assert all(json.loads(r["key"])[-1].startswith("sha256:") for r in rows)
+    # a call for fewer arms keeps the other rows in its results file (other_rows), for the next call to reuse
+    assert frontier.main(["--base", base, "--arms", "ancestral", "--seeds", "0", "1", "--num-samples", "8",
+                          "--out", str(out), "--no-docs", "--cached-only"]) == 0
+    saved = json.loads((out / "samplers_molecule.json").read_text())
+    assert {r["arm"] for r in saved["rows"]} == {"ancestral"}
+    assert len(saved["rows"]) + len(saved["other_rows"]) == len(rows)
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         frontier.main(["--base", base, "--arms", "nonsense", "--no-docs", "--out", str(out)])
     assert "unknown arm(s) ['nonsense']" in capsys.readouterr().err
