@@ -216,6 +216,18 @@ def test_export_then_load_and_sample(run, tmp_path, capsys) -> None:
     assert "already exists" in capsys.readouterr().err
 
 
+def test_export_names_its_source_relative_to_the_working_directory(run, tmp_path, monkeypatch) -> None:
+    """Inside the working directory the card names the run relatively (no machine's folders); outside, absolutely."""
+    monkeypatch.chdir(run.parent)
+    export_model(run.name, tmp_path / "inside")
+    assert json.loads((tmp_path / "inside" / "export.json").read_text())["exported_from"] == \
+        f"{run.name}/checkpoints/step_0000004"
+    monkeypatch.chdir(tmp_path)
+    export_model(run, tmp_path / "outside")
+    named = json.loads((tmp_path / "outside" / "export.json").read_text())["exported_from"]
+    assert named == str((run / "checkpoints" / "step_0000004").resolve())  # the run is not under tmp_path
+
+
 def test_export_raw_weights(run, tmp_path) -> None:
     out = export_model(run / "checkpoints" / "step_0000003", tmp_path / "raw", use_ema=False)
     raw = load_file(str(run / "checkpoints" / "step_0000003" / "model.safetensors"))

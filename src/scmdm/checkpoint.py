@@ -429,7 +429,7 @@ def export_model(source: str | Path, out: str | Path, *, use_ema: bool = True, c
         return mdlm.write_folder(loaded.config, loaded.tokenizer, loaded.model, out, source=str(loaded.path))
     weights_kind = "ema" if loaded.weights_file is not None and loaded.weights_file.name == "ema.safetensors" else "raw"
     info = {"format": "scmdm-model", "format_version": 1, "weights": weights_kind,
-            "exported_from": str(loaded.path.resolve()), "training": loaded.state,
+            "exported_from": _as_named(loaded.path), "training": loaded.state,
             "num_parameters": loaded.model.num_parameters(), "vocab_size": loaded.tokenizer.vocab_size}
 
     def write(tmp: Path) -> None:
@@ -441,6 +441,13 @@ def export_model(source: str | Path, out: str | Path, *, use_ema: bool = True, c
         files.write_file(tmp / "README.md", _model_readme(loaded, info, out, command))
 
     return write_folder_atomically(out, write)
+
+
+def _as_named(path: Path) -> str:
+    """A path as an exported folder names it: relative to the working directory when inside it (a model card does
+    not name one machine's folders), else absolute."""
+    path, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def _model_readme(loaded: LoadedCheckpoint, info: dict, out: Path, command: str | None) -> str:
