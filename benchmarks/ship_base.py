@@ -1,0 +1,107 @@
+"""Ship a trained base model (and its verifier) into models/, with a model card, so that later work and users start
+from it instead of retraining: runs/ is not kept with the repository, models/ is.
+
+    python -m benchmarks.ship_base text_kjv       # runs/text_kjv(_spec) → models/text_kjv(_spec)
+    python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2 → models/dna_ecoli
+
+Each run must have finished its schedule (steps decide; the card says how many). The card leads with how the model
+was trained, its validation NELBO in the trainer's protocol, and the page where it is measured; below it, the
+generic card that ``scmdm export`` writes (architecture, data split, files). A folder over 25 MB is refused. The
+QM9 models are built by benchmarks/shipped_models.py, which also samples them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import ROOT
+from scmdm.checkpoint import export_model, load_checkpoint
+from scmdm.files import replace_file
+
+MAX_MB = 25
+
+
+@dataclass(frozen=True)
+class Shipment:
+    run: str  # under the repository root
+    model: str  # under models/
+    what: str  # the card's title after the folder name
+    trained_with: str  # the command that trains the run
+    measured: str  # where it is measured (a docs page, relative to the repository root)
+
+
+SHIPMENTS: dict[str, list[Shipment]] = {
+    "text_kjv": [
+        Shipment("runs/text_kjv", "text_kjv",
+                 "a character-level masked diffusion model of the King James Bible (6 × 256 transformer, 4.8 M "
+                 "parameters, 128-character windows)",
+                 "scmdm train --config text_kjv --out runs/text_kjv train.max_minutes=0 train.threads=1",
+                 "docs/results/samplers.md (section samplers_text), docs/results/infill.md"),
+        Shipment("runs/text_kjv_spec", "text_kjv_spec",
+                 "the KJV text base with a causal verifier layer trained on its frozen trunk",
+                 "scmdm posttrain --from models/text_kjv --out runs/text_kjv_spec --speculative train.threads=1",
+                 "docs/results/samplers.md (section samplers_text)"),
+    ],
+    "dna_ecoli_v2": [
+        Shipment("runs/dna_ecoli_v2", "dna_ecoli",
+                 "a masked diffusion model of the E. coli K-12 MG1655 genome (4 × 192 transformer, 1.8 M parameters, "
+                 "128-base windows)",
+                 "python -m benchmarks.dna_base --config dna_ecoli_v2 train.threads=1",
+                 "docs/results/bases.md (section dna_ecoli_v2)"),
+    ],
+}
+
+
+def ship(s: Shipment, root: Path = ROOT) -> Path:
+    """Export the newest checkpoint of ``root/s.run`` (EMA weights) to ``root``/models/``s.model`` and put the
+    card's head on."""
+    run, out = root / s.run, root / "models" / s.model
+    if not run.exists():
+        raise SystemExit(f"{s.run} does not exist: train it first ({s.trained_with})")
+    loaded = load_checkpoint(run)
+    if loaded.state.get("step") != loaded.config.train.steps:
+        raise SystemExit(f"{s.run} stopped at step {loaded.state.get('step')} of {loaded.config.train.steps}: "
+                         f"resume it ({s.trained_with}) before shipping")
+    if out.exists():
+        shutil.rmtree(out)
+    export_model(run, out, command=f"{s.trained_with}; scmdm export {s.run} --out models/{s.model}")
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    if size > MAX_MB:
+        shutil.rmtree(out)
+        raise SystemExit(f"models/{s.model} would be {size:.1f} MB, over the {MAX_MB} MB a shipped model may take")
+    state, generated = loaded.state, (out / "README.md").read_text()
+    rest = generated.split("\n", 2)[2] if generated.startswith("# ") else generated
+    lines = [f"# {s.model} — {s.what}", "",
+             "Shipped with scmdm (`models/`), exported by `python -m benchmarks.ship_base`.", "",
+             "| | |", "|---|---|",
+             f"| how it was trained | `{s.trained_with}` |",
+             f"| training steps | {state.get('step')} × batch {loaded.config.train.batch_size} "
+             f"({state.get('tokens_seen', 0):,} canvas tokens) |",
+             f"| validation NELBO (trainer protocol, EMA) | {state.get('val_nelbo_bits', float('nan')):.4f} "
+             "bits/token |"]
+    if "val_draft_bits" in state:
+        lines.append(f"| verifier validation (σ-order NLL) | draft {state['val_draft_bits']:.4f}, target "
+                     f"{state['val_target_bits']:.4f} bits/token |")
+    lines += ["", f"Measured in {s.measured}.", "", "---", "", rest]
+    replace_file(out, "README.md", "\n".join(lines))  # and its entry in checksums.json
+    print(f"models/{s.model}: {size:.1f} MB, step {state.get('step')}, val NELBO "
+          f"{state.get('val_nelbo_bits', float('nan')):.4f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(SHIPMENTS), help="which base (and its verifier, if it has one)")
+    parser.add_argument("--only", help="ship only this run of the base's list (e.g. runs/text_kjv)")
+    args = parser.parse_args(argv)
+    for shipment in SHIPMENTS[args.name]:
+        if args.only is None or shipment.run == args.only.rstrip("/"):
+            ship(shipment)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
