@@ -40,13 +40,14 @@ when its models are given (a note says what is skipped):
               (the given ones are revealed before its first pass); the ancestral sampler spends T whatever is given;
               the cached one skips the passes in which nothing of an item was revealed
 
-Rows are cached in OUT/rows.jsonl (default OUT = runs/infill_<domain>), so an interrupted run resumes; --cached-only
-tabulates what is cached. Every input is checked before anything is sampled. Writes
-benchmarks/results/infill_<domain>.json and the section ``infill_<domain>`` of docs/results/infill.md (--no-docs:
-OUT/infill_<domain>.json only, a trial).
+Rows are cached in OUT/rows.jsonl (default OUT = runs/infill_<domain>), so an interrupted run resumes, and keyed by
+the SHA-256 of each model's weights (not its path); the rows of the committed benchmarks/results/infill_<domain>.json
+are reused, so a fresh clone measures only what they lack; --cached-only tabulates what is cached. Every input is
+checked before anything is sampled. Writes benchmarks/results/infill_<domain>.json and the section
+``infill_<domain>`` of docs/results/infill.md (--no-docs: OUT/infill_<domain>.json only, a trial).
 
     python -m benchmarks.infill --domain molecule --base models/qm9_base --verifier models/qm9_base_spec
-    python -m benchmarks.infill --domain text --base runs/text_kjv
+    python -m benchmarks.infill --domain text --base models/text_kjv
     python -m benchmarks.infill --domain molecule --base models/qm9_base --num-samples 50 --seeds 0 --no-docs
 """
 
@@ -68,12 +69,13 @@ from benchmarks.common import (
     RESULTS,
     ROOT,
     append_row,
+    cached_rows,
     command,
     fmt,
     mean_std,
     parse_args,
-    read_rows,
     repo_relative,
+    weights_id,
     write_results_section,
 )
 from benchmarks.speculative import matched
@@ -639,7 +641,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--out {out} is a file; give a folder (the row cache goes there)")
     out.mkdir(parents=True, exist_ok=True)
     cache_file = out / "rows.jsonl"
-    cache = {row["key"]: row for row in read_rows(cache_file)}
+    cache = cached_rows(cache_file, ROOT / "benchmarks" / "results" / f"infill_{args.domain}.json")
+    by_weights = {paths[name]: weights_id(loaded) for name, loaded in models.items()}  # rows keyed by weights
     task_key = [args.domain, description, args.num_samples, args.temperature]
     holder: dict[str, Task] = {}
 
@@ -651,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def measure(kind: str, arm: str, label: str, seed: int | None, model: str,
                 compute: Callable[[], dict]) -> dict | None:
-        key = json.dumps([*task_key, kind, arm, label, seed, model])
+        key = json.dumps([*task_key, kind, arm, label, seed, by_weights.get(model, model)])
         if key not in cache:
             if args.cached_only:
                 return None
@@ -720,7 +723,9 @@ def main(argv: list[str] | None = None) -> int:
     states = {name: loaded.state for name, loaded in models.items()}
     section = markdown(rows, args, made_by, description, paths, states)
     name = f"infill_{args.domain}"
-    payload = {"command": made_by, "domain": args.domain, "task": description, "rows": rows, "seeds": args.seeds,
+    tabulated = {row["key"] for row in rows}  # rows measured before but not asked for this time are kept too
+    payload = {"command": made_by, "domain": args.domain, "task": description, "rows": rows,
+               "other_rows": [row for key, row in cache.items() if key not in tabulated], "seeds": args.seeds,
                "num_samples": args.num_samples, "models": paths,
                "model_states": states, "machine": {"cpu_threads": torch.get_num_threads(),
                                                    "python": platform.python_version(), "torch": torch.__version__,
