@@ -2,7 +2,7 @@
 from it instead of retraining: runs/ is not kept with the repository, models/ is.
 
     python -m benchmarks.ship_base text_kjv       # runs/text_kjv(_spec) → models/text_kjv(_spec)
-    python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2 → models/dna_ecoli
+    python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2 → models/dna_ecoli, runs/dna_ecoli_spec → …_spec
 
 Each run must have finished its schedule (steps decide; the card says how many). The card leads with how the model
 was trained, its validation NELBO in the trainer's protocol, and the page where it is measured; below it, the
@@ -50,7 +50,11 @@ SHIPMENTS: dict[str, list[Shipment]] = {
                  "a masked diffusion model of the E. coli K-12 MG1655 genome (4 × 192 transformer, 1.8 M parameters, "
                  "128-base windows)",
                  "python -m benchmarks.dna_base --config dna_ecoli_v2 train.threads=1",
-                 "docs/results/bases.md (section dna_ecoli_v2)"),
+                 "docs/results/bases.md (section dna_ecoli_v2), docs/results/infill.md (section infill_dna)"),
+        Shipment("runs/dna_ecoli_spec", "dna_ecoli_spec",
+                 "the E. coli base with a causal verifier layer trained on its frozen trunk",
+                 "scmdm posttrain --from models/dna_ecoli --out runs/dna_ecoli_spec --speculative train.threads=1",
+                 "docs/results/infill.md (section infill_dna)"),
     ],
 }
 
