@@ -50,7 +50,7 @@ SHIPMENTS: dict[str, list[Shipment]] = {
                  "a masked diffusion model of the E. coli K-12 MG1655 genome (4 × 192 transformer, 1.8 M parameters, "
                  "128-base windows)",
                  "python -m benchmarks.dna_base --config dna_ecoli_v2 train.threads=1",
-                 "docs/results/bases.md (section dna_ecoli_v2), docs/results/infill.md (section infill_dna)"),
+                 "docs/results/bases.md (section dna_ecoli_v2)"),
         Shipment("runs/dna_ecoli_spec", "dna_ecoli_spec",
                  "the E. coli base with a causal verifier layer trained on its frozen trunk",
                  "scmdm posttrain --from models/dna_ecoli --out runs/dna_ecoli_spec --speculative train.threads=1",
