@@ -11,6 +11,10 @@ import shlex
 import statistics
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scmdm.checkpoint import LoadedCheckpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The results pages (docs/results/<page>.md) and their figures; docs/results/README.md is the summary.
@@ -80,7 +84,7 @@ def cached_rows(cache_file: Path, results: Path | None = None) -> dict[str, dict
     return {row["key"]: row for row in rows + read_rows(cache_file)}
 
 
-def weights_id(loaded) -> str:
+def weights_id(loaded: LoadedCheckpoint) -> str:
     """A model named by its weights rather than its path: ``sha256:`` and the first 16 hex digits of the SHA-256 of
     the safetensors file it was loaded from. Two paths to the same weights share cached rows; a model retrained at
     the same path does not inherit the old one's. (The repository-relative path when no weights file is known.)"""
