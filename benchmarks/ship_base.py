@@ -5,9 +5,9 @@ from it instead of retraining: runs/ is not kept with the repository, models/ is
     python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2 → models/dna_ecoli, runs/dna_ecoli_spec → …_spec
 
 Each run must have finished its schedule (steps decide; the card says how many). The card leads with how the model
-was trained, its validation NELBO in the trainer's protocol, and the page where it is measured; below it, the
-generic card that ``scmdm export`` writes (architecture, data split, files). A folder over 25 MB is refused. The
-QM9 models are built by benchmarks/shipped_models.py, which also samples them.
+was trained, its validation NELBO in the trainer's protocol, and a "Measured" section (figures, command, page);
+below it, the generic card that ``scmdm export`` writes (architecture, data split, files). A folder over 25 MB is
+refused. The QM9 models are built by benchmarks/shipped_models.py, which also samples them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Shipment:
     model: str  # under models/
     what: str  # the card's title after the folder name
     trained_with: str  # the command that trains the run
-    measured: str  # where it is measured (a docs page, relative to the repository root)
+    measured: str  # the card's "Measured" section: the figures, their command and page
 
 
 SHIPMENTS: dict[str, list[Shipment]] = {
@@ -39,18 +39,34 @@ SHIPMENTS: dict[str, list[Shipment]] = {
                  "a character-level masked diffusion model of the King James Bible (6 × 256 transformer, 4.8 M "
                  "parameters, 128-character windows)",
                  "scmdm train --config text_kjv --out runs/text_kjv train.max_minutes=0 train.threads=1",
-                 "docs/results/samplers.md (section samplers_text), docs/results/infill.md"),
+                 "Validation NELBO over all 1,072 validation windows: the 1,024-step run of the same command measured "
+                 "2.4269 bits/char in [bases.md](../../docs/results/bases.md). Its samples (100 a row, seed 0, "
+                 "`python -m benchmarks.samplers_frontier --base models/text_kjv --verifier models/text_kjv_spec "
+                 "--num-samples 100 --batch-size 100`): ancestral T = 64 scores 3.691 and T = 128 3.721 bits/char "
+                 "under the SmolLM2 scorer, unigram entropy 5.17–5.18 bits (real held-out text: 1.78 bits/char, "
+                 "entropy 4.67); first-hitting 3.648 at 128 NFE. Every sampler: "
+                 "[samplers.md](../../docs/results/samplers.md); infilling: "
+                 "[infill.md](../../docs/results/infill.md)."),
         Shipment("runs/text_kjv_spec", "text_kjv_spec",
                  "the KJV text base with a causal verifier layer trained on its frozen trunk",
                  "scmdm posttrain --from models/text_kjv --out runs/text_kjv_spec --speculative train.threads=1",
-                 "docs/results/samplers.md (section samplers_text)"),
+                 "Speculative sampling (100 samples a row, seed 0, the command in "
+                 "[samplers.md](../../docs/results/samplers.md)): cosine windows W ≤ 16 score 3.719 scorer bits/char "
+                 "at 31.4 equivalent NFE, against 3.721 for the base's ancestral T = 128 (4.1× fewer); W ≤ 8 3.675 "
+                 "at 41.8 against T = 64's 3.691; the same unigram entropy (5.16–5.20 bits)."),
     ],
     "dna_ecoli_v2": [
         Shipment("runs/dna_ecoli_v2", "dna_ecoli",
                  "a masked diffusion model of the E. coli K-12 MG1655 genome (4 × 192 transformer, 1.8 M parameters, "
                  "128-base windows)",
                  "python -m benchmarks.dna_base --config dna_ecoli_v2 train.threads=1",
-                 "docs/results/bases.md (section dna_ecoli_v2)"),
+                 "`python -m benchmarks.dna_base --config dna_ecoli_v2` ([bases.md](../../docs/results/bases.md), "
+                 "section dna_ecoli_v2): validation NELBO over all 4,348 validation windows (K = 16) 1.9193 bits/base "
+                 "against 1.9269 for the best Markov chain fitted on the training windows (order 7) and 1.9514 for "
+                 "order 3. 1,000 samples at T = 32: 6-mer spectrum JS divergence to the test windows 0.0099 (Markov-3 "
+                 "samples 0.0111, real held-out windows 0.0086), 5-mer 0.0031 (0.0035), 4-mer 0.00094 (Markov-3 "
+                 "0.00082: closer); GC Wasserstein-1 0.0073 (0.0223); nearest-training-window identity 0.43, as for "
+                 "held-out windows (no copies)."),
         Shipment("runs/dna_ecoli_spec", "dna_ecoli_spec",
                  "the E. coli base with a causal verifier layer trained on its frozen trunk",
                  "scmdm posttrain --from models/dna_ecoli --out runs/dna_ecoli_spec --speculative train.threads=1",
@@ -89,7 +105,7 @@ def ship(s: Shipment, root: Path = ROOT) -> Path:
     if "val_draft_bits" in state:
         lines.append(f"| verifier validation (σ-order NLL) | draft {state['val_draft_bits']:.4f}, target "
                      f"{state['val_target_bits']:.4f} bits/token |")
-    lines += ["", f"Measured in {s.measured}.", "", "---", "", rest]
+    lines += ["", "## Measured", "", s.measured, "", "---", "", rest]
     replace_file(out, "README.md", "\n".join(lines))  # and its entry in checksums.json
     print(f"models/{s.model}: {size:.1f} MB, step {state.get('step')}, val NELBO "
           f"{state.get('val_nelbo_bits', float('nan')):.4f}")

@@ -23,6 +23,7 @@ def test_ship_a_finished_run_and_refuse_an_unfinished_one(tmp_path, tiny_data, m
     assert card.startswith("# tiny — a tiny QM9 model\n")
     assert f"| validation NELBO (trainer protocol, EMA) | {m.state['val_nelbo_bits']:.4f} bits/token |" in card
     assert "| how it was trained | `scmdm train --out runs/tiny` |" in card and "## Use it" in card
+    assert "## Measured\n\nnowhere\n" in card
 
     train_tiny(tmp_path / "runs" / "long", tiny_data, ["train.steps=50", "train.max_minutes=0.00001"])
     with pytest.raises(SystemExit, match="stopped at step"):
