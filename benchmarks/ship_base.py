@@ -2,7 +2,7 @@
 from it instead of retraining: runs/ is not kept with the repository, models/ is.
 
     python -m benchmarks.ship_base text_kjv       # runs/text_kjv(_spec) → models/text_kjv(_spec)
-    python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2 → models/dna_ecoli, runs/dna_ecoli_spec → …_spec
+    python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2 → models/dna_ecoli
 
 Each run must have finished its schedule (steps decide; the card says how many). The card leads with how the model
 was trained, its validation NELBO in the trainer's protocol, and a "Measured" section (figures, command, page);
@@ -40,20 +40,21 @@ SHIPMENTS: dict[str, list[Shipment]] = {
                  "parameters, 128-character windows)",
                  "scmdm train --config text_kjv --out runs/text_kjv train.max_minutes=0 train.threads=1",
                  "Validation NELBO over all 1,072 validation windows: the 1,024-step run of the same command measured "
-                 "2.4269 bits/char in [bases.md](../../docs/results/bases.md). Its samples (100 a row, seed 0, "
+                 "2.4269 bits/char in [bases.md](../../docs/results/bases.md). Its samples (100 a row, 3 seeds, "
                  "`python -m benchmarks.samplers_frontier --base models/text_kjv --verifier models/text_kjv_spec "
-                 "--num-samples 100 --batch-size 100`): ancestral T = 64 scores 3.691 and T = 128 3.721 bits/char "
-                 "under the SmolLM2 scorer, unigram entropy 5.17–5.18 bits (real held-out text: 1.78 bits/char, "
-                 "entropy 4.67); first-hitting 3.648 at 128 NFE. Every sampler: "
+                 "--num-samples 100 --batch-size 100`): ancestral T = 64 scores 3.684 ± 0.011 and T = 128 "
+                 "3.681 ± 0.036 bits/char under the SmolLM2 scorer, unigram entropy 5.17–5.18 bits (real held-out "
+                 "text: 1.78 bits/char, entropy 4.67); first-hitting 3.647 ± 0.003 at 128 NFE. Every sampler: "
                  "[samplers.md](../../docs/results/samplers.md); infilling: "
                  "[infill.md](../../docs/results/infill.md)."),
         Shipment("runs/text_kjv_spec", "text_kjv_spec",
                  "the KJV text base with a causal verifier layer trained on its frozen trunk",
                  "scmdm posttrain --from models/text_kjv --out runs/text_kjv_spec --speculative train.threads=1",
-                 "Speculative sampling (100 samples a row, seed 0, the command in "
-                 "[samplers.md](../../docs/results/samplers.md)): cosine windows W ≤ 16 score 3.719 scorer bits/char "
-                 "at 31.4 equivalent NFE, against 3.721 for the base's ancestral T = 128 (4.1× fewer); W ≤ 8 3.675 "
-                 "at 41.8 against T = 64's 3.691; the same unigram entropy (5.16–5.20 bits)."),
+                 "Speculative sampling (100 samples a row, 3 seeds, the command in "
+                 "[samplers.md](../../docs/results/samplers.md)): cosine windows W ≤ 8 score 3.685 ± 0.017 scorer "
+                 "bits/char at 41.6 equivalent NFE, against 3.684 ± 0.011 for the base's ancestral T = 64 (1.5× "
+                 "fewer); W ≤ 4 3.667 ± 0.026 at 56.5 against T = 128's 3.681 ± 0.036 (2.3× fewer); the same unigram "
+                 "entropy (5.17–5.19 bits)."),
     ],
     "dna_ecoli_v2": [
         Shipment("runs/dna_ecoli_v2", "dna_ecoli",
@@ -67,10 +68,6 @@ SHIPMENTS: dict[str, list[Shipment]] = {
                  "samples 0.0111, real held-out windows 0.0086), 5-mer 0.0031 (0.0035), 4-mer 0.00094 (Markov-3 "
                  "0.00082: closer); GC Wasserstein-1 0.0073 (0.0223); nearest-training-window identity 0.43, as for "
                  "held-out windows (no copies)."),
-        Shipment("runs/dna_ecoli_spec", "dna_ecoli_spec",
-                 "the E. coli base with a causal verifier layer trained on its frozen trunk",
-                 "scmdm posttrain --from models/dna_ecoli --out runs/dna_ecoli_spec --speculative train.threads=1",
-                 "docs/results/infill.md (section infill_dna)"),
     ],
 }
 
