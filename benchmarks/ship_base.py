@@ -2,7 +2,8 @@
 from it instead of retraining: runs/ is not kept with the repository, models/ is.
 
     python -m benchmarks.ship_base text_kjv       # runs/text_kjv(_spec) → models/text_kjv(_spec)
-    python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2 → models/dna_ecoli
+    python -m benchmarks.ship_base dna_ecoli_v2   # runs/dna_ecoli_v2(_spec) → models/dna_ecoli(_spec)
+    python -m benchmarks.ship_base fashion_mnist14   # runs/fashion_mnist14 → models/fashion_mnist14
 
 Each run must have finished its schedule (steps decide; the card says how many). The card leads with how the model
 was trained, its validation NELBO in the trainer's protocol, and a "Measured" section (figures, command, page);
@@ -68,6 +69,22 @@ SHIPMENTS: dict[str, list[Shipment]] = {
                  "samples 0.0111, real held-out windows 0.0086), 5-mer 0.0031 (0.0035), 4-mer 0.00094 (Markov-3 "
                  "0.00082: closer); GC Wasserstein-1 0.0073 (0.0223); nearest-training-window identity 0.43, as for "
                  "held-out windows (no copies)."),
+        Shipment("runs/dna_ecoli_spec", "dna_ecoli_spec",
+                 "the E. coli DNA base with a causal verifier layer trained on its frozen trunk",
+                 "scmdm posttrain --from models/dna_ecoli --out runs/dna_ecoli_spec --speculative train.threads=1",
+                 "MEASURED_DNA_SPEC"),
+    ],
+    "fashion_mnist14": [
+        Shipment("runs/fashion_mnist14", "fashion_mnist14",
+                 "a masked diffusion model of Fashion-MNIST at 14 × 14 pixels and 16 grey levels (6 × 128 "
+                 "transformer, 1.19 M parameters, 196-pixel raster canvases)",
+                 "python -m benchmarks.image_base --config fashion_mnist14 train.threads=1",
+                 "`python -m benchmarks.image_base --config fashion_mnist14` ([bases.md](../../docs/results/bases.md), "
+                 "section fashion_mnist14): validation NELBO on 500 validation images (K = 16) 1.3364 bits/pixel "
+                 "against 2.6254 for the pixel-independent model. 1,000 samples a row, Fréchet distance in the "
+                 "features of scmdm's own CNN (not Inception FID) to the test images: 13.87 at T = 64 and 26.0 at "
+                 "T = 32, against 123.2 for pixel-independent samples (8.9× and 4.7× lower) and 0.46 for real "
+                 "held-out images; classifier score 4.29 / 4.18 (pixel-independent 1.92, real 6.26)."),
     ],
 }
 
