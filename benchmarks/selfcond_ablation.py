@@ -162,8 +162,9 @@ def arm_runs(base: Path, out: Path, arms: list[str], seeds: list[int], steps: in
 
 
 def row_key(row: dict) -> tuple:
-    """What identifies a cached row: arm, seed, T, temperature and number of samples."""
-    return row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]
+    """What identifies a cached row: its context (which base and post-training, see ``sweep_rows``; None where the
+    script records none), arm, seed, T, temperature and number of samples."""
+    return row.get("context"), row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]
 
 
 def validation_nelbos(rows: list[dict], arm: str, seeds: list[int]) -> tuple[list[float], list[float]]:
@@ -181,19 +182,22 @@ def tag_suffix(tag: str) -> str:
 
 def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: Path,
                loaded: dict[tuple[str, int], LoadedCheckpoint], evaluator, describe: Callable[[dict], str],
-               batch_size: int, extra: Callable[[list], dict] | None = None) -> list[dict]:
+               batch_size: int, extra: Callable[[list], dict] | None = None,
+               context: str | None = None) -> list[dict]:
     """The rows of the sweep T × temperature × seed × arm, in that order (arms interleaved, so that sampling-time
-    ratios are measured side by side). A row comes from ``cache`` where it is there; else, unless
+    ratios are measured side by side). A row comes from ``cache`` (by ``row_key``) where it is there; else, unless
     ``args.cached_only``, it is sampled now (ancestral, on ``args.device``) and judged by ``evaluator`` (and by
-    ``extra``, metrics of the samples the evaluator does not compute), tagged with this process and the run's
-    validation NELBOs, appended to ``cache_file`` and printed with ``describe``."""
+    ``extra``, metrics of the samples the evaluator does not compute), tagged with this process, the run's
+    validation NELBOs and ``context`` (what the arm names do not say: the base's weights and the post-training
+    settings, so that rows of another base never stand in), appended to ``cache_file`` and printed with
+    ``describe``."""
     process = uuid.uuid4().hex[:12]  # tags this invocation's rows: time ratios compare rows of one process only
     rows = []
     for T in args.T:
         for tau in args.temperatures:
             for seed in args.seeds:
                 for arm in args.arms:
-                    key = (arm, seed, T, tau, args.num_samples)
+                    key = (context, arm, seed, T, tau, args.num_samples)
                     if key not in cache and args.cached_only:
                         continue
                     if key not in cache:
@@ -204,7 +208,8 @@ def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: P
                                               batch_size=batch_size, temperature=tau, seed=seed)
                         evaluation = sample_and_evaluate(run, evaluator, sample, device=args.device,
                                                          show_progress=False)
-                        cache[key] = {"arm": arm, "seed": seed, "T": T, "temperature": tau,
+                        cache[key] = {**({"context": context} if context is not None else {}),
+                                      "arm": arm, "seed": seed, "T": T, "temperature": tau,
                                       "num_samples": args.num_samples, "process": process, **evaluation.metrics,
                                       **(extra(evaluation.samples) if extra else {}),
                                       "val_nelbo_bits": run.state.get("val_nelbo_bits"),

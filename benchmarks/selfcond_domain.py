@@ -5,8 +5,8 @@ and diversity metrics:
 
     domain  quality (lower is better)                        diversity (the frontier's x)     base (default)
     text    scorer bits/char (SmolLM2-135M)                  unigram entropy of the samples   runs/text_kjv
-    dna     6-mer spectrum JS divergence, GC distance (W1)   entropy of the 6-mer spectrum    runs/dna_ecoli_v2
-    image   Fréchet distance in the project's CNN features   CNN feature spread; classifier   runs/fashion_mnist14
+    dna     6-mer spectrum JS divergence, GC distance (W1)   entropy of the 6-mer spectrum    models/dna_ecoli
+    image   Fréchet distance in the project's CNN features   CNN feature spread; classifier   models/fashion_mnist14
                                                              score as a second x
 
 Arms (``control`` = selfcond.injection=none, the compute-matched baseline; ``INJ@RATE`` self-conditioning with
@@ -17,14 +17,19 @@ compared with the control per seed (paired differences) and on the quality–div
 quality minus the control's at the same diversity (interpolated between the control's temperatures, per seed against
 that seed's control) — negative means beyond the control's frontier.
 
-    python -m benchmarks.selfcond_domain --domain dna                      # base runs/dna_ecoli_v2, 3 seeds
+    python -m benchmarks.selfcond_domain --domain dna                      # base models/dna_ecoli, 3 seeds
+    python -m benchmarks.selfcond_domain --domain dna --seeds 0            # one seed now, the others later
     python -m benchmarks.selfcond_domain --domain image --seeds 0 --T 32 --temperatures 1.0 --num-samples 200 \\
         --no-docs                                                          # a pilot, docs/ untouched
     python -m benchmarks.selfcond_domain --base runs/my_dna_run --arms control mask_add@1 --cached-only
     python -m benchmarks.selfcond_text                                     # text: the same script, text's defaults
 
-Rows are cached in OUT/rows.jsonl (an interrupted run continues; parallel runs, one per seed, share it) and
-``--cached-only`` rebuilds the tables from them. Writes benchmarks/results/selfcond_<domain>.json, the figure
+Rows are cached in OUT/rows.jsonl (an interrupted run continues; parallel runs, one per seed, share it), keyed by
+the base's weights (SHA-256), the post-training steps and overrides besides arm, seed, T, temperature and number of
+samples; the rows of the committed benchmarks/results/selfcond_<domain>.json are reused too, so a sweep can be split
+across machines or sessions (one seed each, then ``--cached-only`` for the tables): an arm is post-trained only
+where it still lacks a row. ``--cached-only`` rebuilds the tables from the rows. Writes
+benchmarks/results/selfcond_<domain>.json (every measured row: the shown ones and ``other_rows``), the figure
 docs/results/selfcond_<domain>_frontier.png (quality against diversity over temperature, one column per T) and the
 ``selfcond_<domain>`` section of docs/results/selfcond_<domain>.md; with ``--no-docs`` the JSON and the figure go to
 OUT instead.
@@ -53,6 +58,7 @@ from benchmarks.common import (
     parse_args,
     read_rows,
     repo_relative,
+    weights_id,
     write_results_section,
 )
 from benchmarks.selfcond_ablation import (
@@ -128,7 +134,7 @@ SPECS = {
         unit="character", reading="Lower bits/char is better; lower entropy means more repetitive text.",
         arms=("base", "control", "mask_add@0.5", "mask_add@1")),
     "dna": DomainAblation(
-        domain="dna", title="DNA", base="runs/dna_ecoli_v2", T=(16, 32, 64), temperatures=(0.9, 0.95, 1.0),
+        domain="dna", title="DNA", base="models/dna_ecoli", T=(16, 32, 64), temperatures=(0.9, 0.95, 1.0),
         num_samples=1000, steps=400, batch_size=250,
         by_T=(Column("js_6", "6-mer JS", 5), Column("gc_w1", "GC W1", 4), Column("kmer_entropy", "6-mer entropy", 4),
               Column("nearest_identity", "nearest identity")),
@@ -140,7 +146,7 @@ SPECS = {
         unit="base", reading="Lower JS divergence and GC distance are better; lower 6-mer entropy means less diverse "
                              "(more repetitive) windows."),
     "image": DomainAblation(
-        domain="image", title="images", base="runs/fashion_mnist14", T=(32, 64), temperatures=(0.9, 0.95, 1.0),
+        domain="image", title="images", base="models/fashion_mnist14", T=(32, 64), temperatures=(0.9, 0.95, 1.0),
         num_samples=1000, steps=400, batch_size=250,
         by_T=(Column("fd_cnn", "fd_cnn", 2), Column("classifier_score", "classifier score"),
               Column("feature_spread", "feature spread"), Column("class_entropy", "class entropy")),
@@ -198,6 +204,23 @@ def reference_rows(spec: DomainAblation, evaluator, n: int) -> list[tuple[str, C
     return [("real held-out images", lambda: measured(real)),
             ("pixel-independent samples", lambda: measured(
                 pixel_independent_samples(evaluator.train_images, evaluator.levels, len(real), seed=1)))]
+
+
+def run_context(base_id: str, steps: int, overrides: list[str]) -> str:
+    """What a row's arm and seed do not say: the base (by its weights, ``benchmarks.common.weights_id``), the
+    post-training steps per arm and the config overrides, e.g. 'sha256:0123456789abcdef steps=400 train.lr=3e-4'.
+    Rows are cached under it, so a row of another base or recipe is never reused."""
+    return " ".join([base_id, f"steps={steps}", *sorted(overrides)])
+
+
+def committed_rows(results: Path) -> list[dict]:
+    """The rows a committed results file holds: the shown ones, the reference rows and ``other_rows``. A fresh clone
+    resumes the sweep where they stop. Rows written before contexts were recorded (context None) match no run's
+    context; they are only carried over to the next results file."""
+    if not results.exists():
+        return []
+    saved = json.loads(results.read_text())
+    return [*saved.get("rows", []), *saved.get("references", {}).values(), *saved.get("other_rows", [])]
 
 
 # ---- the script ---------------------------------------------------------------------------------------------------
@@ -258,35 +281,46 @@ def main(script: str | Path = __file__, default_domain: str | None = None) -> in
     out.mkdir(parents=True, exist_ok=True)
 
     overrides = [*args.overrides, f"train.device={args.device}"]
+    context = run_context(weights_id(base_model), args.steps, args.overrides)
+    cache_file = out / "rows.jsonl"
+    committed = ROOT / "benchmarks" / "results" / f"{spec.section}.json"
+    cache = {row_key(r): r for r in committed_rows(committed) + read_rows(cache_file)}
     t0 = time.perf_counter()
-    runs = arm_runs(base, out, args.arms, args.seeds, args.steps, overrides, cached_only=args.cached_only)
+    runs = {}
+    for seed in args.seeds:  # post-train only the arms that still lack a row: sessions can share the sweep
+        for arm in args.arms:
+            if any((context, arm, seed, T, tau, args.num_samples) not in cache
+                   for T in args.T for tau in args.temperatures):
+                runs |= arm_runs(base, out, [arm], [seed], args.steps, overrides, cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
     loaded = {key: base_model if path == base else load_checkpoint(path, device=args.device)
               for key, path in runs.items()}
     # The post-trained runs share the base model's data and tokenizer: with --cached-only they may all be gone.
     options = {"device": args.device} if domain == "text" else {}
     evaluator = evaluator_for(base_model.config, base_model.split_info, tokenizer=base_model.tokenizer, **options)
-    cache_file = out / "rows.jsonl"
-    cache = {row_key(r): r for r in read_rows(cache_file)}
     references = {}
     for label, measure in reference_rows(spec, evaluator, args.num_samples):
-        key = (label, -1, 0, 0.0, args.num_samples)
+        key = (context, label, -1, 0, 0.0, args.num_samples)
         if key not in cache:
-            cache[key] = {"arm": label, "seed": -1, "T": 0, "temperature": 0.0, "num_samples": args.num_samples,
-                          **measure()}
+            cache[key] = {"context": context, "arm": label, "seed": -1, "T": 0, "temperature": 0.0,
+                          "num_samples": args.num_samples, **measure()}
             append_row(cache_file, cache[key])
         references[label] = cache[key]
     columns = spec.by_T
     rows = sweep_rows(args, cache, cache_file, loaded, evaluator,
                       describe=lambda m: " ".join(f"{c.key} {m[c.key]:.{c.digits}f}" for c in columns)
                       + f" {m['seconds']:.1f}s",
-                      batch_size=spec.batch_size, extra=extra_metrics(domain, evaluator))
+                      batch_size=spec.batch_size, extra=extra_metrics(domain, evaluator), context=context)
     if not rows:
         raise SystemExit(f"no rows for arms {args.arms} and seeds {args.seeds} (runs and cache in {out})")
 
     base_state = base_model.state
-    payload = {"command": made_by, "domain": domain, "rows": rows, "reference": next(iter(references.values())),
-               "references": references, "arms": args.arms, "seeds": args.seeds, "post_train_steps": args.steps,
+    shown = {row_key(r) for r in [*rows, *references.values()]}
+    payload = {"command": made_by, "domain": domain, "context": context, "rows": rows,
+               "reference": next(iter(references.values())), "references": references,
+               # every other measured row (other seeds, T, arms or bases), so that the next run resumes from them
+               "other_rows": [r for key, r in cache.items() if key not in shown],
+               "arms": args.arms, "seeds": args.seeds, "post_train_steps": args.steps,
                "base_state": base_state, "train_minutes_this_invocation": train_minutes,
                "machine": {**machine(), "device": args.device}}
     per_token = getattr(evaluator, "chars_per_token", 1.0) if domain == "text" else 1.0

@@ -156,6 +156,33 @@ def test_dna_ablation_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit, match="no rows for arms"):
         selfcond_domain.main()
 
+    # Another session: only the committed results file is left (no runs, no row cache). The sweep resumes from its
+    # rows: nothing is post-trained or sampled again. With more post-training steps (another context) nothing of it
+    # is reused.
+    committed = tmp_path / "clone" / "benchmarks" / "results"
+    committed.mkdir(parents=True)
+    (committed / "selfcond_dna.json").write_text((out / "selfcond_dna.json").read_text())
+    (out / "rows.jsonl").unlink()
+    monkeypatch.setattr(selfcond_domain, "ROOT", tmp_path / "clone")
+    argv = ["selfcond_domain.py", "--base", str(base), "--out", str(out), "--arms", "control", "mask_add@1",
+            "--seeds", "0", "--steps", "2", "--T", "4", "--temperatures", "0.9", "1.0", "--num-samples", "8",
+            "--no-docs", *POST]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert selfcond_domain.main() == 0
+    assert not (out / "control").exists() and not (out / "rows.jsonl").exists()
+    assert json.loads((out / "selfcond_dna.json").read_text())["rows"] == rows
+    assert all(r["context"] == payload["context"] for r in rows)
+    assert payload["context"].startswith("sha256:") and " steps=2 train.batch_size=16 " in payload["context"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--cached-only", "--steps", "3"])
+    with pytest.raises(SystemExit, match="no rows for arms"):
+        selfcond_domain.main()
+
+
+def test_run_context_names_the_base_steps_and_overrides() -> None:
+    assert selfcond_domain.run_context("sha256:00ff", 400, []) == "sha256:00ff steps=400"
+    assert (selfcond_domain.run_context("sha256:00ff", 400, ["train.seed=3", "train.lr=3e-4"])
+            == "sha256:00ff steps=400 train.lr=3e-4 train.seed=3")  # sorted: the order typed does not matter
+
 
 @pytest.mark.skipif(not have_sklearn(), reason=DIGITS_MISSING)
 def test_image_ablation_end_to_end(tmp_path, monkeypatch, capsys) -> None:
