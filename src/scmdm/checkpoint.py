@@ -381,15 +381,6 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: str | tor
 
 def _load_folder(folder: Path, *, use_ema: bool, device: str | torch.device,
                  tokenizer: str | Path | None) -> LoadedCheckpoint:
-    # Building the model initialises weights that the file then replaces: on a forked RNG, so that loading a model
-    # leaves the caller's global random stream where it was (torch.manual_seed(0); load; torch.rand(1) is the same
-    # number as without the load).
-    with torch.random.fork_rng(devices=[]):
-        return _read_folder(folder, use_ema=use_ema, device=device, tokenizer=tokenizer)
-
-
-def _read_folder(folder: Path, *, use_ema: bool, device: str | torch.device,
-                 tokenizer: str | Path | None) -> LoadedCheckpoint:
     verified = (folder / files.MANIFEST).exists()
     if mdlm.is_mdlm_folder(folder):
         config, tok, tensors = mdlm.read_folder(folder, tokenizer)
