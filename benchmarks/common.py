@@ -6,10 +6,12 @@ overrides anywhere on the command line. Run every script from the repository roo
 from __future__ import annotations
 
 import json
+import operator
 import re
 import shlex
 import statistics
 import sys
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,13 +77,15 @@ def read_rows(cache_file: Path) -> list[dict]:
     return [json.loads(line) for line in cache_file.read_text().splitlines()]
 
 
-def cached_rows(cache_file: Path, results: Path | None = None) -> dict[str, dict]:
-    """Rows measured before, by key: those of a committed results file (``results``, a JSON object with "rows"
-    and optionally "other_rows"), then the run's row cache ``cache_file`` (JSON lines, newer). A fresh clone thus
-    resumes where the committed results stop, and only the rows they lack are measured."""
+def cached_rows(cache_file: Path, results: Path | None = None,
+                key: Callable[[dict], Hashable] = operator.itemgetter("key")) -> dict[Hashable, dict]:
+    """Rows measured before, by ``key`` (default: the row's "key" field): those of a committed results file
+    (``results``, a JSON object with "rows" and optionally "references", a dict of rows, and "other_rows"), then the
+    run's row cache ``cache_file`` (JSON lines, newer). A fresh clone thus resumes where the committed results stop,
+    and only the rows they lack are measured."""
     saved = json.loads(results.read_text()) if results is not None and results.exists() else {}
-    rows = saved.get("rows", []) + saved.get("other_rows", [])
-    return {row["key"]: row for row in rows + read_rows(cache_file)}
+    rows = [*saved.get("rows", []), *saved.get("references", {}).values(), *saved.get("other_rows", [])]
+    return {key(row): row for row in rows + read_rows(cache_file)}
 
 
 def weights_id(loaded: LoadedCheckpoint) -> str:

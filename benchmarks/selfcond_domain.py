@@ -51,12 +51,12 @@ from benchmarks.common import (
     RESULTS,
     ROOT,
     append_row,
+    cached_rows,
     command,
     fmt,
     machine,
     mean_std,
     parse_args,
-    read_rows,
     repo_relative,
     weights_id,
     write_results_section,
@@ -213,16 +213,6 @@ def run_context(base_id: str, steps: int, overrides: list[str]) -> str:
     return " ".join([base_id, f"steps={steps}", *sorted(overrides)])
 
 
-def committed_rows(results: Path) -> list[dict]:
-    """The rows a committed results file holds: the shown ones, the reference rows and ``other_rows``. A fresh clone
-    resumes the sweep where they stop. Rows written before contexts were recorded (context None) match no run's
-    context; they are only carried over to the next results file."""
-    if not results.exists():
-        return []
-    saved = json.loads(results.read_text())
-    return [*saved.get("rows", []), *saved.get("references", {}).values(), *saved.get("other_rows", [])]
-
-
 # ---- the script ---------------------------------------------------------------------------------------------------
 def build_parser(default_domain: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -284,7 +274,8 @@ def main(script: str | Path = __file__, default_domain: str | None = None) -> in
     context = run_context(weights_id(base_model), args.steps, args.overrides)
     cache_file = out / "rows.jsonl"
     committed = ROOT / "benchmarks" / "results" / f"{spec.section}.json"
-    cache = {row_key(r): r for r in committed_rows(committed) + read_rows(cache_file)}
+    # Rows written before contexts were recorded (context None) match no run's; they are only carried over.
+    cache = cached_rows(cache_file, committed, key=row_key)
     t0 = time.perf_counter()
     runs = {}
     for seed in args.seeds:  # post-train only the arms that still lack a row: sessions can share the sweep
