@@ -2,10 +2,16 @@
 ``tests/fixtures/golden`` (commit 5f3a7d5, before the modules were split) — for a base model, a self-conditioned
 one, a speculative one and a self-conditioned speculative one, on real QM9 molecules.
 
-Each kind is trained as the fixture's README says; its validation metrics, EMA weights and the samples of every
-sampler it supports must equal the recorded ones. Weights and metrics are compared to 1e-6 (relative) so that
-another CPU's floating-point kernels do not fail the test; samples must be identical token for token. A change of
-the order of random draws, of a loss or of a sampler moves all of them by far more."""
+Each kind is trained as the fixture's README says; its validation metrics and EMA weights must equal the recorded
+ones, and every sampler it supports, run on the recorded weights, must draw the recorded samples token for token.
+
+Metrics are compared to 1e-6 (relative) and weights to 2e-5 (absolute; 1e-5 relative) so that another CPU's
+floating-point kernels do not fail the test: on a machine with other kernels (AVX-512) the metrics agree to 1e-8
+and the weights to 4e-6, the post-trained ones differing most because Adam rescales near-zero gradients. A change of
+the order of random draws, of a loss or of the optimiser moves weights by the order of the learning rate (1e-3).
+Samples are drawn from the recorded weights, not the re-trained ones, because the top-k sampler's order among
+near-tied confidences follows the last bit of the weights; on identical weights every sampler must be exact, and a
+change of a sampler or of its random draws changes most tokens (another seed agrees on 8-57 % of them)"""
 
 from __future__ import annotations
 
@@ -78,7 +84,8 @@ def test_training_and_sampling_match_the_code_before_the_redesign(trained, kind:
     prefix = f"{kind}/weights/"
     assert set(weights) == {k[len(prefix):] for k in tensors if k.startswith(prefix)}
     for name, tensor in weights.items():
-        torch.testing.assert_close(tensor, tensors[prefix + name], rtol=1e-6, atol=1e-7, msg=name)
+        torch.testing.assert_close(tensor, tensors[prefix + name], rtol=1e-5, atol=2e-5, msg=name)
+    loaded.model.load_state_dict({name: tensors[prefix + name] for name in weights})
     for sampler, extra in SAMPLERS[kind]:
         out = generate(loaded.model, get_schedule("loglinear"), mask_id=loaded.tokenizer.mask_id, num_samples=24,
                        length=result.config.data.max_length, sampler=sampler, steps=12, batch_size=10,
