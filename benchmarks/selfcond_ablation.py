@@ -161,10 +161,15 @@ def arm_runs(base: Path, out: Path, arms: list[str], seeds: list[int], steps: in
     return runs
 
 
-def row_key(row: dict) -> tuple:
+def sweep_key(context: str | None, arm: str, seed: int, T: int, temperature: float, num_samples: int) -> tuple:
     """What identifies a cached row: its context (which base and post-training, see ``sweep_rows``; None where the
     script records none), arm, seed, T, temperature and number of samples."""
-    return row.get("context"), row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"]
+    return context, arm, seed, T, temperature, num_samples
+
+
+def row_key(row: dict) -> tuple:
+    """``sweep_key`` of a row read back from a cache."""
+    return sweep_key(row.get("context"), row["arm"], row["seed"], row["T"], row["temperature"], row["num_samples"])
 
 
 def validation_nelbos(rows: list[dict], arm: str, seeds: list[int]) -> tuple[list[float], list[float]]:
@@ -197,7 +202,7 @@ def sweep_rows(args: argparse.Namespace, cache: dict[tuple, dict], cache_file: P
         for tau in args.temperatures:
             for seed in args.seeds:
                 for arm in args.arms:
-                    key = (context, arm, seed, T, tau, args.num_samples)
+                    key = sweep_key(context, arm, seed, T, tau, args.num_samples)
                     if key not in cache and args.cached_only:
                         continue
                     if key not in cache:

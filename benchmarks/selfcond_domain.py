@@ -68,6 +68,7 @@ from benchmarks.selfcond_ablation import (
     reference_pairs,
     row_key,
     seed_margins,
+    sweep_key,
     sweep_rows,
     time_ratios,
     validation_nelbos,
@@ -280,7 +281,7 @@ def main(script: str | Path = __file__, default_domain: str | None = None) -> in
     runs = {}
     for seed in args.seeds:  # post-train only the arms that still lack a row: sessions can share the sweep
         for arm in args.arms:
-            if any((context, arm, seed, T, tau, args.num_samples) not in cache
+            if any(sweep_key(context, arm, seed, T, tau, args.num_samples) not in cache
                    for T in args.T for tau in args.temperatures):
                 runs |= arm_runs(base, out, [arm], [seed], args.steps, overrides, cached_only=args.cached_only)
     train_minutes = (time.perf_counter() - t0) / 60
@@ -291,7 +292,7 @@ def main(script: str | Path = __file__, default_domain: str | None = None) -> in
     evaluator = evaluator_for(base_model.config, base_model.split_info, tokenizer=base_model.tokenizer, **options)
     references = {}
     for label, measure in reference_rows(spec, evaluator, args.num_samples):
-        key = (context, label, -1, 0, 0.0, args.num_samples)
+        key = sweep_key(context, label, -1, 0, 0.0, args.num_samples)
         if key not in cache:
             cache[key] = {"context": context, "arm": label, "seed": -1, "T": 0, "temperature": 0.0,
                           "num_samples": args.num_samples, **measure()}
