@@ -98,15 +98,16 @@ DEFAULTS = {
     "dna": dict(num_samples=500, T=[8, 16, 32], sc_T=[32], windows=[2, 4, 8], batch_size=250),
     "image": dict(num_samples=500, T=[8, 16, 32], sc_T=[32], windows=[8, 16, 32], batch_size=100),
 }
-#: the columns of each domain's tables: (metric, header, higher is better)
+#: the columns of each domain's tables: (metric, header, which values are better: "higher", "lower" or "closer to
+#: real", i.e. to the real items' value, for a metric where both too low and too high are defects)
 COLUMNS = {
-    "molecule": [("validity", "validity", True), ("uniqueness", "uniqueness", True), ("novelty", "novelty", True),
-                 ("fcd", "FCD", False), ("recovery", "recovery", True)],
-    "text": [("scorer_bpc", "scorer bits/char", False), ("bpc_vs_real", "− real window", False),
-             ("span_accuracy", "span char. accuracy", True), ("entropy_bits", "entropy (bits)", True)],
-    "dna": [("span_accuracy", "per-base accuracy", True)],
-    "image": [("fd_cnn", "fd_cnn", False), ("span_accuracy", "pixel accuracy", True),
-              ("level_mae", "mean abs. level error", False)],
+    "molecule": [("validity", "validity", "higher"), ("uniqueness", "uniqueness", "higher"),
+                 ("novelty", "novelty", "higher"), ("fcd", "FCD", "lower"), ("recovery", "recovery", "higher")],
+    "text": [("scorer_bpc", "scorer bits/char", "lower"), ("bpc_vs_real", "− real window", "lower"),
+             ("span_accuracy", "span char. accuracy", "higher"), ("entropy_bits", "entropy (bits)", "closer to real")],
+    "dna": [("span_accuracy", "per-base accuracy", "higher")],
+    "image": [("fd_cnn", "fd_cnn", "lower"), ("span_accuracy", "pixel accuracy", "higher"),
+              ("level_mae", "mean abs. level error", "lower")],
 }
 #: the metrics the speculative sampler's NFE ratios are read at (matched quality)
 MATCHED_ON = {"molecule": ("validity", "recovery"), "text": ("scorer_bpc", "span_accuracy"),
@@ -822,18 +823,18 @@ def markdown(rows: list[dict], args: argparse.Namespace, made_by: str, descripti
             if arm != "control":
                 continue
             sc = summary.get(("model", "selfcond", label))
-            for metric, header, higher in columns:
+            for metric, header, better in columns:
                 if metric == "bpc_vs_real" or sc is None:
                     continue
                 diffs = paired_differences(rows, metric, label)
-                lines.append(f"| {label} | {header} ({'higher' if higher else 'lower'} is better) | "
+                lines.append(f"| {label} | {header} ({better} is better) | "
                              f"{cell(s[metric], metric)} | {cell(sc[metric], metric)} | "
                              f"{fmt(diffs, 3, sign=True, count=True) if diffs else '–'} |")
         lines.append("")
 
     if any(arm == "speculative" for _, arm, _ in summary):
         spec_keys = [(k, s) for k, s in summary.items() if k[1] in ("ancestral", "cached", "speculative")]
-        matched_on = [(m, h, higher) for m, h, higher in columns if m in MATCHED_ON[domain]]
+        matched_on = [(m, h, better == "higher") for m, h, better in columns if m in MATCHED_ON[domain]]
         lines += ["### Does speculative sampling keep its NFE advantage with a template?", "",
                   f"The verifier `{models.get('verifier')}` (speculative, {args.window_schedule} windows) beside the "
                   "base's ancestral and cached samplers. NFE counts trunk passes per item: the speculative sampler "
@@ -885,9 +886,10 @@ NOTES = {
     "text": "scorer bits/char of the whole completed window under the text evaluator's scorer (the given characters "
             "are the same in every row, so differences come from the span); `− real window` = the row minus the real "
             "windows' value; span char. accuracy = generated characters equal to the real ones; entropy = the "
-            "evaluator's per-window unigram entropy of scorer tokens (repetition shows as low entropy). The bigram "
-            "infiller is fitted on the training windows (add-one smoothing) and sampled exactly from its conditional "
-            "given the characters on both sides of the span.",
+            "evaluator's per-window unigram entropy of scorer tokens, best close to the real windows' value "
+            "(repetition shows as low entropy, noise as high). The bigram infiller is fitted on the training windows "
+            "(add-one smoothing) and sampled exactly from its conditional given the characters on both sides of the "
+            "span.",
     "dna": "Per-base accuracy = generated bases equal to the real ones in the gap (1/4 for random bases). The "
            f"Markov-{MARKOV_ORDER} infiller is fitted on the training windows (add-one smoothing) and conditions on "
            f"both sides: the {MARKOV_ORDER} bases before the gap and the {MARKOV_ORDER} after it (exact conditional; "
