@@ -15,8 +15,14 @@ too, the hint-conditioned network itself makes less valid molecules from the hin
     python -m benchmarks.selfcond_hint_sampling runs/selfcond/control/seed0 runs/selfcond/mask_add@1/seed0 \
         runs/selfcond/mask_add@0.5/seed0 --T 32 --temperature 1.0
 
-Prints a markdown table (a model that is not self-conditioned gets the chained row only: its three regimes are
-one); ``--out FILE`` also writes the rows as JSON.
+Works in every domain: the metrics are the domain evaluator's plus the diversity metrics of
+``benchmarks.selfcond_domain`` (6-mer entropy for DNA, feature spread for images), as in the ablation's rows, e.g.
+
+    python -m benchmarks.selfcond_hint_sampling runs/selfcond_image/control/seed0 \
+        runs/selfcond_image/mask_add@1/seed0 --T 32 --temperature 1.0
+
+Prints a markdown table of the domain's headline metrics (``COLUMNS``; a model that is not self-conditioned gets the
+chained row only: its three regimes are one); ``--out FILE`` also writes the rows, every metric, as JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ROOT
+from benchmarks.selfcond_domain import extra_metrics
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
 from scmdm.denoiser import Denoiser
 from scmdm.sampling import ancestral_sample
@@ -36,6 +43,11 @@ from scmdm.schedules import get_schedule
 from scmdm.workflows import evaluator_for
 
 REGIMES = ("chained", "fresh", "null")
+#: the metrics the printed table shows, per domain (the JSON rows hold every metric)
+COLUMNS = {"molecule": ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd"),
+           "dna": ("js_6", "gc_w1", "kmer_entropy", "nearest_identity"),
+           "image": ("fd_cnn", "classifier_score", "feature_spread", "class_entropy"),
+           "text": ("scorer_bpc", "gen_ppl", "entropy_bits")}
 
 
 class FreshHintDenoiser(Denoiser):
@@ -89,12 +101,15 @@ def main() -> int:
                         help="hint regimes to sample (chained repeats the ablation's cached row)")
     parser.add_argument("--out", help="also write the rows here (JSON)")
     args = parser.parse_args()
-    rows, evaluator = [], None
-    print("| run | hint | valid | unique | novel | VUN | FCD | NFE | seconds |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows, evaluator, extra, columns = [], None, None, ()
     for run in args.runs:
         loaded = load_checkpoint(run)
-        evaluator = evaluator or evaluator_for(loaded.config, loaded.split_info)
+        if evaluator is None:
+            domain = loaded.config.data.domain
+            evaluator, columns = evaluator_for(loaded.config, loaded.split_info), COLUMNS[domain]
+            extra = extra_metrics(domain, evaluator)
+            print("| run | hint | " + " | ".join(columns) + " | NFE | seconds |")
+            print("|---|---|" + "---:|" * (len(columns) + 2))
         seed = args.seed if args.seed is not None else loaded.config.train.seed - 100
         regimes = args.regimes if getattr(loaded.model, "self_conditioned", False) else ["chained"]
         path = Path(run).resolve()
@@ -102,11 +117,12 @@ def main() -> int:
         for regime in regimes:
             tokens, nfe, seconds = sample_tokens(loaded, regime, steps=args.T, num_samples=args.num_samples,
                                                  temperature=args.temperature, seed=seed)
-            m = evaluator.evaluate(loaded.tokenizer.decode_batch(tokens)).as_dict()
+            items = loaded.tokenizer.decode_batch(tokens)
+            m = {**evaluator.evaluate(items).as_dict(), **(extra(items) if extra else {})}
             rows.append({"run": str(name), "hint": regime, "T": args.T, "temperature": args.temperature,
                          "seed": seed, "nfe": nfe, "seconds": seconds, **m})
-            print(f"| {name} | {regime} | {m['validity']:.3f} | {m['uniqueness']:.3f} | {m['novelty']:.3f} | "
-                  f"{m['valid_unique_novel']:.3f} | {m['fcd']:.2f} | {nfe:.0f} | {seconds:.0f} |", flush=True)
+            print(f"| {name} | {regime} | " + " | ".join(f"{m[c]:.4g}" for c in columns)
+                  + f" | {nfe:.0f} | {seconds:.0f} |", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0

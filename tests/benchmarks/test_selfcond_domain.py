@@ -197,3 +197,25 @@ def test_image_ablation_end_to_end(tmp_path, monkeypatch, capsys) -> None:
         "pixel-independent samples"]
     assert real["fd_cnn"] < independent["fd_cnn"] and real["n_samples"] == independent["n_samples"] == 8
     assert "ablation on images" in section and "not Inception FID" in section and "margin @ spread" in section
+
+
+@pytest.mark.skipif(not have_genomes(), reason="the bacterial genomes are not installed")
+def test_hint_sampling_diagnostic_on_dna(tmp_path, monkeypatch, capsys) -> None:
+    """benchmarks/selfcond_hint_sampling.py outside QM9: a self-conditioned DNA model's three hint regimes, each with
+    the DNA evaluator's metrics and this script's 6-mer entropy; fresh costs two network evaluations a step."""
+    from benchmarks import selfcond_hint_sampling
+
+    run = tmp_path / "sc"
+    assert cli(["train", "--domain", "dna", "--out", str(run), "--no-progress", f"data.source={ECOLI}",
+                "data.max_length=64", "data.subset=512", "selfcond.injection=mask_add", "selfcond.rate=1",
+                *MODEL]) == 0
+    out = tmp_path / "rows.json"
+    monkeypatch.setattr(sys, "argv", ["selfcond_hint_sampling.py", str(run), "--T", "4", "--num-samples", "8",
+                                      "--seed", "0", "--out", str(out)])
+    assert selfcond_hint_sampling.main() == 0
+    rows = json.loads(out.read_text())
+    assert [(r["hint"], r["nfe"]) for r in rows] == [("chained", 4), ("fresh", 8), ("null", 4)]
+    assert all(r["n_samples"] == 8 and r["js_6"] > 0 and 0 < r["kmer_entropy"] <= 12 for r in rows)
+    table = capsys.readouterr().out
+    assert "| run | hint | js_6 | gc_w1 | kmer_entropy | nearest_identity | NFE | seconds |" in table
+    assert table.count("| fresh |") == 1
