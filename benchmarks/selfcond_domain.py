@@ -484,7 +484,7 @@ def plot_frontiers(spec: DomainAblation, rows: list[dict], references: dict[str,
                    title=f"T = {T}: {labels.get(f.y, f.y)} vs {labels.get(f.x, f.x)}")
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"Self-conditioning on {spec.title}: each arm over temperatures {', '.join(map(str, temps))}",
+    fig.suptitle(f"Self-conditioning on {spec.title}:\neach arm over temperatures {', '.join(map(str, temps))}",
                  fontsize=10)
     fig.tight_layout()
     name = f"{spec.section}_frontier.png"

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ROOT
-from benchmarks.selfcond_domain import extra_metrics
+from benchmarks.selfcond_domain import SPECS, extra_metrics
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
 from scmdm.denoiser import Denoiser
 from scmdm.sampling import ancestral_sample
@@ -99,6 +99,9 @@ def main() -> int:
                         "selfcond_ablation.py, so the chained row repeats the ablation's)")
     parser.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(REGIMES),
                         help="hint regimes to sample (chained repeats the ablation's cached row)")
+    parser.add_argument("--batch-size", type=int, help="samples per batch (default: the ablation's for the domain, "
+                        "selfcond_ablation 500 for molecules, selfcond_domain's SPECS otherwise: the chained row then "
+                        "draws the ablation's samples)")
     parser.add_argument("--out", help="also write the rows here (JSON)")
     args = parser.parse_args()
     rows, evaluator, extra, columns = [], None, None, ()
@@ -108,6 +111,7 @@ def main() -> int:
             domain = loaded.config.data.domain
             evaluator, columns = evaluator_for(loaded.config, loaded.split_info), COLUMNS[domain]
             extra = extra_metrics(domain, evaluator)
+            batch_size = args.batch_size or (SPECS[domain].batch_size if domain in SPECS else 500)
             print("| run | hint | " + " | ".join(columns) + " | NFE | seconds |")
             print("|---|---|" + "---:|" * (len(columns) + 2))
         seed = args.seed if args.seed is not None else loaded.config.train.seed - 100
@@ -116,7 +120,7 @@ def main() -> int:
         name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else run
         for regime in regimes:
             tokens, nfe, seconds = sample_tokens(loaded, regime, steps=args.T, num_samples=args.num_samples,
-                                                 temperature=args.temperature, seed=seed)
+                                                 temperature=args.temperature, seed=seed, batch_size=batch_size)
             items = loaded.tokenizer.decode_batch(tokens)
             m = {**evaluator.evaluate(items).as_dict(), **(extra(items) if extra else {})}
             rows.append({"run": str(name), "hint": regime, "T": args.T, "temperature": args.temperature,
