@@ -355,13 +355,12 @@ def intro(spec: DomainAblation, references: dict[str, dict], args, evaluator) ->
                 "every 6-mer equally often; repetitive windows score lower); `nearest identity`: identity to the "
                 "closest training window (memorisation: real held-out windows show the level of chance).")
     else:
-        note = evaluator.note() if evaluator is not None else ""
+        cnn = f" The CNN: {evaluator.classifier()}." if evaluator is not None else ""
         what = ("`fd_cnn`: Fréchet distance to the test images in the features of the project's own CNN — not "
                 "Inception FID, comparable only within this page; `classifier score`: exp E[KL(p(y|x) ‖ p(y))] with "
                 "the same CNN (10 = confident and balanced over the classes); `feature spread`: the total variance "
                 "of the samples' CNN features over the test images' (1 = as diverse as real images); `class "
-                "entropy`: entropy in bits of the samples' mean class distribution (3.32 = every class equally). "
-                f"{note}")
+                f"entropy`: entropy in bits of the samples' mean class distribution (3.32 = every class equally).{cnn}")
     return (f"{what} Reference rows ({n} each, through the same evaluator): {shown}. NELBO columns: the "
             f"post-trained EMA weights' validation NELBO in bits per {spec.unit} (trainer protocol), with the null "
             "condition and with two passes.")

@@ -197,6 +197,7 @@ def test_image_ablation_end_to_end(tmp_path, monkeypatch, capsys) -> None:
         "pixel-independent samples"]
     assert real["fd_cnn"] < independent["fd_cnn"] and real["n_samples"] == independent["n_samples"] == 8
     assert "ablation on images" in section and "not Inception FID" in section and "margin @ spread" in section
+    assert "The CNN: digits" in section and section.count("not Inception FID") == 1  # fd_cnn is defined once
 
 
 @pytest.mark.skipif(not have_genomes(), reason="the bacterial genomes are not installed")
