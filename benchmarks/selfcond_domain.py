@@ -359,7 +359,7 @@ def intro(spec: DomainAblation, references: dict[str, dict], args, evaluator) ->
                 "every 6-mer equally often; repetitive windows score lower); `nearest identity`: identity to the "
                 "closest training window (memorisation: real held-out windows show the level of chance).")
     else:
-        cnn = f" The CNN: {evaluator.classifier()}." if evaluator is not None else ""
+        cnn = f" The CNN: {evaluator.classifier_summary()}." if evaluator is not None else ""
         what = ("`fd_cnn`: Fréchet distance to the test images in the features of the project's own CNN — not "
                 "Inception FID, comparable only within this page; `classifier score`: exp E[KL(p(y|x) ‖ p(y))] with "
                 "the same CNN (10 = confident and balanced over the classes); `feature spread`: the total variance "

@@ -390,7 +390,7 @@ class ImageEvaluator:
         samples = pixel_independent_samples(self.train_images, self.levels, len(self._real(n, seed)), seed=seed)
         return [("pixel-independent samples", self.evaluate(samples))]
 
-    def classifier(self) -> str:
+    def classifier_summary(self) -> str:
         """Which images the CNN was trained on, and how good it is: ``fashion_mnist_14, K=16, classifier test ..."""
         accuracy = (f"classifier test accuracy {self.test_accuracy:.3f}" if self.reference_labels is not None else
                     "classifier accuracy not measured: the reference images have no labels")
@@ -398,7 +398,7 @@ class ImageEvaluator:
 
     def note(self) -> str:
         """The line printed under every table: what ``fd_cnn`` is and how good the classifier is."""
-        return (f"fd_cnn: {FD_NOTE} ({self.classifier()}); classifier_score: "
+        return (f"fd_cnn: {FD_NOTE} ({self.classifier_summary()}); classifier_score: "
                 "exp E[KL(p(y|x) || p(y))] with the same CNN.")
 
 
