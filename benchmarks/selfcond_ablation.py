@@ -70,6 +70,7 @@ DEFAULT_ARMS = [
 ]
 BASELINES = ("base", "control", "controlx2")  # drawn dashed; no self-conditioned sampling time
 METRICS = ("validity", "uniqueness", "novelty", "valid_unique_novel", "fcd")
+BATCH_SIZE = 500  # molecules sampled a batch: a row's samples depend on it, so its diagnostics reuse it
 
 
 @dataclass(frozen=True)
@@ -449,7 +450,7 @@ def main() -> int:
         args, cache, cache_file, loaded, evaluator,
         describe=lambda m: (f"valid {m['validity']:.3f} VUN {m['valid_unique_novel']:.3f} novel {m['novelty']:.3f} "
                             f"FCD {m['fcd']:.3f} {m['seconds']:.1f}s"),
-        batch_size=500)
+        batch_size=BATCH_SIZE)
     if not rows:
         raise SystemExit(f"no rows for arms {args.arms} and seeds {args.seeds} (runs and cache in {out})")
     # Rows are computed in the order given (put the most wanted first); tables and plots read sorted.

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ROOT
+from benchmarks.selfcond_ablation import BATCH_SIZE
 from benchmarks.selfcond_domain import SPECS, extra_metrics
 from scmdm.checkpoint import LoadedCheckpoint, load_checkpoint
 from scmdm.denoiser import Denoiser
@@ -70,8 +71,8 @@ class NullHintDenoiser(Denoiser):
 DENOISERS = {"chained": Denoiser, "fresh": FreshHintDenoiser, "null": NullHintDenoiser}
 
 
-def sample_tokens(loaded: LoadedCheckpoint, regime: str, *, steps: int, num_samples: int,
-                  temperature: float = 1.0, seed: int = 0, batch_size: int = 500) -> tuple[torch.Tensor, float, float]:
+def sample_tokens(loaded: LoadedCheckpoint, regime: str, *, steps: int, num_samples: int, temperature: float = 1.0,
+                  seed: int = 0, batch_size: int = BATCH_SIZE) -> tuple[torch.Tensor, float, float]:
     """(tokens, network evaluations per sequence, seconds): ancestral sampling in batches, float64 draws, under the
     hint ``regime``; the generator is seeded as ``scmdm.sampling.generate`` seeds it."""
     model, config = loaded.model.eval(), loaded.config
@@ -111,7 +112,7 @@ def main() -> int:
             domain = loaded.config.data.domain
             evaluator, columns = evaluator_for(loaded.config, loaded.split_info), COLUMNS[domain]
             extra = extra_metrics(domain, evaluator)
-            batch_size = args.batch_size or (SPECS[domain].batch_size if domain in SPECS else 500)
+            batch_size = args.batch_size or (SPECS[domain].batch_size if domain in SPECS else BATCH_SIZE)
             print("| run | hint | " + " | ".join(columns) + " | NFE | seconds |")
             print("|---|---|" + "---:|" * (len(columns) + 2))
         seed = args.seed if args.seed is not None else loaded.config.train.seed - 100
