@@ -36,6 +36,26 @@ PAGE_TITLES = {
 }
 
 
+#: The base run folders the benchmarks default to, which a fresh clone lacks: the command that writes each, and the
+#: shipped model in models/ that stands in for it (trained longer: the pages' numbers come from the run folder).
+BASE_RUNS = {
+    "runs/qm9_base": ("python -m benchmarks.qm9_base", "models/qm9_base"),
+    "runs/text_kjv": ("python -m benchmarks.text_base", "models/text_kjv"),
+}
+
+
+def missing_base(base: str | Path) -> str | None:
+    """None when the base model folder ``base`` exists; otherwise the error to show before anything is loaded. For
+    a folder that ends like one of BASE_RUNS (``…/runs/text_kjv``) it says the command that writes it and the shipped
+    model that can stand in for it."""
+    if Path(base).exists():
+        return None
+    known = next((hint for run, hint in BASE_RUNS.items() if Path(base).parts[-2:] == Path(run).parts), None)
+    return f"no base model at {base}" + (
+        f": it is written by `{known[0]}`; or pass --base {known[1]} (the shipped base, trained longer: other "
+        "numbers than the pages')" if known else "")
+
+
 def repo_relative(path: str | Path) -> str:
     """A run's path relative to the repository when it lies inside it (docs do not name one machine's paths)."""
     path = Path(path).resolve()

@@ -54,6 +54,7 @@ from benchmarks.common import (
     command,
     fmt,
     mean_std,
+    missing_base,
     parse_args,
     read_rows,
     repo_relative,
@@ -427,8 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> int:
-    args = parse_args(build_parser())
+    parser = build_parser()
+    args = parse_args(parser)
     made_by = command(__file__)
+    if error := missing_base(args.base):  # the default, runs/qm9_base, is a run a fresh clone lacks
+        parser.error(error)
 
     if args.tag and not re.fullmatch(r"[\w.+-]+", args.tag):
         raise SystemExit(f"--tag {args.tag!r}: use letters, digits and . + - _ only (it names files)")

@@ -56,6 +56,7 @@ from benchmarks.common import (
     fmt,
     machine,
     mean_std,
+    missing_base,
     parse_args,
     repo_relative,
     weights_id,
@@ -256,10 +257,8 @@ def main(script: str | Path = __file__, default_domain: str | None = None) -> in
     if args.base is None and args.domain is None:
         parser.error("say --domain (text, dna, image) or --base RUN")
     base = Path(args.base) if args.base else ROOT / SPECS[args.domain].base
-    if not base.exists():  # before any loading: the text default is a run folder a fresh clone does not have
-        parser.error(f"no base model at {base}" + (": it is written by `python -m benchmarks.text_base`; or pass "
-                     "--base models/text_kjv (the shipped text base)" if args.base is None and args.domain == "text"
-                     else ""))
+    if error := missing_base(base):  # before any loading: the text default is a run a fresh clone lacks
+        parser.error(error)
     base_model = load_checkpoint(base, device=args.device)
     domain = base_model.config.data.domain
     if domain not in SPECS:

@@ -59,6 +59,7 @@ from benchmarks.common import (
     command,
     fmt,
     mean_std,
+    missing_base,
     parse_args,
     read_rows,
     write_results_section,
@@ -291,6 +292,8 @@ def main() -> int:
     made_by = command(__file__)
 
     base = Path(args.base)
+    if error := missing_base(base):  # the defaults (runs/qm9_base, runs/text_kjv) are runs a fresh clone lacks
+        parser.error(error)
     domain = read_config(find_checkpoint(base) / "config.json").data.domain  # no weights needed yet
     name, quality, metrics = results_name(domain), QUALITY[domain], metric_columns(domain)
     out = Path(args.out) if args.out else ROOT / "runs" / name

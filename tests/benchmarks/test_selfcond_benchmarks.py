@@ -125,6 +125,33 @@ def test_overrides_anywhere_on_a_benchmark_command_line() -> None:
         parse_args(parser, ["--temperatures", "warm"])
 
 
+@pytest.mark.parametrize(("script", "argv", "default"), [
+    ("selfcond_domain", ["--domain", "text"], "runs/text_kjv"),
+    ("selfcond_ablation", [], "runs/qm9_base"),
+    ("speculative", [], "runs/qm9_base"),
+])
+def test_a_missing_base_is_refused_before_loading(script, argv, default, tmp_path, monkeypatch, capsys) -> None:
+    """Every benchmark that post-trains a base says, before loading anything, that the base is missing; for its
+    default (a run folder a fresh clone lacks) also the command that writes it and the shipped stand-in."""
+    import importlib
+
+    from benchmarks import common
+
+    module = importlib.import_module(f"benchmarks.{script}")
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--base", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit):
+        module.main()
+    err = capsys.readouterr().err
+    assert f"no base model at {tmp_path / 'missing'}" in err and "it is written by" not in err
+    monkeypatch.setattr(module, "ROOT", tmp_path)  # a checkout without runs/: the default is not there
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
+    with pytest.raises(SystemExit):
+        module.main()
+    builder, shipped = common.BASE_RUNS[default]
+    assert f"no base model at {tmp_path / default}: it is written by `{builder}`; or pass --base {shipped}" in (
+        capsys.readouterr().err)
+
+
 def test_paired_differences_and_same_process() -> None:
     by_seed = {("control", 0, 32, 1.0): {"validity": 0.40}, ("control", 1, 32, 1.0): {"validity": 0.50},
                ("sc", 0, 32, 1.0): {"validity": 0.35}, ("sc", 1, 32, 1.0): {"validity": 0.47},

@@ -105,18 +105,6 @@ def test_a_base_of_another_domain_is_refused(tmp_path, monkeypatch, capsys) -> N
     assert "say --domain (text, dna, image) or --base RUN" in capsys.readouterr().err
 
 
-def test_a_missing_base_is_refused_before_loading(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(sys, "argv", ["selfcond_domain.py", "--base", str(tmp_path / "missing")])
-    with pytest.raises(SystemExit):
-        selfcond_domain.main()
-    assert f"no base model at {tmp_path / 'missing'}" in capsys.readouterr().err
-    monkeypatch.setattr(selfcond_domain, "ROOT", tmp_path)  # the text default, runs/text_kjv, is not there
-    monkeypatch.setattr(sys, "argv", ["selfcond_domain.py", "--domain", "text"])
-    with pytest.raises(SystemExit):
-        selfcond_domain.main()
-    assert "python -m benchmarks.text_base`; or pass --base models/text_kjv" in capsys.readouterr().err
-
-
 def ablate_twice(base, out, domain: str, monkeypatch, capsys) -> tuple[list[dict], dict, str]:
     """Run the ablation on ``base``, then again with --cached-only and without the post-training runs: the same
     rows, nothing sampled again. Returns (rows, payload, printed section)."""
