@@ -37,7 +37,7 @@ PAGE_TITLES = {
 
 
 #: The base run folders the benchmarks default to, which a fresh clone lacks: the command that writes each, and the
-#: shipped model in models/ that stands in for it (trained longer: the pages' numbers come from the run folder).
+#: shipped model in models/ that stands in for it (trained longer: a page that measured the run has other numbers).
 BASE_RUNS = {
     "runs/qm9_base": ("python -m benchmarks.qm9_base", "models/qm9_base"),
     "runs/text_kjv": ("python -m benchmarks.text_base", "models/text_kjv"),
@@ -53,7 +53,7 @@ def missing_base(base: str | Path) -> str | None:
     known = next((hint for run, hint in BASE_RUNS.items() if Path(base).parts[-2:] == Path(run).parts), None)
     return f"no base model at {base}" + (
         f": it is written by `{known[0]}`; or pass --base {known[1]} (the shipped base, trained longer: other "
-        "numbers than the pages')" if known else "")
+        "numbers than a page that measured the run)" if known else "")
 
 
 def repo_relative(path: str | Path) -> str:
